@@ -1,0 +1,1 @@
+fetch("/api/version").then((r) => r.json()).then((v) => console.log("backend", v.version));

@@ -1,0 +1,25 @@
+"""Build, cache-clear and deploy a docker compose app: the invoke task collection.
+
+This file is the root of the ``tasks`` package; its submodules live in ``tasks/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__path__ = [str(Path(__file__).resolve().parent / "tasks")]
+
+from invoke.collection import Collection  # noqa: E402
+from invoke.program import Program  # noqa: E402
+
+from tasks import settings  # noqa: E402
+from tasks.build import build  # noqa: E402
+from tasks.show_config import config  # noqa: E402
+
+ns = Collection(build, config)
+ns.configure(settings.defaults())
+
+
+def main() -> None:
+    """Entry point of the ``compose-tasks`` command: the same tasks, run from any directory."""
+    Program(namespace=ns, name="compose-tasks", binary="compose-tasks").run()

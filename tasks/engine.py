@@ -1,0 +1,134 @@
+"""The Docker engine through the SDK: connect, look up and tag images, detect the builder."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from tasks.errors import UserError
+
+LABEL_INLINE = "org.compose-tasks.inline-cache"
+LABEL_COMMIT = "org.compose-tasks.commit"
+
+
+def connect() -> Any:
+    """A live client for the engine named by DOCKER_HOST (or the default socket)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as exc:
+        raise UserError(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+    return client
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``repo[:tag]`` into (repo, tag); a registry port is not a tag."""
+    name = ref.split("@", 1)[0]
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return name, ""
+    return repo, tag
+
+
+def has_registry(ref: str) -> bool:
+    """Whether a ref names its registry host (``host.tld/…``, ``host:port/…``, ``localhost/…``)."""
+    first, sep, _ = ref.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
+
+    where: str  # "local" | "registry"
+    inline: bool | None
+
+
+class Images:
+    """Image lookups with a per-run memo: the plan asks about the same refs more than once."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._memo: dict[str, Found | None] = {}
+
+    def locate(self, ref: str) -> Found | None:
+        """Local image first; a ref with a registry host is then asked of its registry."""
+        if ref not in self._memo:
+            self._memo[ref] = self._locate(ref)
+        return self._memo[ref]
+
+    def _locate(self, ref: str) -> Found | None:
+        try:
+            image = self.client.images.get(ref)
+        except ImageNotFound:
+            image = None
+        except APIError as exc:
+            raise UserError(f"engine error looking up {ref}: {_first_line(exc)}") from None
+        if image is not None:
+            labels = (image.attrs.get("Config") or {}).get("Labels") or {}
+            return Found("local", labels.get(LABEL_INLINE) == "1")
+        if not has_registry(ref):
+            return None
+        try:
+            self.client.images.get_registry_data(ref)
+        except (APIError, NotFound):
+            return None
+        return Found("registry", None)
+
+    def tag(self, source: str, target: str) -> None:
+        """Point ``target`` at the image ``source``."""
+        repo, tag = split_ref(target)
+        self.client.images.get(source).tag(repo, tag or "latest")
+
+    def image_id(self, ref: str) -> str | None:
+        """The image id behind a ref, or None."""
+        try:
+            return str(self.client.images.get(ref).id)
+        except ImageNotFound:
+            return None
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How compose will build, and which cache backends it can export."""
+
+    name: str
+    exports: tuple[str, ...]
+    bake: bool
+
+    def describe(self) -> str:
+        return f"{self.name} (cache export: {', '.join(self.exports) or 'none'})"
+
+
+def detect_builder(client: Any) -> Builder:
+    """Compose uses buildx bake when buildx exists; the docker driver exports only inline cache."""
+    containerd = any(
+        "containerd" in str(value)
+        for _, value in (client.info().get("DriverStatus") or [])
+    )
+    try:
+        done = subprocess.run(
+            ["docker", "buildx", "inspect"], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        done = None
+    if done is None or done.returncode != 0:
+        exports = ("inline", "registry", "local") if containerd else ("inline",)
+        return Builder("compose internal builder (buildx not installed)", exports, bake=False)
+    driver = next(
+        (line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
+         if line.strip().startswith("Driver:")),
+        "docker",
+    )
+    if driver == "docker" and not containerd:
+        return Builder("buildx bake, driver docker", ("inline",), bake=True)
+    return Builder(f"buildx bake, driver {driver}", ("inline", "registry", "local", "gha"), True)

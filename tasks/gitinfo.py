@@ -1,0 +1,76 @@
+"""GIT_COMMIT_HASH: which commit is being built, and whether the tree is dirty."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+UNKNOWN = "unknown"
+CI_SHA_VARS = ("GITHUB_SHA", "CI_COMMIT_SHA")
+CI_BRANCH_VARS = ("GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
+SHORT = 12
+_LONG_SHA = re.compile(r"^[0-9a-f]{13,64}$")
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    """The commit identity of a build."""
+
+    commit: str  # full sha, '-dirty' appended when enabled and the tree is dirty
+    source: str  # where it came from
+    dirty: bool
+    branch: str  # '' when unknown or detached
+    warning: str = ""
+
+    @property
+    def tag(self) -> str:
+        """Short form for image tags: 12 hex digits, plus '-dirty' if set."""
+        sha, dash, suffix = self.commit.partition("-")
+        if _LONG_SHA.match(sha):
+            return sha[:SHORT] + dash + suffix
+        return tag_safe(self.commit) or UNKNOWN
+
+
+def _git(project_dir: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=project_dir, capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def tag_safe(name: str) -> str:
+    """A branch name made usable as a docker tag."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-")
+    return cleaned[:128]
+
+
+def resolve(
+    project_dir: Path, environ: Mapping[str, str], var: str = "GIT_COMMIT_HASH",
+    dirty_suffix: bool = True,
+) -> GitInfo:
+    """An explicit variable wins, then CI variables, then git; ``unknown`` outside a checkout."""
+    branch = next((environ[v] for v in CI_BRANCH_VARS if environ.get(v)), "")
+    if environ.get(var):
+        return GitInfo(environ[var], f"environment {var}", environ[var].endswith("-dirty"),
+                       tag_safe(branch or _git(project_dir, "branch", "--show-current") or ""))
+    inside = _git(project_dir, "rev-parse", "--is-inside-work-tree") == "true"
+    branch = branch or (_git(project_dir, "branch", "--show-current") or "" if inside else "")
+    for name in CI_SHA_VARS:
+        if environ.get(name):
+            return GitInfo(environ[name], f"environment {name}", False, tag_safe(branch))
+    sha = _git(project_dir, "rev-parse", "HEAD") if inside else None
+    if not sha:
+        why = "not a git checkout" if not inside else "no commit yet"
+        return GitInfo(UNKNOWN, "none", False, "",
+                       f"{project_dir}: {why}; {var} is '{UNKNOWN}' (set {var} to override)")
+    changes = _git(project_dir, "status", "--porcelain", "--untracked-files=no")
+    dirty = bool(changes)
+    commit = f"{sha}-dirty" if dirty and dirty_suffix else sha
+    return GitInfo(commit, "git", dirty, tag_safe(branch))
+

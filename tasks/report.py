@@ -1,0 +1,98 @@
+"""Rendering plans and results for people (tables) and programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tasks.plan import BuildPlan, override_yaml
+from tasks.progress import BuildProgress, Step
+from tasks.settings import Settings
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain left-aligned text table."""
+    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    return "\n".join(lines)
+
+
+def say(text: str, settings: Settings | None = None, err: bool = False) -> None:
+    """Print a line (to stderr when ``err``), secrets masked."""
+    text = settings.mask(text) if settings else text
+    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def emit_json(data: Any, settings: Settings) -> None:
+    """Print data as JSON on stdout, secrets masked."""
+    say(json.dumps(data, indent=2, default=str), settings)
+
+
+def plan_text(plan: BuildPlan) -> str:
+    """The plan as people read it: cache sources per service, the command and the override."""
+    out = [
+        f"project {plan.project} in {plan.project_dir}",
+        f"commit  {plan.commit_var}={plan.commit} ({plan.commit_source}); tag :{plan.commit_tag}",
+        f"builder {plan.builder}",
+    ]
+    for service in plan.services:
+        out.append(f"service {service.name}: builds {service.build_ref}, then tags "
+                   f"{', '.join(service.promote)}")
+        for source in service.sources:
+            out.append(f"  cache_from {source.entry}  [{source.origin}] {source.status}")
+        if not service.sources:
+            out.append("  cache_from (none)")
+        for entry in service.cache_to:
+            out.append(f"  cache_to   {entry}")
+    out += [f"warning: {text}" for text in plan.warnings]
+    return "\n".join(out)
+
+
+def step_line(step: Step) -> str:
+    """One finished step, as shown while the build runs."""
+    state = "ERROR" if step.error else ("CACHED" if step.cached else f"{step.seconds:.1f}s")
+    label = step.label if len(step.label) <= 70 else step.label[:67] + "..."
+    return f"  {step.service:<14} {state:>7}  {label}"
+
+
+def result_rows(plan: BuildPlan, progress: BuildProgress) -> list[dict[str, Any]]:
+    """Per-service results as data."""
+    rows = []
+    for service in plan.services:
+        stats = progress.service(service.name)
+        rows.append({
+            "service": service.name,
+            "image": service.build_ref,
+            "steps": stats.total,
+            "cached": stats.cached,
+            "rebuilt": stats.rebuilt,
+            "first_rebuilt": stats.first_rebuilt,
+            "seconds": round(stats.seconds, 2),
+            "error": stats.error,
+        })
+    return rows
+
+
+def result_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The closing per-service table."""
+    return table(
+        ["service", "image", "steps", "cached", "rebuilt", "first rebuilt step", "time"],
+        [[row["service"], row["image"], row["steps"], row["cached"], row["rebuilt"],
+          row["first_rebuilt"][:50] or "-", f"{row['seconds']:.1f}s"] for row in rows],
+    )
+
+
+def dry_run_text(plan: BuildPlan, display: str) -> str:
+    """What ``--dry-run`` prints: the plan, the exact argv and the override YAML."""
+    return "\n".join([
+        plan_text(plan),
+        "",
+        f"command: {display}",
+        f"override ({plan.override_file}):",
+        override_yaml(plan).rstrip(),
+    ])
+
