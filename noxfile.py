@@ -1,0 +1,75 @@
+"""Development sessions: lint, types, unit and engine tests, benchmarks."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+SOURCES = ["tasks.py", "tasks", "noxfile.py", "tests"]
+
+
+def install(session: nox.Session) -> None:
+    """The project and its dev tools into the session's virtualenv."""
+    session.install("-e", ".[dev]")
+
+
+def run_lint(session: nox.Session) -> None:
+    session.run("ruff", "check", *SOURCES)
+
+
+def run_typecheck(session: nox.Session) -> None:
+    session.run("mypy")
+
+
+def run_tests(session: nox.Session) -> None:
+    session.run("pytest", "-m", "not engine", *session.posargs)
+
+
+def run_integration(session: nox.Session) -> None:
+    session.run("pytest", "-m", "engine", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff over the code and tests."""
+    session.install("ruff")
+    run_lint(session)
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict."""
+    install(session)
+    run_typecheck(session)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests: planning, parsing and settings, no Docker engine."""
+    install(session)
+    run_tests(session)
+
+
+@nox.session(python=PYTHON, default=False)
+def integration(session: nox.Session) -> None:
+    """Integration tests against the real Docker engine and Compose v2."""
+    install(session)
+    run_integration(session)
+
+
+@nox.session(python=PYTHON, default=False)
+def ci(session: nox.Session) -> None:
+    """Everything CI checks: lint, types, then unit and engine tests in one pytest run."""
+    install(session)
+    run_lint(session)
+    run_typecheck(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=False, default=False)
+def images(session: nox.Session) -> None:
+    """Create the local base-image stand-ins the Dockerfiles name."""
+    session.run("bash", "scripts/base-images.sh", external=True)

@@ -1,0 +1,150 @@
+"""Shared fixtures: engine detection, throwaway compose projects, running the tasks for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_IMAGE = "busybox:1.36"
+COMMIT_VARS = ("GIT_COMMIT_HASH", "GITHUB_SHA", "CI_COMMIT_SHA")
+
+
+def _engine_problem() -> str:
+    """Why engine tests cannot run here, or '' when they can."""
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
+        return "no Docker engine is reachable"
+    if subprocess.run(["docker", "compose", "version"], capture_output=True,
+                      check=False).returncode:
+        return "Compose v2 is not installed"
+    if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True,
+                      check=False).returncode:
+        return f"base image {BASE_IMAGE} missing (run: nox -s images)"
+    return ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    engine_items = [item for item in items if "engine" in item.keywords]
+    if not engine_items:
+        return
+    problem = _engine_problem()
+    if not problem:
+        return
+    if os.environ.get("CI") == "true":
+        for item in engine_items:
+            item.add_marker(pytest.mark.usefixtures("_engine_required_in_ci"))
+        return
+    for item in engine_items:
+        item.add_marker(pytest.mark.skip(reason=f"engine test skipped: {problem}"))
+
+
+@pytest.fixture
+def _engine_required_in_ci() -> None:
+    pytest.fail(f"CI=true but engine tests cannot run: {_engine_problem()}")
+
+
+def sh(*argv: str, cwd: Path | None = None, check: bool = True,
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command as an argv list."""
+    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=check,
+                          env=env)
+
+
+def invoke(project: Path, *args: str, env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    """Run our invoke tasks for real, from the project's directory."""
+    full = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
+    full.update(env or {})
+    return subprocess.run(["invoke", "-r", str(ROOT), *args], cwd=project, capture_output=True,
+                          text=True, env=full, check=False)
+
+
+def build_json(project: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``invoke build --json`` and its parsed result; fails the test on a non-zero exit."""
+    done = invoke(project, "build", "--json", *args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def services(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The result rows by service name."""
+    return {row["service"]: row for row in result["result"]["services"]}
+
+
+def image_id(ref: str) -> str | None:
+    done = sh("docker", "image", "inspect", "--format", "{{.Id}}", ref, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+APP_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+WORKDIR /app
+COPY deps.txt ./
+RUN cp deps.txt /deps-installed && sleep 1
+ARG GIT_COMMIT_HASH=unknown
+COPY src/ ./src/
+RUN echo "$GIT_COMMIT_HASH" > /app/VERSION
+"""
+
+
+class Stack:
+    """A throwaway compose project in a git checkout, with a unique project name."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.name = name
+
+    def write(self, relative: str, text: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def add_service(self, service: str, dockerfile: str = APP_DOCKERFILE) -> None:
+        self.write(f"{service}/Dockerfile", dockerfile)
+        self.write(f"{service}/deps.txt", "dep==1.0\n")
+        self.write(f"{service}/src/main.txt", f"{service} v1\n")
+        self.write(f"{service}/.dockerignore", ".git\n")
+
+    def commit(self, message: str = "change") -> str:
+        sh("git", "add", "-A", cwd=self.root)
+        sh("git", "commit", "-qm", message, cwd=self.root)
+        return sh("git", "rev-parse", "HEAD", cwd=self.root).stdout.strip()
+
+    def image(self, service: str) -> str:
+        return f"{self.name}-{service}"
+
+    def cleanup(self) -> None:
+        sh("docker", "compose", "-p", self.name, "down", "-v", "--remove-orphans",
+           cwd=self.root, check=False)
+        refs = sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                  "--filter", f"reference={self.name}-*", check=False).stdout.split()
+        if refs:
+            sh("docker", "rmi", "-f", *refs, check=False)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A git-committed compose project with one service ``app`` (not yet built)."""
+    name = f"ct{uuid.uuid4().hex[:10]}"
+    root = tmp_path / "proj"
+    root.mkdir()
+    project = Stack(root, name)
+    project.write("compose.yaml", f"name: {name}\nservices:\n  app:\n    build: ./app\n")
+    project.add_service("app")
+    sh("git", "init", "-q", "-b", "main", cwd=root)
+    sh("git", "config", "user.email", "t@example.invalid", cwd=root)
+    sh("git", "config", "user.name", "t", cwd=root)
+    project.commit("initial")
+    yield project
+    project.cleanup()

@@ -1,0 +1,154 @@
+"""``invoke build`` on the real engine: cached-step counts prove the cache works."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tasks.progress import BuildProgress
+from tests.conftest import ROOT, Stack, build_json, image_id, invoke, services, sh
+
+pytestmark = pytest.mark.engine
+
+# APP_DOCKERFILE steps (FROM not counted): WORKDIR, COPY deps, RUN deps | ARG | COPY src, RUN echo
+DEPENDENCY_STEPS = 3
+TOTAL_STEPS = 5
+
+
+def prune_builder() -> None:
+    sh("docker", "builder", "prune", "-af")
+
+
+def test_first_build_tags_commit_and_latest(stack: Stack) -> None:
+    sha = sh("git", "rev-parse", "HEAD", cwd=stack.root).stdout.strip()
+    row = services(build_json(stack.root))["app"]
+    assert row["steps"] == TOTAL_STEPS
+    assert row["cached"] == 0
+    built = image_id(f"{stack.image('app')}:{sha[:12]}")
+    assert built is not None
+    assert image_id(f"{stack.image('app')}:latest") == built
+
+
+def test_code_change_rebuilds_only_code_steps(stack: Stack) -> None:
+    build_json(stack.root)
+    stack.write("app/src/main.txt", "app v2\n")
+    stack.commit("code change")
+    row = services(build_json(stack.root))["app"]
+    assert row["cached"] == DEPENDENCY_STEPS
+    assert row["rebuilt"] == TOTAL_STEPS - DEPENDENCY_STEPS
+    assert "COPY src/" in row["first_rebuilt"]
+
+
+def test_dependency_steps_survive_builder_prune(stack: Stack) -> None:
+    build_json(stack.root)
+    prune_builder()
+    stack.write("app/src/main.txt", "app v2\n")
+    stack.commit("code change")
+    result = build_json(stack.root)
+    sources = result["plan"]["services"][0]["sources"]
+    assert [s["status"] for s in sources] == ["local image"]
+    row = services(result)["app"]
+    assert row["cached"] == DEPENDENCY_STEPS
+    assert "COPY src/" in row["first_rebuilt"]
+
+
+def test_no_change_after_prune_is_fully_cached(stack: Stack) -> None:
+    build_json(stack.root)
+    prune_builder()
+    row = services(build_json(stack.root))["app"]
+    assert (row["steps"], row["cached"]) == (TOTAL_STEPS, TOTAL_STEPS)
+
+
+def raw_compose_build(stack: Stack) -> BuildProgress:
+    """The seed's way: plain ``docker compose build`` with a bare ``cache_from``."""
+    progress = BuildProgress()
+    done = sh("docker", "compose", "--progress", "json", "build", cwd=stack.root,
+              env={**os.environ, "COMPOSE_BAKE": "false"})
+    for line in (done.stdout + done.stderr).splitlines():
+        progress.feed(line)
+    return progress
+
+
+def test_seed_bare_cache_from_is_useless_after_prune(stack: Stack) -> None:
+    """Documents the pitfall: an image without inline cache metadata does not serve as cache."""
+    image = f"{stack.image('app')}:latest"
+    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build:\n"
+                f"      context: ./app\n      cache_from: [{image}]\n    image: {image}\n")
+    stack.commit("seed config")
+    raw_compose_build(stack)
+    assert image_id(image) is not None
+    prune_builder()
+    stats = raw_compose_build(stack).service("app")
+    assert stats.total == TOTAL_STEPS
+    assert stats.cached == 0, "a bare cache_from image without inline metadata served as cache"
+
+
+def test_new_commit_hash_invalidates_only_from_its_arg(stack: Stack) -> None:
+    build_json(stack.root, env={"GIT_COMMIT_HASH": "a" * 40})
+    row = services(build_json(stack.root, env={"GIT_COMMIT_HASH": "b" * 40}))["app"]
+    # Everything before the ARG and the COPY that does not read it stay cached.
+    assert row["cached"] == TOTAL_STEPS - 1
+    assert row["first_rebuilt"].startswith("[6/6] RUN echo")
+
+
+def test_failed_service_leaves_every_latest_unchanged(stack: Stack) -> None:
+    stack.add_service("web")
+    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build: ./app\n"
+                "  web:\n    build: ./web\n")
+    stack.commit("two services")
+    build_json(stack.root)
+    before = {svc: image_id(f"{stack.image(svc)}:latest") for svc in ("app", "web")}
+    assert all(before.values())
+    stack.write("app/src/main.txt", "app v2\n")
+    stack.write("web/Dockerfile", (stack.root / "web/Dockerfile").read_text() + "RUN exit 3\n")
+    stack.commit("break web")
+    done = invoke(stack.root, "build")
+    assert done.returncode != 0
+    assert "web" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    after = {svc: image_id(f"{stack.image(svc)}:latest") for svc in ("app", "web")}
+    assert after == before
+
+
+def test_missing_cache_ref_is_dropped_not_queried(stack: Stack) -> None:
+    missing = f"nonexistent-{uuid.uuid4().hex[:8]}:latest"
+    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build:\n"
+                f"      context: ./app\n      cache_from: [{missing}]\n")
+    stack.commit("bad cache ref")
+    done = invoke(stack.root, "build", "--json")
+    assert done.returncode == 0, done.stderr
+    sources = json.loads(done.stdout)["plan"]["services"][0]["sources"]
+    assert sources[0]["entry"] == missing
+    assert sources[0]["status"].startswith("dropped")
+    assert "registry-1.docker.io" not in done.stdout + done.stderr
+    assert "importing cache manifest" not in done.stderr
+
+
+def test_dry_run_changes_nothing(stack: Stack) -> None:
+    done = invoke(stack.root, "build", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "cache_from: !override" in done.stdout
+    assert "BUILDKIT_INLINE_CACHE" in done.stdout
+    assert not (stack.root / ".build").exists()
+    assert image_id(f"{stack.image('app')}:latest") is None
+
+
+def test_demo_stack_builds_end_to_end(tmp_path: Path) -> None:
+    name = f"ctdemo{uuid.uuid4().hex[:6]}"
+    env = {"COMPOSE_PROJECT_NAME": name}
+    try:
+        first = services(build_json(ROOT, env=env))
+        assert set(first) == {"backend", "frontend"}
+        second = services(build_json(ROOT, env=env))
+        for row in second.values():
+            assert row["steps"] == row["cached"] > 0
+        assert image_id(f"{name}-backend:latest") == image_id(second["backend"]["image"])
+    finally:
+        refs = sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                  "--filter", f"reference={name}-*").stdout.split()
+        if refs:
+            sh("docker", "rmi", "-f", *refs, check=False)
