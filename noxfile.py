@@ -8,7 +8,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
-SOURCES = ["tasks.py", "tasks", "noxfile.py", "tests"]
+SOURCES = ["tasks.py", "tasks", "noxfile.py", "tests", "demo"]
 
 
 def install(session: nox.Session) -> None:
@@ -18,6 +18,7 @@ def install(session: nox.Session) -> None:
 
 def run_lint(session: nox.Session) -> None:
     session.run("ruff", "check", *SOURCES)
+    session.run("ruff", "format", "--check", *SOURCES)
 
 
 def run_typecheck(session: nox.Session) -> None:

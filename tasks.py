@@ -9,12 +9,12 @@ from pathlib import Path
 
 __path__ = [str(Path(__file__).resolve().parent / "tasks")]
 
-from invoke.collection import Collection  # noqa: E402
-from invoke.program import Program  # noqa: E402
+from invoke.collection import Collection
+from invoke.program import Program
 
-from tasks import settings  # noqa: E402
-from tasks.build import build  # noqa: E402
-from tasks.show_config import config  # noqa: E402
+from tasks import settings
+from tasks.build import build
+from tasks.show_config import config
 
 ns = Collection(build, config)
 ns.configure(settings.defaults())

@@ -33,14 +33,25 @@ def prepare(
     """Resolve the project and plan its build; changes nothing."""
     compose.version()
     files = compose.compose_files(settings)
-    git = gitinfo.resolve(settings.project_dir, os.environ, settings.commit_arg,
-                          settings.dirty_suffix)
-    project = compose.load_project(compose.base_argv(settings, files),
-                                   compose.environment({settings.commit_arg: git.commit}))
+    git = gitinfo.resolve(
+        settings.project_dir, os.environ, settings.commit_arg, settings.dirty_suffix
+    )
+    project = compose.load_project(
+        compose.base_argv(settings, files), compose.environment({settings.commit_arg: git.commit})
+    )
     client = engine.connect()
     images = engine.Images(client)
-    plan = make_plan(project, settings, files, git, images.locate, engine.detect_builder(client),
-                     services, fresh, pull)
+    plan = make_plan(
+        project,
+        settings,
+        files,
+        git,
+        images.locate,
+        engine.detect_builder(client),
+        services,
+        fresh,
+        pull,
+    )
     return Prepared(plan, images)
 
 
@@ -77,8 +88,14 @@ def execute(prepared: Prepared, settings: Settings, quiet: bool = False) -> dict
             for ref in service.promote:
                 prepared.images.tag(service.build_ref, ref)
                 promoted.append(ref)
-    result = {"ok": ok, "exit_code": code, "failed": failed, "services": rows,
-              "promoted": promoted, "messages": progress.messages[-20:]}
+    result = {
+        "ok": ok,
+        "exit_code": code,
+        "failed": failed,
+        "services": rows,
+        "promoted": promoted,
+        "messages": progress.messages[-20:],
+    }
     if not ok:
         why = progress.error or (progress.messages[-1] if progress.messages else f"exit {code}")
         result["error"] = why
@@ -93,8 +110,10 @@ def summary(plan: BuildPlan, result: dict[str, Any]) -> str:
     else:
         names = ", ".join(result["failed"]) or "unknown service"
         lines.append(f"build failed in {names}: {result['error']}")
-        lines.append("cache tags left unchanged: " + ", ".join(
-            ref for service in plan.services for ref in service.promote))
+        lines.append(
+            "cache tags left unchanged: "
+            + ", ".join(ref for service in plan.services for ref in service.promote)
+        )
     return "\n".join(lines)
 
 
@@ -110,8 +129,12 @@ def summary(plan: BuildPlan, result: dict[str, Any]) -> str:
 )
 @one_line_errors
 def build(
-    c: Context, service: list[str] | None = None, fresh: bool = False, pull: bool = False,
-    dry_run: bool = False, json: bool = False,
+    c: Context,
+    service: list[str] | None = None,
+    fresh: bool = False,
+    pull: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
     settings = settings_of(c, pull=pull or None)
@@ -121,8 +144,9 @@ def build(
         if json:
             report.emit_json({"plan": plan.to_dict()}, settings)
         else:
-            report.say(report.dry_run_text(plan, display_argv(plan.build_argv(), settings)),
-                       settings)
+            report.say(
+                report.dry_run_text(plan, display_argv(plan.build_argv(), settings)), settings
+            )
         return
     report.say(report.plan_text(plan), settings, err=json)
     result = execute(prepared, settings, quiet=json)

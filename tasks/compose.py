@@ -1,4 +1,4 @@
-"""Talking to ``docker compose``: find the files, resolve the project, run commands as argv lists."""
+"""Talking to ``docker compose``: find the files, resolve the project, run argv lists."""
 
 from __future__ import annotations
 
@@ -39,7 +39,10 @@ def compose_files(settings: Settings) -> tuple[Path, ...]:
 
 
 def command(
-    project_dir: str, files: Sequence[str], project: str = "", profiles: Sequence[str] = (),
+    project_dir: str,
+    files: Sequence[str],
+    project: str = "",
+    profiles: Sequence[str] = (),
     env_file: str = "",
 ) -> list[str]:
     """``docker compose`` with a project's directory, files, name, profiles and env file."""
@@ -63,8 +66,13 @@ def extra_env_file(settings: Settings) -> str:
 
 def base_argv(settings: Settings, files: Sequence[Path]) -> list[str]:
     """``docker compose`` for the project as the settings describe it."""
-    return command(str(settings.project_dir), [str(path) for path in files],
-                   settings.project_name, settings.profiles, extra_env_file(settings))
+    return command(
+        str(settings.project_dir),
+        [str(path) for path in files],
+        settings.project_name,
+        settings.profiles,
+        extra_env_file(settings),
+    )
 
 
 def environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -94,7 +102,10 @@ def version() -> str:
 def load_project(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
     """The fully resolved project from ``docker compose config --format json``."""
     done = subprocess.run(
-        [*argv, "config", "--format", "json"], capture_output=True, text=True, env=dict(env),
+        [*argv, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=dict(env),
         check=False,
     )
     if done.returncode != 0:
@@ -108,9 +119,13 @@ def load_project(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], on_line: Callable[[str], None]) -> int:
-    """Run a command, passing each merged stdout/stderr line to ``on_line``; return its exit code."""
+    """Run argv, passing each merged stdout/stderr line to ``on_line``; return the exit code."""
     with subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(env),
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(env),
         bufsize=1,
     ) as proc:
         assert proc.stdout is not None

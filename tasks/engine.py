@@ -112,8 +112,7 @@ class Builder:
 def detect_builder(client: Any) -> Builder:
     """Compose uses buildx bake when buildx exists; the docker driver exports only inline cache."""
     containerd = any(
-        "containerd" in str(value)
-        for _, value in (client.info().get("DriverStatus") or [])
+        "containerd" in str(value) for _, value in (client.info().get("DriverStatus") or [])
     )
     try:
         done = subprocess.run(
@@ -125,8 +124,11 @@ def detect_builder(client: Any) -> Builder:
         exports = ("inline", "registry", "local") if containerd else ("inline",)
         return Builder("compose internal builder (buildx not installed)", exports, bake=False)
     driver = next(
-        (line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
-         if line.strip().startswith("Driver:")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in done.stdout.splitlines()
+            if line.strip().startswith("Driver:")
+        ),
         "docker",
     )
     if driver == "docker" and not containerd:

@@ -51,14 +51,20 @@ def tag_safe(name: str) -> str:
 
 
 def resolve(
-    project_dir: Path, environ: Mapping[str, str], var: str = "GIT_COMMIT_HASH",
+    project_dir: Path,
+    environ: Mapping[str, str],
+    var: str = "GIT_COMMIT_HASH",
     dirty_suffix: bool = True,
 ) -> GitInfo:
     """An explicit variable wins, then CI variables, then git; ``unknown`` outside a checkout."""
     branch = next((environ[v] for v in CI_BRANCH_VARS if environ.get(v)), "")
     if environ.get(var):
-        return GitInfo(environ[var], f"environment {var}", environ[var].endswith("-dirty"),
-                       tag_safe(branch or _git(project_dir, "branch", "--show-current") or ""))
+        return GitInfo(
+            environ[var],
+            f"environment {var}",
+            environ[var].endswith("-dirty"),
+            tag_safe(branch or _git(project_dir, "branch", "--show-current") or ""),
+        )
     inside = _git(project_dir, "rev-parse", "--is-inside-work-tree") == "true"
     branch = branch or (_git(project_dir, "branch", "--show-current") or "" if inside else "")
     for name in CI_SHA_VARS:
@@ -67,10 +73,14 @@ def resolve(
     sha = _git(project_dir, "rev-parse", "HEAD") if inside else None
     if not sha:
         why = "not a git checkout" if not inside else "no commit yet"
-        return GitInfo(UNKNOWN, "none", False, "",
-                       f"{project_dir}: {why}; {var} is '{UNKNOWN}' (set {var} to override)")
+        return GitInfo(
+            UNKNOWN,
+            "none",
+            False,
+            "",
+            f"{project_dir}: {why}; {var} is '{UNKNOWN}' (set {var} to override)",
+        )
     changes = _git(project_dir, "status", "--porcelain", "--untracked-files=no")
     dirty = bool(changes)
     commit = f"{sha}-dirty" if dirty and dirty_suffix else sha
     return GitInfo(commit, "git", dirty, tag_safe(branch))
-

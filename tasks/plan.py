@@ -85,8 +85,13 @@ class BuildPlan:
 
     def compose_argv(self) -> list[str]:
         """``docker compose`` with the project's files, our override, name and profiles."""
-        return command(self.project_dir, [*self.compose_files, self.override_file],
-                       self.project, self.profiles, self.env_file)
+        return command(
+            self.project_dir,
+            [*self.compose_files, self.override_file],
+            self.project,
+            self.profiles,
+            self.env_file,
+        )
 
     def build_argv(self) -> list[str]:
         """The exact build command."""
@@ -175,18 +180,29 @@ def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> 
         kind = _cache_type(entry)
         if kind in exports:
             return CacheSource(entry, origin, f"{kind} cache")
-        return CacheSource(entry, origin, f"dropped: '{kind}' cache needs a buildx builder "
-                                          "with a docker-container driver")
+        return CacheSource(
+            entry,
+            origin,
+            f"dropped: '{kind}' cache needs a buildx builder with a docker-container driver",
+        )
     found = locate(ref)
     if found is None:
         return CacheSource(entry, origin, "dropped: no such image locally or in its registry")
-    return CacheSource(entry, origin, "local image" if found.where == "local" else "registry",
-                       found.inline)
+    return CacheSource(
+        entry, origin, "local image" if found.where == "local" else "registry", found.inline
+    )
 
 
 def _service_plan(
-    project: str, name: str, service: Mapping[str, Any], settings: Settings, git: GitInfo,
-    locate: Locate, builder: Builder, fresh: bool, warnings: list[str],
+    project: str,
+    name: str,
+    service: Mapping[str, Any],
+    settings: Settings,
+    git: GitInfo,
+    locate: Locate,
+    builder: Builder,
+    fresh: bool,
+    warnings: list[str],
 ) -> ServicePlan:
     build = service.get("build") or {}
     image = image_repo(project, name, service)
@@ -211,12 +227,16 @@ def _service_plan(
         labels[LABEL_INLINE] = "1"
     for source in sources:
         if source.kept and source.inline is False:
-            warnings.append(f"{name}: cache source {source.entry} has no inline cache metadata; "
-                            "it can only serve after a build with BUILDKIT_INLINE_CACHE=1")
+            warnings.append(
+                f"{name}: cache source {source.entry} has no inline cache metadata; "
+                "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
+            )
     for arg in build.get("args") or {}:
         if is_secret(str(arg)):
-            warnings.append(f"{name}: build arg {arg} looks secret; build args end up in the "
-                            "image history, use build secrets instead")
+            warnings.append(
+                f"{name}: build arg {arg} looks secret; build args end up in the "
+                "image history, use build secrets instead"
+            )
     promote = [f"{image}:latest"]
     if settings.branch_tag and git.branch:
         promote.append(f"{image}:{git.branch}")
@@ -242,8 +262,10 @@ def select(project: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
         if name not in services:
             raise UserError(f"unknown service '{name}' (services: {', '.join(services) or 'none'})")
         if name not in buildable:
-            raise UserError(f"service '{name}' has no build section (buildable: "
-                            f"{', '.join(buildable) or 'none'})")
+            raise UserError(
+                f"service '{name}' has no build section (buildable: "
+                f"{', '.join(buildable) or 'none'})"
+            )
     chosen = [name for name in buildable if not wanted or name in wanted]
     if not chosen:
         raise UserError("the compose project has no service with a build section")
@@ -265,8 +287,17 @@ def make_plan(
     name = str(project.get("name") or settings.project_name)
     warnings = [git.warning] if git.warning else []
     plans = tuple(
-        _service_plan(name, service, project["services"][service], settings, git, locate,
-                      builder, fresh, warnings)
+        _service_plan(
+            name,
+            service,
+            project["services"][service],
+            settings,
+            git,
+            locate,
+            builder,
+            fresh,
+            warnings,
+        )
         for service in select(project, services)
     )
     return BuildPlan(

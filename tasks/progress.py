@@ -9,8 +9,11 @@ from datetime import datetime
 from typing import Any
 
 # "[backend 3/6] RUN ..." or "[frontend builder 2/4] COPY ..." (compose prefixes the service).
-_STEP = re.compile(r"^\[(?P<service>\S+)(?: (?P<stage>[^\]]+?))? (?P<index>\d+)/(?P<count>\d+)\] "
-                   r"(?P<command>.+)$", re.DOTALL)
+_STEP = re.compile(
+    r"^\[(?P<service>\S+)(?: (?P<stage>[^\]]+?))? (?P<index>\d+)/(?P<count>\d+)\] "
+    r"(?P<command>.+)$",
+    re.DOTALL,
+)
 _SERVICE = re.compile(r"^\[(?P<service>[^\] ]+)[\] ]")
 CANCELED = "context canceled"
 
@@ -75,7 +78,7 @@ class ServiceStats:
 
 
 class BuildProgress:
-    """Feed it compose's output lines; it keeps per-service step stats and reports finished steps."""
+    """Fed compose's output lines, it keeps per-service step stats and reports finished steps."""
 
     def __init__(self) -> None:
         self.services: dict[str, ServiceStats] = {}

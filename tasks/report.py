@@ -16,8 +16,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain left-aligned text table."""
     cells = [[str(cell) for cell in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
     return "\n".join(lines)
 
 
@@ -40,8 +42,10 @@ def plan_text(plan: BuildPlan) -> str:
         f"builder {plan.builder}",
     ]
     for service in plan.services:
-        out.append(f"service {service.name}: builds {service.build_ref}, then tags "
-                   f"{', '.join(service.promote)}")
+        out.append(
+            f"service {service.name}: builds {service.build_ref}, then tags "
+            f"{', '.join(service.promote)}"
+        )
         for source in service.sources:
             out.append(f"  cache_from {source.entry}  [{source.origin}] {source.status}")
         if not service.sources:
@@ -64,16 +68,18 @@ def result_rows(plan: BuildPlan, progress: BuildProgress) -> list[dict[str, Any]
     rows = []
     for service in plan.services:
         stats = progress.service(service.name)
-        rows.append({
-            "service": service.name,
-            "image": service.build_ref,
-            "steps": stats.total,
-            "cached": stats.cached,
-            "rebuilt": stats.rebuilt,
-            "first_rebuilt": stats.first_rebuilt,
-            "seconds": round(stats.seconds, 2),
-            "error": stats.error,
-        })
+        rows.append(
+            {
+                "service": service.name,
+                "image": service.build_ref,
+                "steps": stats.total,
+                "cached": stats.cached,
+                "rebuilt": stats.rebuilt,
+                "first_rebuilt": stats.first_rebuilt,
+                "seconds": round(stats.seconds, 2),
+                "error": stats.error,
+            }
+        )
     return rows
 
 
@@ -81,18 +87,29 @@ def result_table(rows: Sequence[dict[str, Any]]) -> str:
     """The closing per-service table."""
     return table(
         ["service", "image", "steps", "cached", "rebuilt", "first rebuilt step", "time"],
-        [[row["service"], row["image"], row["steps"], row["cached"], row["rebuilt"],
-          row["first_rebuilt"][:50] or "-", f"{row['seconds']:.1f}s"] for row in rows],
+        [
+            [
+                row["service"],
+                row["image"],
+                row["steps"],
+                row["cached"],
+                row["rebuilt"],
+                row["first_rebuilt"][:50] or "-",
+                f"{row['seconds']:.1f}s",
+            ]
+            for row in rows
+        ],
     )
 
 
 def dry_run_text(plan: BuildPlan, display: str) -> str:
     """What ``--dry-run`` prints: the plan, the exact argv and the override YAML."""
-    return "\n".join([
-        plan_text(plan),
-        "",
-        f"command: {display}",
-        f"override ({plan.override_file}):",
-        override_yaml(plan).rstrip(),
-    ])
-
+    return "\n".join(
+        [
+            plan_text(plan),
+            "",
+            f"command: {display}",
+            f"override ({plan.override_file}):",
+            override_yaml(plan).rstrip(),
+        ]
+    )

@@ -66,7 +66,9 @@ def _path_list(raw: Any) -> tuple[str, ...]:
 
 
 def _name_list(raw: Any) -> tuple[str, ...]:
-    items = [_text(item) for item in raw] if isinstance(raw, list | tuple) else _text(raw).split(",")
+    items = (
+        [_text(item) for item in raw] if isinstance(raw, list | tuple) else _text(raw).split(",")
+    )
     return tuple(item.strip() for item in items if item.strip())
 
 
@@ -101,7 +103,9 @@ class Spec:
 
 SPECS: tuple[Spec, ...] = (
     Spec("project_dir", ".", _text, "directory of the compose project (relative to cwd)"),
-    Spec("env_file", ".env", _text, "env file read for settings and masking, relative to project_dir"),
+    Spec(
+        "env_file", ".env", _text, "env file read for settings and masking, relative to project_dir"
+    ),
     Spec(
         "compose_files",
         "",
@@ -109,15 +113,26 @@ SPECS: tuple[Spec, ...] = (
         "compose files (separated like COMPOSE_FILE); empty: compose's default lookup",
         ("COMPOSE_FILE",),
     ),
-    Spec("project_name", "", _project_name, "compose project name; empty: compose's default",
-         ("COMPOSE_PROJECT_NAME",)),
+    Spec(
+        "project_name",
+        "",
+        _project_name,
+        "compose project name; empty: compose's default",
+        ("COMPOSE_PROJECT_NAME",),
+    ),
     Spec("profiles", "", _name_list, "compose profiles, comma separated", ("COMPOSE_PROFILES",)),
     Spec("build_dir", ".build", _text, "folder for generated files (git-ignored), in project_dir"),
     Spec("commit_arg", "GIT_COMMIT_HASH", _arg_name, "build arg / env var carrying the commit"),
     Spec("dirty_suffix", True, _flag, "append -dirty to the commit when tracked files changed"),
-    Spec("branch_tag", False, _flag, "also tag images :<branch> and use that tag as a cache source"),
-    Spec("inline_cache", True, _flag,
-         "build with BUILDKIT_INLINE_CACHE=1 so images can serve as cache (off when cache_to is set)"),
+    Spec(
+        "branch_tag", False, _flag, "also tag images :<branch> and use that tag as a cache source"
+    ),
+    Spec(
+        "inline_cache",
+        True,
+        _flag,
+        "build with BUILDKIT_INLINE_CACHE=1 so images serve as cache (off when cache_to is set)",
+    ),
     Spec("pull", False, _flag, "always try to pull newer base images"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -228,8 +243,8 @@ def load(
     project_dir = (base / values["project_dir"]).resolve()
     if not project_dir.is_dir():
         raise UserError(
-            f"invalid setting project_dir={values['project_dir']!r} (from {sources['project_dir']}):"
-            " not a directory"
+            f"invalid setting project_dir={values['project_dir']!r} "
+            f"(from {sources['project_dir']}): not a directory"
         )
     resolve("env_file", {}, "")
     env_file = project_dir / values["env_file"]
@@ -261,7 +276,13 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, spec.name)
         shown: Any = list(value) if isinstance(value, tuple) else value
         shown = str(shown) if isinstance(shown, Path) else shown
-        rows.append({"name": spec.name, "value": shown, "source": settings.sources[spec.name],
-                     "help": spec.help})
+        rows.append(
+            {
+                "name": spec.name,
+                "value": shown,
+                "source": settings.sources[spec.name],
+                "help": spec.help,
+            }
+        )
     env = {k: (MASK if is_secret(k) else v) for k, v in sorted(settings.dotenv.items())}
     return {"settings": rows, "env_file": str(settings.env_file), "env": env}

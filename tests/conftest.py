@@ -24,11 +24,13 @@ def _engine_problem() -> str:
         return "the docker CLI is not installed"
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
         return "no Docker engine is reachable"
-    if subprocess.run(["docker", "compose", "version"], capture_output=True,
-                      check=False).returncode:
+    if subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, check=False
+    ).returncode:
         return "Compose v2 is not installed"
-    if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True,
-                      check=False).returncode:
+    if subprocess.run(
+        ["docker", "image", "inspect", BASE_IMAGE], capture_output=True, check=False
+    ).returncode:
         return f"base image {BASE_IMAGE} missing (run: nox -s images)"
     return ""
 
@@ -53,20 +55,29 @@ def _engine_required_in_ci() -> None:
     pytest.fail(f"CI=true but engine tests cannot run: {_engine_problem()}")
 
 
-def sh(*argv: str, cwd: Path | None = None, check: bool = True,
-       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def sh(
+    *argv: str, cwd: Path | None = None, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command as an argv list."""
-    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=check,
-                          env=env)
+    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=check, env=env)
 
 
-def invoke(project: Path, *args: str, env: dict[str, str] | None = None,
-           ) -> subprocess.CompletedProcess[str]:
+def invoke(
+    project: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run our invoke tasks for real, from the project's directory."""
     full = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
     full.update(env or {})
-    return subprocess.run(["invoke", "-r", str(ROOT), *args], cwd=project, capture_output=True,
-                          text=True, env=full, check=False)
+    return subprocess.run(
+        ["invoke", "-r", str(ROOT), *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=full,
+        check=False,
+    )
 
 
 def build_json(project: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -125,10 +136,26 @@ class Stack:
         return f"{self.name}-{service}"
 
     def cleanup(self) -> None:
-        sh("docker", "compose", "-p", self.name, "down", "-v", "--remove-orphans",
-           cwd=self.root, check=False)
-        refs = sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
-                  "--filter", f"reference={self.name}-*", check=False).stdout.split()
+        sh(
+            "docker",
+            "compose",
+            "-p",
+            self.name,
+            "down",
+            "-v",
+            "--remove-orphans",
+            cwd=self.root,
+            check=False,
+        )
+        refs = sh(
+            "docker",
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            f"reference={self.name}-*",
+            check=False,
+        ).stdout.split()
         if refs:
             sh("docker", "rmi", "-f", *refs, check=False)
 

@@ -66,8 +66,15 @@ def test_no_change_after_prune_is_fully_cached(stack: Stack) -> None:
 def raw_compose_build(stack: Stack) -> BuildProgress:
     """The seed's way: plain ``docker compose build`` with a bare ``cache_from``."""
     progress = BuildProgress()
-    done = sh("docker", "compose", "--progress", "json", "build", cwd=stack.root,
-              env={**os.environ, "COMPOSE_BAKE": "false"})
+    done = sh(
+        "docker",
+        "compose",
+        "--progress",
+        "json",
+        "build",
+        cwd=stack.root,
+        env={**os.environ, "COMPOSE_BAKE": "false"},
+    )
     for line in (done.stdout + done.stderr).splitlines():
         progress.feed(line)
     return progress
@@ -76,8 +83,11 @@ def raw_compose_build(stack: Stack) -> BuildProgress:
 def test_seed_bare_cache_from_is_useless_after_prune(stack: Stack) -> None:
     """Documents the pitfall: an image without inline cache metadata does not serve as cache."""
     image = f"{stack.image('app')}:latest"
-    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build:\n"
-                f"      context: ./app\n      cache_from: [{image}]\n    image: {image}\n")
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n  app:\n    build:\n"
+        f"      context: ./app\n      cache_from: [{image}]\n    image: {image}\n",
+    )
     stack.commit("seed config")
     raw_compose_build(stack)
     assert image_id(image) is not None
@@ -97,8 +107,10 @@ def test_new_commit_hash_invalidates_only_from_its_arg(stack: Stack) -> None:
 
 def test_failed_service_leaves_every_latest_unchanged(stack: Stack) -> None:
     stack.add_service("web")
-    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build: ./app\n"
-                "  web:\n    build: ./web\n")
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n  app:\n    build: ./app\n  web:\n    build: ./web\n",
+    )
     stack.commit("two services")
     build_json(stack.root)
     before = {svc: image_id(f"{stack.image(svc)}:latest") for svc in ("app", "web")}
@@ -116,8 +128,11 @@ def test_failed_service_leaves_every_latest_unchanged(stack: Stack) -> None:
 
 def test_missing_cache_ref_is_dropped_not_queried(stack: Stack) -> None:
     missing = f"nonexistent-{uuid.uuid4().hex[:8]}:latest"
-    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build:\n"
-                f"      context: ./app\n      cache_from: [{missing}]\n")
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n  app:\n    build:\n"
+        f"      context: ./app\n      cache_from: [{missing}]\n",
+    )
     stack.commit("bad cache ref")
     done = invoke(stack.root, "build", "--json")
     assert done.returncode == 0, done.stderr
@@ -148,7 +163,13 @@ def test_demo_stack_builds_end_to_end(tmp_path: Path) -> None:
             assert row["steps"] == row["cached"] > 0
         assert image_id(f"{name}-backend:latest") == image_id(second["backend"]["image"])
     finally:
-        refs = sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
-                  "--filter", f"reference={name}-*").stdout.split()
+        refs = sh(
+            "docker",
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            f"reference={name}-*",
+        ).stdout.split()
         if refs:
             sh("docker", "rmi", "-f", *refs, check=False)

@@ -1,0 +1,153 @@
+"""Planning: config -> plan -> argv + override YAML, without Docker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tasks.engine import Builder, Found
+from tasks.errors import UserError
+from tasks.gitinfo import GitInfo
+from tasks.plan import BuildPlan, image_repo, make_plan, override_yaml
+from tasks.settings import load
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+GIT = GitInfo(SHA, "git", False, "main")
+INLINE_ONLY = Builder("compose internal builder", ("inline",), bake=False)
+
+
+def project(**services: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "shop", "services": services}
+
+
+def plan_for(
+    compose: dict[str, Any],
+    tmp_path: Path,
+    existing: dict[str, Found] | None = None,
+    config: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> BuildPlan:
+    settings = load(config or {}, environ={}, cwd=tmp_path)
+    found = existing or {}
+    return make_plan(
+        compose,
+        settings,
+        [tmp_path / "compose.yaml"],
+        GIT,
+        found.get,
+        kwargs.pop("builder", INLINE_ONLY),
+        **kwargs,
+    )
+
+
+def test_image_names() -> None:
+    assert image_repo("shop", "api", {}) == "shop-api"
+    assert (
+        image_repo("shop", "api", {"image": "reg.io:5000/team/api:1.0"}) == "reg.io:5000/team/api"
+    )
+    assert image_repo("shop", "api", {"image": "localhost:5000/api"}) == "localhost:5000/api"
+
+
+def test_cache_sources_in_priority_order_missing_refs_dropped(tmp_path: Path) -> None:
+    compose = project(
+        api={"build": {"context": "/p/api", "cache_from": ["reg.io/api:cache", "gone:1"]}}
+    )
+    existing = {
+        "reg.io/api:cache": Found("registry", None),
+        "shop-api:latest": Found("local", True),
+    }
+    plan = plan_for(compose, tmp_path, existing, config={"branch_tag": True})
+    (api,) = plan.services
+    assert [(s.entry, s.origin, s.status) for s in api.sources] == [
+        ("reg.io/api:cache", "compose file", "registry"),
+        ("gone:1", "compose file", "dropped: no such image locally or in its registry"),
+        ("shop-api:main", "branch tag", "dropped: no such image locally or in its registry"),
+        ("shop-api:latest", "latest", "local image"),
+    ]
+    assert api.cache_from == ["reg.io/api:cache", "shop-api:latest"]
+    assert api.build_ref == f"shop-api:{SHA[:12]}"
+    assert api.promote == ("shop-api:latest", "shop-api:main")
+
+
+def test_inline_cache_arg_unless_cache_to(tmp_path: Path) -> None:
+    compose = project(
+        api={"build": {"context": "/p/api"}},
+        worker={"build": {"context": "/p/w", "cache_to": ["type=local,dest=/tmp/c"]}},
+    )
+    api, worker = plan_for(compose, tmp_path).services
+    assert api.args == {"GIT_COMMIT_HASH": SHA, "BUILDKIT_INLINE_CACHE": "1"}
+    assert worker.args == {"GIT_COMMIT_HASH": SHA}
+    no_inline = plan_for(compose, tmp_path, config={"inline_cache": False}).services[0]
+    assert "BUILDKIT_INLINE_CACHE" not in no_inline.args
+
+
+def test_non_registry_cache_needs_a_capable_builder(tmp_path: Path) -> None:
+    compose = project(api={"build": {"context": "/p", "cache_from": ["type=local,src=/c"]}})
+    (api,) = plan_for(compose, tmp_path).services
+    assert api.sources[0].status.startswith("dropped: 'local' cache needs a buildx builder")
+    capable = Builder("buildx bake, driver docker-container", ("inline", "local"), bake=True)
+    (api,) = plan_for(compose, tmp_path, builder=capable).services
+    assert api.sources[0].status == "local cache"
+
+
+def test_fresh_uses_no_cache_and_no_sources(tmp_path: Path) -> None:
+    existing = {"shop-api:latest": Found("local", True)}
+    plan = plan_for(project(api={"build": {"context": "/p"}}), tmp_path, existing, fresh=True)
+    assert plan.services[0].cache_from == []
+    assert "--no-cache" in plan.build_argv()
+
+
+def test_service_selection(tmp_path: Path) -> None:
+    compose = project(
+        api={"build": {"context": "/p"}}, web={"build": {"context": "/w"}}, db={"image": "pg"}
+    )
+    assert plan_for(compose, tmp_path, services=["web"]).service_names() == ["web"]
+    with pytest.raises(UserError, match="unknown service 'nope'"):
+        plan_for(compose, tmp_path, services=["nope"])
+    with pytest.raises(UserError, match="service 'db' has no build section"):
+        plan_for(compose, tmp_path, services=["db"])
+    with pytest.raises(UserError, match="no service with a build section"):
+        plan_for(project(db={"image": "pg"}), tmp_path)
+
+
+def test_exact_argv(tmp_path: Path) -> None:
+    plan = plan_for(project(api={"build": {"context": "/p"}}), tmp_path, pull=True)
+    root = str(tmp_path.resolve())
+    assert plan.build_argv() == [
+        "docker", "compose", "--project-directory", root,
+        "-f", str(tmp_path / "compose.yaml"), "-f", f"{root}/.build/compose.build.yml",
+        "-p", "shop", "--progress", "json", "build", "--pull", "api",
+    ]  # fmt: skip
+    assert plan.env() == {"GIT_COMMIT_HASH": SHA}
+
+
+def test_override_yaml_replaces_cache_from(tmp_path: Path) -> None:
+    existing = {"shop-api:latest": Found("local", True)}
+    compose = project(api={"build": {"context": "/p", "cache_from": ["gone:1"]}})
+    text = override_yaml(plan_for(compose, tmp_path, existing))
+    assert "cache_from: !override\n" in text
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def sequence(loader: yaml.SafeLoader, node: yaml.Node) -> list[Any]:
+        assert isinstance(node, yaml.SequenceNode)
+        return loader.construct_sequence(node)
+
+    Loader.add_constructor("!override", sequence)
+    data = yaml.load(text, Loader=Loader)  # noqa: S506
+    api = data["services"]["api"]
+    assert api["image"] == f"shop-api:{SHA[:12]}"
+    assert api["build"]["cache_from"] == ["shop-api:latest"]
+    assert api["build"]["args"]["BUILDKIT_INLINE_CACHE"] == "1"
+
+
+def test_warnings_for_secret_args_and_images_without_inline_metadata(tmp_path: Path) -> None:
+    compose = project(api={"build": {"context": "/p", "args": {"NPM_TOKEN": "x", "MODE": "y"}}})
+    plan = plan_for(compose, tmp_path, {"shop-api:latest": Found("local", False)})
+    assert any("NPM_TOKEN looks secret" in w for w in plan.warnings)
+    assert not any("MODE" in w for w in plan.warnings)
+    assert any("no inline cache metadata" in w for w in plan.warnings)

@@ -1,0 +1,67 @@
+"""Counting cached steps from BuildKit's JSON progress (no engine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.progress import BuildProgress
+
+
+def vertex(name: str, digest: str, **extra: Any) -> str:
+    return json.dumps({"vertexes": [{"digest": digest, "name": name, **extra}]})
+
+
+T0, T1, T2 = "2026-11-24T18:23:06.801453343Z", "2026-11-24T18:23:07.5Z", "2026-11-24T18:23:09Z"
+
+
+def test_counts_cached_and_rebuilt_steps_per_service() -> None:
+    progress = BuildProgress()
+    lines = [
+        json.dumps({"level": "warning", "msg": "buildx isn't installed"}),
+        vertex("[api internal] load build definition from Dockerfile", "d0", started=T0),
+        vertex("[api 1/4] FROM docker.io/library/busybox:1.36", "d1", started=T0, completed=T0),
+        vertex("[api 2/4] RUN install", "d2"),
+        vertex("[api 2/4] RUN install", "d2", started=T0, completed=T0, cached=True),
+        vertex("[api 3/4] COPY src/ ./src/", "d3", started=T0),
+        vertex("[api 3/4] COPY src/ ./src/", "d3", started=T0, completed=T1),
+        vertex("[web builder 2/3] RUN npm ci", "d2", started=T1, completed=T2),
+        vertex("[api 4/4] RUN build", "d4", started=T1, completed=T2),
+        json.dumps({"id": "api", "status": "Built"}),
+        "some plain line",
+    ]
+    finished = [step.label for line in lines for step in progress.feed(line)]
+    assert finished == [
+        "[2/4] RUN install",
+        "[3/4] COPY src/ ./src/",
+        "[builder 2/3] RUN npm ci",
+        "[4/4] RUN build",
+    ]
+    api = progress.service("api")
+    assert (api.total, api.cached, api.rebuilt) == (3, 1, 2)
+    assert api.first_rebuilt == "[3/4] COPY src/ ./src/"
+    assert api.built
+    assert round(api.seconds, 1) == 2.2
+    assert progress.service("web").total == 1
+    assert progress.messages == ["warning: buildx isn't installed", "some plain line"]
+    assert progress.failed_services() == []
+
+
+def test_failure_names_the_service_not_the_cancelled_ones() -> None:
+    progress = BuildProgress()
+    progress.feed(
+        vertex(
+            "[web 5/5] RUN false",
+            "e1",
+            started=T0,
+            completed=T1,
+            error="executor failed running [/bin/sh -c false]: exit code: 1",
+        )
+    )
+    progress.feed(
+        vertex("[api 3/4] RUN slow", "e2", started=T0, completed=T1, error="context canceled")
+    )
+    progress.feed(json.dumps({"error": True, "message": "failed to solve: exit code: 1"}))
+    assert progress.failed_services() == ["web"]
+    assert progress.error == "failed to solve: exit code: 1"
+    assert "exit code: 1" in progress.service("web").error

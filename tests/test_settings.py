@@ -1,0 +1,78 @@
+"""Settings precedence, validation and masking (no engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import UserError
+from tasks.settings import MASK, describe, load
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load({}, environ={}, cwd=tmp_path)
+    assert settings.project_dir == tmp_path.resolve()
+    assert settings.compose_files == ()
+    assert settings.commit_arg == "GIT_COMMIT_HASH"
+    assert settings.inline_cache is True
+    assert settings.sources["inline_cache"] == "default"
+
+
+def test_precedence_flag_env_dotenv_config_default(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=fromdotenv\nINVOKE_STACK_PULL=1\n")
+    config = {"project_name": "fromconfig", "branch_tag": True, "pull": False}
+    settings = load(config, environ={}, cwd=tmp_path)
+    assert settings.project_name == "fromdotenv"
+    assert settings.sources["project_name"] == "env file .env COMPOSE_PROJECT_NAME"
+    assert settings.pull is True
+    assert settings.branch_tag is True
+    assert settings.sources["branch_tag"] == "invoke config"
+
+    settings = load(config, environ={"COMPOSE_PROJECT_NAME": "fromenv"}, cwd=tmp_path)
+    assert settings.project_name == "fromenv"
+    assert settings.sources["project_name"] == "environment COMPOSE_PROJECT_NAME"
+
+    settings = load(config, {"project_name": "fromflag"}, {"COMPOSE_PROJECT_NAME": "x"}, tmp_path)
+    assert settings.project_name == "fromflag"
+    assert settings.sources["project_name"] == "flag --project-name"
+
+
+def test_compose_file_and_profiles_lists(tmp_path: Path) -> None:
+    environ = {"COMPOSE_FILE": "a.yml:b.yml", "COMPOSE_PROFILES": "web, worker"}
+    settings = load({}, environ=environ, cwd=tmp_path)
+    assert settings.compose_files == ("a.yml", "b.yml")
+    assert settings.profiles == ("web", "worker")
+    assert load({"compose_files": ["x.yml"]}, environ={}, cwd=tmp_path).compose_files == ("x.yml",)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"COMPOSE_PROJECT_NAME": "Bad Name"}, "project_name='Bad Name' (from environment"),
+        ({"INVOKE_STACK_DIRTY_SUFFIX": "maybe"}, "expected true or false"),
+        ({"INVOKE_STACK_COMMIT_ARG": "1-bad"}, "expected a build-arg name"),
+        ({"INVOKE_STACK_PROJECT_DIR": "nope"}, "not a directory"),
+    ],
+)
+def test_invalid_values_name_setting_source_and_allowed(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(UserError, match="invalid setting") as info:
+        load({}, environ=environ, cwd=tmp_path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_secrets_masked_in_describe_and_text(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DB_PASSWORD=hunter2hunter2\nAPI_TOKEN=tok-123456\nPORT=8000\n")
+    settings = load({}, environ={}, cwd=tmp_path)
+    data = describe(settings)
+    assert data["env"] == {"API_TOKEN": MASK, "DB_PASSWORD": MASK, "PORT": "8000"}
+    assert settings.mask("pw=hunter2hunter2 token=tok-123456") == f"pw={MASK} token={MASK}"
+
+
+def test_env_file_setting(tmp_path: Path) -> None:
+    (tmp_path / "prod.env").write_text("COMPOSE_PROJECT_NAME=prod\n")
+    settings = load({}, environ={"INVOKE_STACK_ENV_FILE": "prod.env"}, cwd=tmp_path)
+    assert settings.project_name == "prod"
