@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,8 @@ def connect() -> Any:
         client = docker.from_env()
         client.ping()
     except DockerException as exc:
-        raise UserError(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+        host = os.environ.get("DOCKER_HOST") or "the default socket"
+        raise UserError(f"cannot reach the Docker engine at {host}: {_first_line(exc)}") from None
     return client
 
 
