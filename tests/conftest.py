@@ -123,7 +123,7 @@ class Stack:
 
     def add_service(self, service: str, dockerfile: str = APP_DOCKERFILE) -> None:
         self.write(f"{service}/Dockerfile", dockerfile)
-        self.write(f"{service}/deps.txt", "dep==1.0\n")
+        self.write(f"{service}/deps.txt", f"dep==1.0  # {self.name}\n")
         self.write(f"{service}/src/main.txt", f"{service} v1\n")
         self.write(f"{service}/.dockerignore", ".git\n")
 

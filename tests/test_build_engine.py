@@ -24,6 +24,7 @@ def prune_builder() -> None:
 
 
 def test_first_build_tags_commit_and_latest(stack: Stack) -> None:
+    prune_builder()
     sha = sh("git", "rev-parse", "HEAD", cwd=stack.root).stdout.strip()
     row = services(build_json(stack.root))["app"]
     assert row["steps"] == TOTAL_STEPS
