@@ -14,9 +14,10 @@ from invoke.program import Program
 
 from tasks import settings
 from tasks.build import build
+from tasks.clear import clear_caches
 from tasks.show_config import config
 
-ns = Collection(build, config)
+ns = Collection(build, clear_caches, config)
 ns.configure(settings.defaults())
 
 
