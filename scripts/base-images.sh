@@ -5,7 +5,11 @@
 # Idempotent: an image that already exists is left alone (FORCE=1 rebuilds).
 set -euo pipefail
 
-have() { [ "${FORCE:-0}" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
+# An image counts as present if it exists locally or can be pulled (where a registry is reachable).
+have() {
+  [ "${FORCE:-0}" != 1 ] || return 1
+  docker image inspect "$1" >/dev/null 2>&1 || timeout 120 docker pull -q "$1" >/dev/null 2>&1
+}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
