@@ -15,9 +15,10 @@ from invoke.program import Program
 from tasks import settings
 from tasks.build import build
 from tasks.clear import clear_caches
+from tasks.deploy import deploy, history, rollback
 from tasks.show_config import config
 
-ns = Collection(build, clear_caches, config)
+ns = Collection(build, clear_caches, deploy, rollback, history, config)
 ns.configure(settings.defaults())
 
 

@@ -134,6 +134,9 @@ SPECS: tuple[Spec, ...] = (
         "build with BUILDKIT_INLINE_CACHE=1 so images serve as cache (off when cache_to is set)",
     ),
     Spec("pull", False, _flag, "always try to pull newer base images"),
+    Spec("state_dir", ".deploy", _text, "deploy history and lock folder (git-ignored)"),
+    Spec("deploy_timeout", 120, _count, "seconds a deploy waits for health checks"),
+    Spec("keep_images", 5, _count, "sha-tagged images kept per service after a deploy"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -164,6 +167,9 @@ class Settings:
     branch_tag: bool
     inline_cache: bool
     pull: bool
+    state_dir: str
+    deploy_timeout: int
+    keep_images: int
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)
 
@@ -264,6 +270,9 @@ def load(
         branch_tag=values["branch_tag"],
         inline_cache=values["inline_cache"],
         pull=values["pull"],
+        state_dir=values["state_dir"],
+        deploy_timeout=values["deploy_timeout"],
+        keep_images=values["keep_images"],
         sources=sources,
         dotenv=dotenv,
     )
