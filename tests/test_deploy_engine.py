@@ -1,0 +1,189 @@
+"""``invoke deploy`` / ``rollback`` / ``history`` on the real engine, serving HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BASE_IMAGE, Stack, invoke, sh
+
+pytestmark = pytest.mark.engine
+
+WEB_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+COPY site/ /www/
+ARG GIT_COMMIT_HASH=unknown
+RUN echo "$GIT_COMMIT_HASH" > /www/version
+CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def web(stack: Stack) -> Stack:
+    """The stack turned into a web service with a health check, a port and a data volume."""
+    port = free_port()
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n  web:\n    build: ./web\n"
+        f'    ports: ["127.0.0.1:{port}:8080"]\n    volumes: [data:/data]\n'
+        "    healthcheck:\n"
+        '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]\n'
+        "      interval: 1s\n      timeout: 2s\n      retries: 3\nvolumes:\n  data:\n",
+    )
+    stack.write("web/Dockerfile", WEB_DOCKERFILE)
+    stack.write("web/site/health", "ok\n")
+    stack.port = port  # type: ignore[attr-defined]
+    stack.commit("web")
+    return stack
+
+
+def serving(stack: Stack) -> str:
+    url = f"http://127.0.0.1:{stack.port}/version"  # type: ignore[attr-defined]
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode().strip())
+
+
+def head(stack: Stack) -> str:
+    return sh("git", "rev-parse", "HEAD", cwd=stack.root).stdout.strip()
+
+
+def deploy(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return invoke(stack.root, "deploy", "--timeout", "30", *args)
+
+
+def history(stack: Stack) -> list[dict[str, str]]:
+    done = invoke(stack.root, "history", "--json")
+    assert done.returncode == 0, done.stderr
+    entries: list[dict[str, str]] = json.loads(done.stdout)
+    return entries
+
+
+def write_volume(stack: Stack) -> None:
+    sh("docker", "compose", "-p", stack.name, "exec", "-T", "web", "sh", "-c",
+       "echo precious > /data/keep", cwd=stack.root)  # fmt: skip
+
+
+def read_volume(stack: Stack) -> str:
+    volume = f"{stack.name}_data"
+    done = sh("docker", "run", "--rm", "-v", f"{volume}:/data", BASE_IMAGE, "cat", "/data/keep")
+    return done.stdout.strip()
+
+
+def test_healthy_deploy_serves_new_version(web: Stack) -> None:
+    done = deploy(web)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert serving(web) == head(web)
+    assert [(e["action"], e["result"]) for e in history(web)] == [("deploy", "ok")]
+
+
+def test_failed_build_leaves_old_version_serving(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    good = head(web)
+    write_volume(web)
+    web.write("web/Dockerfile", WEB_DOCKERFILE + "RUN exit 1\n")
+    web.commit("broken build")
+    done = deploy(web)
+    assert done.returncode == 1
+    assert "build failed" in done.stderr.splitlines()[-1]
+    assert serving(web) == good
+    assert read_volume(web) == "precious"
+
+
+def test_unhealthy_deploy_rolls_back(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    good = head(web)
+    write_volume(web)
+    (web.root / "web/site/health").unlink()
+    web.commit("fails its health check")
+    done = deploy(web)
+    assert done.returncode == 1
+    assert "rolled back" in done.stderr.splitlines()[-1]
+    assert "404 Not Found" in done.stderr  # the health check's own output is shown
+    assert serving(web) == good
+    assert [(e["action"], e["result"]) for e in history(web)] == [
+        ("deploy", "ok"),
+        ("deploy", "failed"),
+        ("rollback", "ok"),
+    ]
+    assert read_volume(web) == "precious"
+
+
+def test_first_deploy_that_fails_is_left_stopped(web: Stack) -> None:
+    (web.root / "web/site/health").unlink()
+    web.commit("never healthy")
+    done = deploy(web)
+    assert done.returncode == 1
+    assert "no earlier deploy to roll back to" in done.stderr.splitlines()[-1]
+    running = sh("docker", "compose", "-p", web.name, "ps", "-q", "--status", "running",
+                 cwd=web.root).stdout.split()  # fmt: skip
+    assert running == []
+
+
+def test_rollback_to_sha_serves_it(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    first = head(web)
+    write_volume(web)
+    web.write("web/site/page", "v2\n")
+    web.commit("v2")
+    assert deploy(web).returncode == 0
+    assert serving(web) == head(web)
+    done = invoke(web.root, "rollback", "--to", first[:12], "--timeout", "30")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert serving(web) == first
+    assert history(web)[-1]["action"] == "rollback"
+    assert read_volume(web) == "precious"
+
+
+def lock_path(stack: Stack) -> Path:
+    (path,) = (stack.root / ".deploy").glob("lock-*.json")
+    return path
+
+
+def test_concurrent_deploy_refused_and_stale_lock_detected(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        lock = web.root / ".deploy" / f"lock-{web.name}@local.json"
+        held = {"pid": holder.pid, "user": "alice", "machine": socket.gethostname()}
+        lock.write_text(json.dumps({**held, "since": "earlier"}))
+        done = deploy(web, "--no-build")
+        assert done.returncode == 1
+        assert "locked by alice@" in done.stderr
+        assert lock_path(web).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    done = deploy(web, "--no-build")
+    assert done.returncode == 1
+    assert "stale deploy lock" in done.stderr and "--break-lock" in done.stderr
+    done = deploy(web, "--no-build", "--break-lock")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list((web.root / ".deploy").glob("lock-*.json"))
+
+
+def test_context_flag_targets_that_engine(web: Stack) -> None:
+    name = f"ctx-{web.name}"
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    sh("docker", "context", "create", name, "--docker", f"host={host}")
+    try:
+        done = deploy(web, "--context", name)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert serving(web) == head(web)
+        bad = deploy(web, "--context", "no-such-context")
+        assert bad.returncode == 1
+        assert "unknown docker context" in bad.stderr
+    finally:
+        sh("docker", "context", "rm", "-f", name, check=False)
