@@ -93,6 +93,14 @@ def services(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["service"]: row for row in result["result"]["services"]}
 
 
+def remove_images(project: str) -> None:
+    """Remove every image of a test project (``<project>-<service>:*``)."""
+    refs = sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+              "--filter", f"reference={project}-*", check=False).stdout.split()  # fmt: skip
+    if refs:
+        sh("docker", "rmi", "-f", *refs, check=False)
+
+
 def image_id(ref: str) -> str | None:
     done = sh("docker", "image", "inspect", "--format", "{{.Id}}", ref, check=False)
     return done.stdout.strip() if done.returncode == 0 else None
@@ -147,17 +155,7 @@ class Stack:
             cwd=self.root,
             check=False,
         )
-        refs = sh(
-            "docker",
-            "images",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            "--filter",
-            f"reference={self.name}-*",
-            check=False,
-        ).stdout.split()
-        if refs:
-            sh("docker", "rmi", "-f", *refs, check=False)
+        remove_images(self.name)
 
 
 @pytest.fixture

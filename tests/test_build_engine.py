@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from tasks.progress import BuildProgress
-from tests.conftest import ROOT, Stack, build_json, image_id, invoke, services, sh
+from tests.conftest import (
+    ROOT,
+    Stack,
+    build_json,
+    image_id,
+    invoke,
+    remove_images,
+    services,
+    sh,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -164,13 +173,4 @@ def test_demo_stack_builds_end_to_end(tmp_path: Path) -> None:
             assert row["steps"] == row["cached"] > 0
         assert image_id(f"{name}-backend:latest") == image_id(second["backend"]["image"])
     finally:
-        refs = sh(
-            "docker",
-            "images",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            "--filter",
-            f"reference={name}-*",
-        ).stdout.split()
-        if refs:
-            sh("docker", "rmi", "-f", *refs, check=False)
+        remove_images(name)
