@@ -401,7 +401,7 @@ def rollback(
         release(prepared, settings, target, sha, "rollback", timeout or settings.deploy_timeout)
 
 
-@task(help={"json": "print the history as JSON lines", "context": TARGET_HELP["context"]})
+@task(help={"json": "print the history as JSON", "context": TARGET_HELP["context"]})
 @one_line_errors
 def history(c: Context, json: bool = False, context: str = "") -> None:
     """Show every deploy and rollback of this target: sha, time, user, host, result."""
