@@ -159,25 +159,18 @@ def image_repo(project: str, name: str, service: Mapping[str, Any]) -> str:
     return f"{project}-{name}"
 
 
-def _registry_ref(entry: str) -> str | None:
-    """The image ref of a registry cache entry, None for other cache types."""
+def _cache_entry(entry: str) -> tuple[str, str | None]:
+    """A cache entry's type and, for the registry type, its image ref."""
     if "=" not in entry:
-        return entry
+        return "registry", entry
     fields = dict(part.split("=", 1) for part in entry.split(",") if "=" in part)
-    return fields.get("ref") if fields.get("type", "registry") == "registry" else None
-
-
-def _cache_type(entry: str) -> str:
-    if "=" not in entry:
-        return "registry"
-    fields = dict(part.split("=", 1) for part in entry.split(",") if "=" in part)
-    return fields.get("type", "registry")
+    kind = fields.get("type", "registry")
+    return kind, fields.get("ref") if kind == "registry" else None
 
 
 def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> CacheSource:
-    ref = _registry_ref(entry)
+    kind, ref = _cache_entry(entry)
     if ref is None:
-        kind = _cache_type(entry)
         if kind in exports:
             return CacheSource(entry, origin, f"{kind} cache")
         return CacheSource(

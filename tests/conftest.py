@@ -135,6 +135,15 @@ class Stack:
         self.write(f"{service}/src/main.txt", f"{service} v1\n")
         self.write(f"{service}/.dockerignore", ".git\n")
 
+    def use_cache_from(self, ref: str, image: str = "") -> None:
+        """Give service ``app`` a compose-file ``cache_from`` entry (and optionally an image)."""
+        pinned = f"    image: {image}\n" if image else ""
+        self.write(
+            "compose.yaml",
+            f"name: {self.name}\nservices:\n  app:\n    build:\n"
+            f"      context: ./app\n      cache_from: [{ref}]\n{pinned}",
+        )
+
     def commit(self, message: str = "change") -> str:
         sh("git", "add", "-A", cwd=self.root)
         sh("git", "commit", "-qm", message, cwd=self.root)

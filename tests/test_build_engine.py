@@ -93,11 +93,7 @@ def raw_compose_build(stack: Stack) -> BuildProgress:
 def test_seed_bare_cache_from_is_useless_after_prune(stack: Stack) -> None:
     """Documents the pitfall: an image without inline cache metadata does not serve as cache."""
     image = f"{stack.image('app')}:latest"
-    stack.write(
-        "compose.yaml",
-        f"name: {stack.name}\nservices:\n  app:\n    build:\n"
-        f"      context: ./app\n      cache_from: [{image}]\n    image: {image}\n",
-    )
+    stack.use_cache_from(image, image=image)
     stack.commit("seed config")
     raw_compose_build(stack)
     assert image_id(image) is not None
@@ -138,11 +134,7 @@ def test_failed_service_leaves_every_latest_unchanged(stack: Stack) -> None:
 
 def test_missing_cache_ref_is_dropped_not_queried(stack: Stack) -> None:
     missing = f"nonexistent-{uuid.uuid4().hex[:8]}:latest"
-    stack.write(
-        "compose.yaml",
-        f"name: {stack.name}\nservices:\n  app:\n    build:\n"
-        f"      context: ./app\n      cache_from: [{missing}]\n",
-    )
+    stack.use_cache_from(missing)
     stack.commit("bad cache ref")
     done = invoke(stack.root, "build", "--json")
     assert done.returncode == 0, done.stderr

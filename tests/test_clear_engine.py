@@ -121,8 +121,7 @@ def test_registry_cache_ref_is_cleared_too(stack: Stack) -> None:
     if not registry_up():
         pytest.fail(f"no registry on {REGISTRY} (.ci/run starts one)")
     remote = f"{REGISTRY}/{stack.name}/app:cache"
-    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build:\n"
-                f"      context: ./app\n      cache_from: [{remote}]\n")  # fmt: skip
+    stack.use_cache_from(remote)
     stack.commit("registry cache")
     build_json(stack.root)
     sh("docker", "tag", f"{stack.image('app')}:latest", remote)
