@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import compose, engine, gitinfo, report
+from tasks import compose, engine, gitinfo, lint, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
 from tasks.plan import BuildPlan, display_argv, make_plan, override_yaml
@@ -52,7 +52,8 @@ def prepare(
         fresh,
         pull,
     )
-    return Prepared(plan, images)
+    findings = lint.lint_project(project, plan.service_names(), settings.commit_arg, Path.cwd())
+    return Prepared(replace(plan, lint=tuple(findings)), images)
 
 
 def write_override(plan: BuildPlan) -> Path:

@@ -18,7 +18,8 @@ from tasks.compose import command, extra_env_file
 from tasks.engine import LABEL_COMMIT, LABEL_INLINE, Builder, Found, split_ref
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
-from tasks.settings import Settings, is_secret
+from tasks.lint import Finding
+from tasks.settings import Settings
 
 INLINE_ARG = "BUILDKIT_INLINE_CACHE"
 OVERRIDE_NAME = "compose.build.yml"
@@ -79,6 +80,7 @@ class BuildPlan:
     pull: bool
     services: tuple[ServicePlan, ...]
     warnings: tuple[str, ...] = field(default=())
+    lint: tuple[Finding, ...] = field(default=())  # Dockerfile cache lint, filled by the caller
 
     def service_names(self) -> list[str]:
         return [service.name for service in self.services]
@@ -223,12 +225,6 @@ def _service_plan(
             warnings.append(
                 f"{name}: cache source {source.entry} has no inline cache metadata; "
                 "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
-            )
-    for arg in build.get("args") or {}:
-        if is_secret(str(arg)):
-            warnings.append(
-                f"{name}: build arg {arg} looks secret; build args end up in the "
-                "image history, use build secrets instead"
             )
     promote = [f"{image}:latest"]
     if settings.branch_tag and git.branch:

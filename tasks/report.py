@@ -53,6 +53,7 @@ def plan_text(plan: BuildPlan) -> str:
         for entry in service.cache_to:
             out.append(f"  cache_to   {entry}")
     out += [f"warning: {text}" for text in plan.warnings]
+    out += [f"warning: {finding}" for finding in plan.lint]
     return "\n".join(out)
 
 

@@ -20,7 +20,12 @@ from tasks.errors import UserError
 
 SECTION = "stack"
 ENV_PREFIX = "INVOKE_STACK_"
-SECRET_WORDS = ("PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "PRIVATE")
+# A name looks secret when one of its words is, or ends in, one of these (DB_PASSWORD,
+# NPMTOKEN, AWS_SECRET_ACCESS_KEY, PRIVATE_KEY); MONKEY or TOKENIZER_PATH do not.
+_SECRET_NAME = re.compile(
+    r"(?:^|_)[A-Z0-9]*(?:PASSWORD|PASSWD|PASSPHRASE|TOKEN|SECRET|APIKEY|ACCESSKEY|PRIVATEKEY)S?"
+    r"(?:_|$)|(?:^|_)(?:KEY|PRIVATE|CREDENTIALS?|AUTH)(?:_|$)"
+)
 MASK = "******"
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -148,8 +153,7 @@ def defaults() -> dict[str, Any]:
 
 def is_secret(name: str) -> bool:
     """Whether a variable or build-arg name looks like it holds a secret."""
-    upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)
+    return bool(_SECRET_NAME.search(re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).upper()))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,292 @@
+"""The Dockerfile reader and the cache lint: each rule with true and false positives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.dockerfile import parse
+from tasks.lint import Finding, ignored, lint_dockerfile, lint_project, lint_service
+
+
+def rules(text: str, commit_arg: str = "GIT_COMMIT_HASH") -> list[tuple[str, int | None]]:
+    return [(f.rule, f.line) for f in lint_dockerfile(parse(text), commit_arg)]
+
+
+# --- the reader --------------------------------------------------------------------------------
+
+
+def test_continuations_comments_and_line_numbers() -> None:
+    parsed = parse(
+        "FROM python:3.11 AS base\n"
+        "RUN apt-get update \\\n"
+        "# a comment inside the continuation\n"
+        "\n"
+        "    && apt-get install -y curl\n"
+        "COPY . .\n"
+    )
+    run = parsed.instructions[1]
+    assert (run.line, run.keyword) == (2, "RUN")
+    assert run.args == "apt-get update && apt-get install -y curl"
+    assert parsed.instructions[2].line == 6
+    assert parsed.stages[0].name == "base"
+
+
+def test_escape_directive_changes_the_continuation_character() -> None:
+    parsed = parse("# escape=`\nFROM mcr.microsoft.com/windows\nRUN dir c:\\ `\n  && echo hi\n")
+    assert parsed.directives == {"escape": "`"}
+    assert parsed.instructions[1].args == "dir c:\\ && echo hi"
+
+
+def test_directives_only_at_the_top() -> None:
+    parsed = parse("FROM a\n# escape=`\nRUN echo \\\n  hi\n")
+    assert parsed.directives == {}
+    assert parsed.instructions[1].args == "echo hi"
+
+
+def test_heredoc_bodies_belong_to_their_instruction() -> None:
+    parsed = parse(
+        "# syntax=docker/dockerfile:1\n"
+        "FROM python:3.11\n"
+        "RUN <<EOF\n"
+        "pip install -r requirements.txt\n"
+        "ARG NOT_AN_INSTRUCTION\n"
+        "EOF\n"
+        "COPY <<-'CONF' /etc/app.conf\n"
+        "\tkey = value\n"
+        "\tCONF\n"
+        'CMD ["python3"]\n'
+    )
+    keywords = [(item.line, item.keyword) for item in parsed.instructions]
+    assert keywords == [(2, "FROM"), (3, "RUN"), (7, "COPY"), (10, "CMD")]
+    assert "pip install" in parsed.instructions[1].command()
+    assert parsed.instructions[2].heredocs == ("\tkey = value",)
+
+
+def test_flags_json_form_and_arg_names() -> None:
+    parsed = parse(
+        "ARG BASE=python:3.11\n"
+        "FROM $BASE\n"
+        "COPY --from=build --chown=1:1 /out /app\n"
+        'RUN ["pip", "install", "flask"]\n'
+        "ARG A=1 B\n"
+    )
+    copy, run, arg = parsed.instructions[2:]
+    assert copy.flag("from") == "build" and copy.flag("link") is None
+    assert run.command() == "pip install flask"
+    assert arg.arg_names() == ["A", "B"]
+    assert [item.stage for item in parsed.instructions] == [-1, 0, 0, 0, 0]
+
+
+# --- commit-arg --------------------------------------------------------------------------------
+
+EARLY_ARG = """\
+FROM python:3.11
+ARG GIT_COMMIT_HASH
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY . .
+"""
+
+
+def test_commit_arg_before_dependency_install_is_flagged() -> None:
+    findings = lint_dockerfile(parse(EARLY_ARG, "app/Dockerfile"), "GIT_COMMIT_HASH")
+    assert [(f.rule, f.line) for f in findings] == [("commit-arg", 2)]
+    assert str(findings[0]).startswith("app/Dockerfile:2: ARG GIT_COMMIT_HASH comes before")
+    assert "line 4 (pip install)" in str(findings[0])
+
+
+def test_commit_arg_after_dependency_install_is_fine() -> None:
+    assert rules("FROM node:20\nCOPY package*.json ./\nRUN npm ci\nARG GIT_COMMIT_HASH\n") == []
+
+
+def test_commit_arg_name_is_configurable() -> None:
+    text = "FROM node:20\nARG BUILD_SHA\nRUN npm ci\n"
+    assert rules(text) == []
+    assert rules(text, "BUILD_SHA") == [("commit-arg", 2)]
+
+
+def test_global_arg_only_counts_when_redeclared_in_the_stage() -> None:
+    global_only = "ARG GIT_COMMIT_HASH\nFROM node:20\nRUN npm ci\n"
+    assert rules(global_only) == []
+    redeclared = "ARG GIT_COMMIT_HASH\nFROM node:20\nARG GIT_COMMIT_HASH\nRUN npm ci\n"
+    assert rules(redeclared) == [("commit-arg", 3)]
+
+
+def test_arg_scope_is_per_stage() -> None:
+    text = (
+        "FROM golang:1.22 AS build\n"
+        "ARG GIT_COMMIT_HASH\n"
+        "RUN go build -ldflags=-X=main.commit=$GIT_COMMIT_HASH ./...\n"
+        "FROM python:3.11\n"
+        "RUN pip install flask\n"
+    )
+    assert rules(text) == []
+    assert rules(text.replace("RUN go build", "RUN go mod download && go build")) == [
+        ("commit-arg", 2)
+    ]
+
+
+def test_dependency_install_inside_a_heredoc_counts() -> None:
+    text = (
+        "FROM debian\nARG GIT_COMMIT_HASH\nRUN <<EOF\napt-get update\napt-get install -y git\nEOF\n"
+    )
+    assert rules(text) == [("commit-arg", 2)]
+
+
+def test_commented_out_install_does_not_count() -> None:
+    assert rules("FROM node:20\nARG GIT_COMMIT_HASH\n# RUN npm ci\nRUN echo hi\n") == []
+
+
+# --- copy-all ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "copy",
+    ["COPY . .", "COPY . /app", "ADD . /src", "COPY --chown=app:app ./ /app", 'COPY [".", "/app"]'],
+)
+def test_copy_of_the_whole_context_before_install_is_flagged(copy: str) -> None:
+    assert rules(f"FROM node:20\nWORKDIR /app\n{copy}\nRUN npm ci\n") == [("copy-all", 3)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "FROM node:20\nCOPY package.json package-lock.json ./\nRUN npm ci\nCOPY . .\n",
+        "FROM node:20 AS deps\nRUN npm ci\nFROM deps\nCOPY --from=deps . .\nRUN npm ci\n",
+        "FROM node:20\nCOPY . .\nRUN npm run build\n",
+        "FROM node:20\nCOPY src/ ./src\nRUN yarn install\n",
+    ],
+)
+def test_copy_all_false_positives(text: str) -> None:
+    assert rules(text) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "installs"),
+    [
+        ("pip install -r requirements.txt", True),
+        ("python3 -m pip install --no-cache-dir .", True),
+        ("poetry install --no-root", True),
+        ("uv sync --frozen", True),
+        ("yarn", True),
+        ("pnpm install --frozen-lockfile", True),
+        ("apk add --no-cache git", True),
+        ("bundle install", True),
+        ("sh install-deps.sh", True),
+        ("python3 install_deps.py reqs.in", True),
+        ("npm run build", False),
+        ("echo install the app", False),
+        ("python3 -m compileall app", False),
+        ("go build ./...", False),
+    ],
+)
+def test_dependency_step_detection(command: str, installs: bool) -> None:
+    text = f"FROM x\nARG GIT_COMMIT_HASH\nRUN {command}\n"
+    assert bool(rules(text)) is installs
+
+
+# --- secret-arg --------------------------------------------------------------------------------
+
+
+def test_secret_looking_args_are_flagged() -> None:
+    text = "FROM node:20\nARG NPM_TOKEN\nARG API_URL DB_PASSWORD=x\nARG TOKENIZER_MODEL\n"
+    findings = lint_dockerfile(parse(text), "GIT_COMMIT_HASH")
+    assert [(f.rule, f.line, f.subject) for f in findings] == [
+        ("secret-arg", 2, "NPM_TOKEN"),
+        ("secret-arg", 3, "DB_PASSWORD"),
+    ]
+    assert "build secret" in findings[0].remedy
+
+
+def test_secret_compose_args_not_declared_in_the_dockerfile(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM node:20\nARG NPM_TOKEN\n")
+    (tmp_path / ".dockerignore").write_text(".git\n")
+    build = {"context": str(tmp_path), "args": {"NPM_TOKEN": "x", "SENTRY_AUTH_TOKEN": "y"}}
+    found = [(f.rule, f.subject) for f in lint_service("web", build, "GIT_COMMIT_HASH", tmp_path)]
+    assert found == [("secret-arg", "NPM_TOKEN"), ("secret-arg", "SENTRY_AUTH_TOKEN")]
+
+
+# --- dockerignore ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "excluded"),
+    [
+        ([".git"], True),
+        (["/.git/"], True),
+        (["**/.git"], True),
+        (["*"], True),
+        (["./.git"], True),
+        (["node_modules", "*.pyc"], False),
+        ([".git", "!.git/HEAD"], False),
+        (["# .git"], False),
+        ([".gitignore"], False),
+    ],
+)
+def test_dockerignore_matching(lines: list[str], excluded: bool) -> None:
+    assert all(ignored(lines, path) for path in (".git", ".git/HEAD")) is excluded
+
+
+def _context(tmp_path: Path, ignore: str | None, git: bool = True) -> list[Finding]:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    if git:
+        (tmp_path / ".git").mkdir()
+    if ignore is not None:
+        (tmp_path / ".dockerignore").write_text(ignore)
+    return lint_service("app", {"context": str(tmp_path)}, "GIT_COMMIT_HASH", tmp_path)
+
+
+def test_missing_dockerignore_is_flagged(tmp_path: Path) -> None:
+    findings = _context(tmp_path, None, git=False)
+    assert [f.rule for f in findings] == ["dockerignore"]
+    assert "no .dockerignore" in findings[0].message
+
+
+def test_dockerignore_letting_git_in_is_flagged(tmp_path: Path) -> None:
+    findings = _context(tmp_path, "node_modules\n")
+    assert [(f.rule, f.path) for f in findings] == [("dockerignore", ".dockerignore")]
+
+
+def test_dockerignore_is_fine_when_it_excludes_git_or_there_is_no_git(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    assert _context(tmp_path / "a", ".git\n") == []
+    assert _context(tmp_path / "b", "node_modules\n", git=False) == []
+
+
+def test_dockerfile_specific_ignore_file_wins(tmp_path: Path) -> None:
+    (tmp_path / "web.Dockerfile").write_text("FROM busybox\n")
+    (tmp_path / "web.Dockerfile.dockerignore").write_text(".git\n")
+    (tmp_path / ".git").mkdir()
+    build = {"context": str(tmp_path), "dockerfile": "web.Dockerfile"}
+    assert lint_service("web", build, "GIT_COMMIT_HASH", tmp_path) == []
+
+
+def test_unreadable_dockerfile_and_remote_context(tmp_path: Path) -> None:
+    missing = lint_service("app", {"context": str(tmp_path)}, "GIT_COMMIT_HASH", tmp_path)
+    assert [f.rule for f in missing] == ["unreadable"]
+    remote = {"context": "https://github.com/example/app.git#main"}
+    assert lint_service("app", remote, "GIT_COMMIT_HASH", tmp_path) == []
+
+
+def test_inline_dockerfile_and_shared_dockerfiles_count_once(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_text(".git\n")
+    (tmp_path / "Dockerfile").write_text(EARLY_ARG)
+    project = {
+        "services": {
+            "a": {"build": {"context": str(tmp_path)}},
+            "b": {"build": {"context": str(tmp_path)}},
+            "c": {"build": {"context": str(tmp_path), "dockerfile_inline": EARLY_ARG}},
+        }
+    }
+    findings = lint_project(project, ["a", "b", "c"], "GIT_COMMIT_HASH", tmp_path)
+    assert [(f.path, f.line) for f in findings] == [("Dockerfile", 2), ("c: dockerfile_inline", 2)]
+
+
+def test_the_demo_stack_is_clean() -> None:
+    root = Path(__file__).resolve().parent.parent
+    for service in ("backend", "frontend"):
+        context = root / "demo" / service
+        assert lint_service(service, {"context": str(context)}, "GIT_COMMIT_HASH", root) == []
