@@ -16,9 +16,10 @@ from tasks import settings
 from tasks.build import build
 from tasks.clear import clear_caches
 from tasks.deploy import deploy, history, rollback
+from tasks.doctor import doctor
 from tasks.show_config import config
 
-ns = Collection(build, clear_caches, deploy, rollback, history, config)
+ns = Collection(build, clear_caches, deploy, rollback, history, config, doctor)
 ns.configure(settings.defaults())
 
 

@@ -161,7 +161,7 @@ def image_repo(project: str, name: str, service: Mapping[str, Any]) -> str:
     return f"{project}-{name}"
 
 
-def _cache_entry(entry: str) -> tuple[str, str | None]:
+def cache_entry(entry: str) -> tuple[str, str | None]:
     """A cache entry's type and, for the registry type, its image ref."""
     if "=" not in entry:
         return "registry", entry
@@ -171,7 +171,7 @@ def _cache_entry(entry: str) -> tuple[str, str | None]:
 
 
 def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> CacheSource:
-    kind, ref = _cache_entry(entry)
+    kind, ref = cache_entry(entry)
     if ref is None:
         if kind in exports:
             return CacheSource(entry, origin, f"{kind} cache")

@@ -29,7 +29,7 @@ def say(text: str, settings: Settings | None = None, err: bool = False) -> None:
     print(text, file=sys.stderr if err else sys.stdout, flush=True)
 
 
-def emit_json(data: Any, settings: Settings) -> None:
+def emit_json(data: Any, settings: Settings | None = None) -> None:
     """Print data as JSON on stdout, secrets masked."""
     say(json.dumps(data, indent=2, default=str), settings)
 
