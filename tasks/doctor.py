@@ -34,7 +34,7 @@ class Check:
     remedy: str = ""
 
 
-def _version(text: str) -> tuple[int, ...]:
+def parse_version(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.lstrip("v").split("-", 1)[0].split("."):
         if not piece.isdigit():
@@ -66,7 +66,7 @@ def check_compose() -> tuple[Check, tuple[int, ...]]:
         text = compose.version()
     except UserError as exc:
         return Check("compose", "fail", str(exc), "install Compose v2"), ()
-    found = _version(text)
+    found = parse_version(text)
     if found < OVERRIDE_TAG_SINCE:
         need = ".".join(map(str, OVERRIDE_TAG_SINCE))
         return (
@@ -148,7 +148,7 @@ def check_git(settings: Settings) -> tuple[Check, gitinfo.GitInfo]:
     return Check("git", "ok", detail + ", tree clean"), info
 
 
-def _source_check(service: str, source: CacheSource) -> Check:
+def source_check(service: str, source: CacheSource) -> Check:
     name = f"cache {service}"
     label = f"{source.entry} [{source.origin}]"
     if not source.kept:
@@ -181,7 +181,7 @@ def _source_check(service: str, source: CacheSource) -> Check:
 def plan_checks(plan: BuildPlan) -> list[Check]:
     checks = []
     for service in plan.services:
-        checks += [_source_check(service.name, source) for source in service.sources]
+        checks += [source_check(service.name, source) for source in service.sources]
     return checks
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from tasks.progress import BuildProgress
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "busybox:1.36"
 COMMIT_VARS = ("GIT_COMMIT_HASH", "GITHUB_SHA", "CI_COMMIT_SHA")
+REGISTRY = "127.0.0.1:5000"
 
 
 def _engine_problem() -> str:
@@ -99,6 +103,27 @@ def remove_images(project: str) -> None:
               "--filter", f"reference={project}-*", check=False).stdout.split()  # fmt: skip
     if refs:
         sh("docker", "rmi", "-f", *refs, check=False)
+
+
+def require_registry() -> None:
+    """Fail (not skip) without the local registry: .ci/run starts one."""
+    try:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3):
+            return
+    except OSError:
+        pytest.fail(f"no registry on {REGISTRY} (.ci/run starts one)")
+
+
+def raw_compose_build(root: Path) -> BuildProgress:
+    """The seed's way: plain ``docker compose build`` (no inline cache metadata), parsed."""
+    progress = BuildProgress()
+    done = sh(
+        "docker", "compose", "--progress", "json", "build",
+        cwd=root, env={**os.environ, "COMPOSE_BAKE": "false"},
+    )  # fmt: skip
+    for line in (done.stdout + done.stderr).splitlines():
+        progress.feed(line)
+    return progress
 
 
 def image_id(ref: str) -> str | None:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tasks.progress import BuildProgress
 from tests.conftest import (
     ROOT,
     Stack,
     build_json,
     image_id,
     invoke,
+    raw_compose_build,
     remove_images,
     services,
     sh,
@@ -73,32 +72,15 @@ def test_no_change_after_prune_is_fully_cached(stack: Stack) -> None:
     assert (row["steps"], row["cached"]) == (TOTAL_STEPS, TOTAL_STEPS)
 
 
-def raw_compose_build(stack: Stack) -> BuildProgress:
-    """The seed's way: plain ``docker compose build`` with a bare ``cache_from``."""
-    progress = BuildProgress()
-    done = sh(
-        "docker",
-        "compose",
-        "--progress",
-        "json",
-        "build",
-        cwd=stack.root,
-        env={**os.environ, "COMPOSE_BAKE": "false"},
-    )
-    for line in (done.stdout + done.stderr).splitlines():
-        progress.feed(line)
-    return progress
-
-
 def test_seed_bare_cache_from_is_useless_after_prune(stack: Stack) -> None:
     """Documents the pitfall: an image without inline cache metadata does not serve as cache."""
     image = f"{stack.image('app')}:latest"
     stack.use_cache_from(image, image=image)
     stack.commit("seed config")
-    raw_compose_build(stack)
+    raw_compose_build(stack.root)
     assert image_id(image) is not None
     prune_builder()
-    stats = raw_compose_build(stack).service("app")
+    stats = raw_compose_build(stack.root).service("app")
     assert stats.total == TOTAL_STEPS
     assert stats.cached == 0, "a bare cache_from image without inline metadata served as cache"
 

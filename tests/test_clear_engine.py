@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BASE_IMAGE, Stack, build_json, image_id, invoke, services, sh
+from tests.conftest import (
+    BASE_IMAGE,
+    REGISTRY,
+    Stack,
+    build_json,
+    image_id,
+    invoke,
+    require_registry,
+    services,
+    sh,
+)
 
 pytestmark = pytest.mark.engine
-REGISTRY = "127.0.0.1:5000"
 
 
 def clear(stack: Stack, *args: str) -> dict[str, object]:
@@ -109,17 +117,8 @@ def test_non_interactive_without_yes_refuses(stack: Stack) -> None:
     assert all_images() == images
 
 
-def registry_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3):
-            return True
-    except OSError:
-        return False
-
-
 def test_registry_cache_ref_is_cleared_too(stack: Stack) -> None:
-    if not registry_up():
-        pytest.fail(f"no registry on {REGISTRY} (.ci/run starts one)")
+    require_registry()
     remote = f"{REGISTRY}/{stack.name}/app:cache"
     stack.use_cache_from(remote)
     stack.commit("registry cache")

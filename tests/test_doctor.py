@@ -1,0 +1,55 @@
+"""The pure parts of ``invoke doctor``: versions, cache-source verdicts and the rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.doctor import Check, parse_version, render, source_check
+from tasks.plan import CacheSource
+
+
+def test_versions_compare_numerically() -> None:
+    assert parse_version("v2.40.3") == (2, 40, 3)
+    assert parse_version("2.24.0-desktop.1") == (2, 24, 0)
+    assert parse_version("2.9") < (2, 24) < parse_version("2.37.1")
+
+
+@pytest.mark.parametrize(
+    ("source", "status", "words"),
+    [
+        (CacheSource("app:latest", "latest", "local image", True), "ok", "can serve"),
+        (CacheSource("app:latest", "latest", "local image", False), "warn", "cannot serve"),
+        (
+            CacheSource("app:latest", "latest", "dropped: no such image"),
+            "warn",
+            "the next build is cold",
+        ),
+        (
+            CacheSource("type=gha", "compose file", "dropped: 'gha' cache needs buildx"),
+            "warn",
+            "compose would ignore it",
+        ),
+    ],
+)
+def test_cache_source_verdicts(source: CacheSource, status: str, words: str) -> None:
+    check = source_check("app", source)
+    assert (check.name, check.status) == ("cache app", status)
+    assert words in check.detail
+
+
+def test_render_shows_remedies_for_problems_and_counts() -> None:
+    text = render(
+        [
+            Check("engine", "ok", "Docker Engine 27.0", "unused"),
+            Check("git", "warn", "tree dirty", "commit it"),
+            Check("compose", "fail", "missing", "install it"),
+        ]
+    )
+    assert text.splitlines() == [
+        "ok    engine   Docker Engine 27.0",
+        "warn  git      tree dirty",
+        "               fix: commit it",
+        "fail  compose  missing",
+        "               fix: install it",
+        "doctor: 1 ok, 1 warn, 1 fail",
+    ]

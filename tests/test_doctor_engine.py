@@ -1,0 +1,120 @@
+"""``invoke doctor`` on real stacks: what it reports before and after a build, and on bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    REGISTRY,
+    Stack,
+    build_json,
+    invoke,
+    raw_compose_build,
+    require_registry,
+    sh,
+)
+
+pytestmark = pytest.mark.engine
+
+
+def doctor(stack: Stack, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    done = invoke(stack.root, "doctor", "--json", *args)
+    data = json.loads(done.stdout)
+    assert data["ok"] is (not any(c["status"] == "fail" for c in data["checks"]))
+    return done.returncode, data["checks"]
+
+
+def named(checks: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    return [check for check in checks if check["name"].startswith(prefix)]
+
+
+def test_before_and_after_the_first_build(stack: Stack) -> None:
+    sha = sh("git", "rev-parse", "HEAD", cwd=stack.root).stdout.strip()
+    code, checks = doctor(stack)
+    assert code == 0
+    [cache] = named(checks, "cache app")
+    assert cache["status"] == "warn" and "next build is cold" in cache["detail"]
+    assert doctor(stack, "--strict")[0] == 1
+
+    build_json(stack.root)
+    code, checks = doctor(stack, "--strict")
+    assert code == 0, [c for c in checks if c["status"] != "ok"]
+    [cache] = named(checks, "cache app")
+    assert "local image with inline cache metadata, can serve" in cache["detail"]
+    [git] = named(checks, "git")
+    assert git["detail"].startswith(f"commit {sha[:12]} on main")
+
+
+def test_seed_built_image_is_flagged_as_unable_to_serve(stack: Stack) -> None:
+    image = f"{stack.image('app')}:latest"
+    stack.use_cache_from(image, image=image)
+    stack.commit("seed config")
+    raw_compose_build(stack.root)
+    code, checks = doctor(stack)
+    assert code == 0
+    [cache] = named(checks, "cache app")
+    assert cache["status"] == "warn"
+    assert "without inline cache metadata" in cache["detail"]
+
+
+def test_registry_cache_ref_metadata_is_read_from_the_registry(stack: Stack) -> None:
+    require_registry()
+    remote = f"{REGISTRY}/{stack.name}/app:cache"
+    stack.use_cache_from(remote)
+    stack.commit("registry cache")
+    build_json(stack.root)
+    sh("docker", "tag", f"{stack.image('app')}:latest", remote)
+    sh("docker", "push", remote)
+    sh("docker", "rmi", remote)
+    checks = named(doctor(stack)[1], "cache app")
+    by_entry = {c["detail"].split()[0]: c for c in checks}
+    assert by_entry[remote]["status"] == "ok"
+    assert "registry with inline cache metadata" in by_entry[remote]["detail"]
+
+
+LINT_FIXTURE = """\
+FROM busybox:1.36
+ARG NPM_TOKEN
+ARG GIT_COMMIT_HASH
+WORKDIR /app
+COPY . .
+RUN sh install-deps.sh
+"""
+
+
+def test_each_lint_rule_is_reported_with_file_and_line(stack: Stack) -> None:
+    stack.write("app/Dockerfile", LINT_FIXTURE)
+    stack.write("app/install-deps.sh", "echo deps\n")
+    (stack.root / "app" / ".dockerignore").unlink()
+    stack.commit("bad dockerfile")
+    code, checks = doctor(stack)
+    assert code == 0
+    found = sorted((c["name"], c["detail"].split(": ")[0]) for c in named(checks, "dockerfile "))
+    assert found == [
+        ("dockerfile commit-arg", "app/Dockerfile:3"),
+        ("dockerfile copy-all", "app/Dockerfile:5"),
+        ("dockerfile dockerignore", "app"),
+        ("dockerfile secret-arg", "app/Dockerfile:2"),
+    ]
+    # The same findings are printed as warnings before a build.
+    dry = invoke(stack.root, "build", "--dry-run")
+    assert dry.returncode == 0
+    assert "warning: app/Dockerfile:3: ARG GIT_COMMIT_HASH comes before" in dry.stdout
+
+
+def test_broken_compose_file_fails_with_one_line(stack: Stack) -> None:
+    stack.write("compose.yaml", "services:\n  app:\n    build: [not, a, mapping\n")
+    done = invoke(stack.root, "doctor")
+    assert done.returncode == 1
+    fails = [line for line in done.stdout.splitlines() if line.startswith("fail")]
+    assert len(fails) == 1 and "compose config failed" in fails[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_invalid_setting_fails(stack: Stack) -> None:
+    done = invoke(stack.root, "doctor", env={"INVOKE_STACK_DIRTY_SUFFIX": "maybe"})
+    assert done.returncode == 1
+    assert done.stdout.startswith("fail  settings  invalid setting dirty_suffix='maybe'")
