@@ -8,7 +8,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
-SOURCES = ["tasks.py", "tasks", "noxfile.py", "tests", "demo"]
+SOURCES = ["tasks.py", "tasks", "noxfile.py", "tests", "demo", "benchmarks"]
 
 
 def install(session: nox.Session) -> None:
@@ -74,3 +74,10 @@ def ci(session: nox.Session) -> None:
 def images(session: nox.Session) -> None:
     """Create the local base-image stand-ins the Dockerfiles name."""
     session.run("bash", "scripts/base-images.sh", external=True)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Build benchmark: seed config vs invoke build, and plan time (needs the engine)."""
+    install(session)
+    session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -1,0 +1,342 @@
+"""Benchmark: the seed's configuration (raw ``docker compose build``) against ``invoke build``.
+
+Both drive the same fixture stack (two services, each with a slow dependency step and a code
+layer after ``ARG GIT_COMMIT_HASH``, a bare ``cache_from: <image>:latest`` as the seed had), in
+two copies with their own project names and file contents, so neither can feed the other's
+cache. Every scenario runs once per repeat for each configuration; the table shows the median
+wall time and the cached/total step counts. Also measures planning a generated 100-service
+project against one ``docker compose config`` call.
+
+Needs a Docker engine, Compose v2 and ``busybox:1.36`` (``nox -s images``). Run: ``nox -s bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tasks.progress import BuildProgress  # noqa: E402
+
+BASE_IMAGE = "busybox:1.36"
+SERVICES = ("api", "web")
+DEPENDENCY_SECONDS = 3
+DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+WORKDIR /app
+COPY deps.txt ./
+RUN cp deps.txt /deps-installed && sleep {DEPENDENCY_SECONDS}
+ARG GIT_COMMIT_HASH=unknown
+COPY src/ ./src/
+RUN echo "$GIT_COMMIT_HASH" > /app/VERSION && cat src/main.txt >> /app/VERSION
+"""
+SCENARIOS = (
+    ("cold", "cold: no image, builder cache empty"),
+    ("no-change", "no change at all"),
+    ("code-change", "code-only change (new commit)"),
+    ("builder-pruned", "builder cache pruned, previous image present"),
+    ("after-clear", "right after invoke clear-caches"),
+)
+CONFIGS = ("seed", "invoke")
+CONFIG_TITLES = {"seed": "seed config, raw compose", "invoke": "invoke build"}
+
+
+@dataclass
+class Sample:
+    seconds: float
+    cached: int
+    total: int
+
+
+@dataclass
+class Cell:
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(sample.seconds for sample in self.samples)
+
+    @property
+    def steps(self) -> str:
+        seen = sorted({f"{s.cached}/{s.total}" for s in self.samples})
+        return " or ".join(seen)
+
+
+def sh(
+    argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run argv; exit with its output when it fails."""
+    done = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr + done.stdout)[-2000:]
+        sys.exit(f"bench: {' '.join(argv)} failed ({done.returncode}):\n{tail}")
+    return done
+
+
+def timed(
+    argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    done = sh(argv, cwd, env)
+    return time.perf_counter() - start, done
+
+
+def invoke_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", "-r", str(ROOT), *args]
+
+
+class Stack:
+    """One copy of the fixture project, driven one way."""
+
+    def __init__(self, base: Path, config: str, nonce: str) -> None:
+        self.config = config
+        self.name = f"bench{config}{nonce}"
+        self.root = base / config
+        self.env = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
+        self.edits = 0
+        services = ""
+        for service in SERVICES:
+            self.write(f"{service}/Dockerfile", DOCKERFILE)
+            self.write(f"{service}/deps.txt", f"dependency list of {self.name}-{service}\n")
+            self.write(f"{service}/.dockerignore", ".git\n")
+            self.write(f"{service}/src/main.txt", "v0\n")
+            image = f"{self.name}-{service}:latest"
+            services += (
+                f"  {service}:\n    image: {image}\n    build:\n      context: ./{service}\n"
+                f"      args:\n        GIT_COMMIT_HASH: ${{GIT_COMMIT_HASH:-unknown}}\n"
+                f"      cache_from:\n        - {image}\n"
+            )
+        self.write("compose.yaml", f"name: {self.name}\nservices:\n{services}")
+        sh(["git", "init", "-q", "-b", "main"], self.root)
+        sh(["git", "config", "user.email", "bench@example.invalid"], self.root)
+        sh(["git", "config", "user.name", "bench"], self.root)
+        self.commit()
+
+    def write(self, relative: str, text: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def commit(self) -> None:
+        sh(["git", "add", "-A"], self.root)
+        sh(["git", "commit", "-qm", f"change {self.edits}"], self.root)
+
+    def change_code(self) -> None:
+        self.edits += 1
+        for service in SERVICES:
+            self.write(f"{service}/src/main.txt", f"v{self.edits}\n")
+        self.commit()
+
+    def remove_images(self) -> None:
+        listed = sh(
+            ["docker", "images", "-q", "--filter", f"reference={self.name}-*"], self.root
+        ).stdout.split()
+        if listed:
+            sh(["docker", "rmi", "-f", *sorted(set(listed))], self.root)
+
+    def clear(self) -> None:
+        sh(invoke_argv("clear-caches", "--yes"), self.root, self.env)
+
+    def build(self) -> Sample:
+        """Build once the configuration's way; wall time and cached/total steps."""
+        if self.config == "seed":
+            sha = sh(["git", "rev-parse", "HEAD"], self.root).stdout.strip()
+            argv = ["docker", "compose", "--progress", "json", "build"]
+            seconds, done = timed(argv, self.root, {**self.env, "GIT_COMMIT_HASH": sha})
+            progress = BuildProgress()
+            for line in (done.stdout + done.stderr).splitlines():
+                progress.feed(line)
+            stats = [progress.service(service) for service in SERVICES]
+            return Sample(seconds, sum(s.cached for s in stats), sum(s.total for s in stats))
+        seconds, done = timed(invoke_argv("build", "--json"), self.root, self.env)
+        rows = json.loads(done.stdout)["result"]["services"]
+        return Sample(seconds, sum(r["cached"] for r in rows), sum(r["steps"] for r in rows))
+
+
+def prune_builder(cwd: Path) -> None:
+    sh(["docker", "builder", "prune", "-af"], cwd)
+
+
+def run_scenarios(stack: Stack) -> dict[str, Sample]:
+    """One pass over every scenario, in order, for one configuration."""
+    out: dict[str, Sample] = {}
+    stack.remove_images()
+    prune_builder(stack.root)
+    out["cold"] = stack.build()
+    out["no-change"] = stack.build()
+    stack.change_code()
+    out["code-change"] = stack.build()
+    prune_builder(stack.root)
+    out["builder-pruned"] = stack.build()
+    stack.clear()
+    out["after-clear"] = stack.build()
+    return out
+
+
+def plan_time(base: Path, nonce: str, count: int, repeats: int) -> dict[str, float | int]:
+    """Median time to plan a ``count``-service project against one ``docker compose config``."""
+    root = base / "many"
+    name = f"benchmany{nonce}"
+    (root / "app" / "src").mkdir(parents=True)
+    (root / "app" / "Dockerfile").write_text(DOCKERFILE)
+    (root / "app" / "deps.txt").write_text("deps\n")
+    (root / "app" / ".dockerignore").write_text(".git\n")
+    (root / "app" / "src" / "main.txt").write_text("v0\n")
+    services = "".join(f"  s{index:03d}:\n    build: ./app\n" for index in range(count))
+    (root / "compose.yaml").write_text(f"name: {name}\nservices:\n{services}")
+    for argv in (["git", "init", "-q"], ["git", "add", "-A"]):
+        sh(argv, root)
+    sh(
+        ["git", "-c", "user.name=b", "-c", "user.email=b@example.invalid", "commit", "-qm", "x"],
+        root,
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
+    config = [timed(["docker", "compose", "config", "--format", "json"], root)[0]]
+    plan = [timed(invoke_argv("build", "--dry-run", "--json"), root, env)[0]]
+    for _ in range(repeats - 1):
+        config.append(timed(["docker", "compose", "config", "--format", "json"], root)[0])
+        plan.append(timed(invoke_argv("build", "--dry-run", "--json"), root, env)[0])
+    config_s, plan_s = statistics.median(config), statistics.median(plan)
+    return {
+        "services": count,
+        "compose_config_seconds": round(config_s, 3),
+        "plan_seconds": round(plan_s, 3),
+        "plan_over_config": round(plan_s / config_s, 2),
+    }
+
+
+def ratio(top: float, bottom: float) -> float:
+    return round(top / bottom, 2) if bottom else float("nan")
+
+
+def summarize(cells: dict[str, dict[str, Cell]]) -> dict[str, float]:
+    return {
+        "seed_warm_over_cold": ratio(
+            cells["seed"]["no-change"].median, cells["seed"]["cold"].median
+        ),
+        "invoke_warm_over_cold": ratio(
+            cells["invoke"]["no-change"].median, cells["invoke"]["cold"].median
+        ),
+        "invoke_over_seed_no_change": ratio(
+            cells["invoke"]["no-change"].median, cells["seed"]["no-change"].median
+        ),
+        "invoke_over_seed_builder_pruned": ratio(
+            cells["invoke"]["builder-pruned"].median, cells["seed"]["builder-pruned"].median
+        ),
+    }
+
+
+def markdown(
+    meta: dict[str, str], cells: dict[str, dict[str, Cell]], ratios: dict[str, float],
+    plan: dict[str, float | int], repeats: int,
+) -> str:  # fmt: skip
+    lines = [
+        f"# Build benchmark ({meta['date']})",
+        "",
+        f"{meta['engine']}, {meta['compose']}, {meta['cpus']} CPUs. Fixture: {len(SERVICES)} "
+        f"services, dependency step sleeps {DEPENDENCY_SECONDS} s, code layer after "
+        f"ARG GIT_COMMIT_HASH. Wall time is the median of {repeats} runs; steps are cached/total "
+        "over both services (FROM not counted).",
+        "",
+        "| scenario | seed config, raw compose | cached | invoke build | cached |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, title in SCENARIOS:
+        seed, ours = cells["seed"][key], cells["invoke"][key]
+        lines.append(
+            f"| {title} | {seed.median:.2f} s | {seed.steps} | {ours.median:.2f} s | {ours.steps} |"
+        )
+    lines += [
+        "",
+        "| ratio | value |",
+        "|---|---:|",
+        f"| warm/cold, seed (no change ÷ cold) | {ratios['seed_warm_over_cold']} |",
+        f"| warm/cold, invoke build | {ratios['invoke_warm_over_cold']} |",
+        f"| invoke/seed, no-change build | {ratios['invoke_over_seed_no_change']} |",
+        f"| invoke/seed, builder pruned | {ratios['invoke_over_seed_builder_pruned']} |",
+        "",
+        f"Planning a generated {plan['services']}-service project (`invoke build --dry-run`: "
+        "settings, git, compose config, an image lookup per service, Dockerfile lint) took "
+        f"{plan['plan_seconds']:.2f} s against {plan['compose_config_seconds']:.2f} s for one "
+        f"`docker compose config` call (ratio {plan['plan_over_config']}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def version(argv: Sequence[str]) -> str:
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (default 3)")
+    parser.add_argument("--services", type=int, default=100, help="size of the planning fixture")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="output folder")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.services < 1:
+        parser.error("--repeats and --services must be at least 1")
+    print("bench: prunes the engine's whole builder cache between scenarios", file=sys.stderr)
+    nonce = uuid.uuid4().hex[:8]
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "engine": "Engine " + version(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "compose": "Compose " + version(["docker", "compose", "version", "--short"]),
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+    }
+    cells: dict[str, dict[str, Cell]] = {c: {k: Cell() for k, _ in SCENARIOS} for c in CONFIGS}
+    with tempfile.TemporaryDirectory(prefix="compose-tasks-bench-") as tmp:
+        base = Path(tmp)
+        stacks = {config: Stack(base, config, nonce) for config in CONFIGS}
+        try:
+            for run in range(args.repeats):
+                for config, stack in stacks.items():
+                    print(f"bench: run {run + 1}/{args.repeats}, {config}", file=sys.stderr)
+                    for key, sample in run_scenarios(stack).items():
+                        cells[config][key].samples.append(sample)
+            print(f"bench: planning {args.services} services", file=sys.stderr)
+            plan = plan_time(base, nonce, args.services, args.repeats)
+        finally:
+            for stack in stacks.values():
+                stack.remove_images()
+    ratios = summarize(cells)
+    text = markdown(meta, cells, ratios, plan, args.repeats)
+    data = {
+        "meta": meta,
+        "repeats": args.repeats,
+        "fixture": {"services": list(SERVICES), "dependency_seconds": DEPENDENCY_SECONDS},
+        "builds": {
+            config: {key: [asdict(s) for s in cell.samples] for key, cell in scenarios.items()}
+            for config, scenarios in cells.items()
+        },
+        "medians": {
+            config: {key: round(cell.median, 3) for key, cell in scenarios.items()}
+            for config, scenarios in cells.items()
+        },
+        "ratios": ratios,
+        "plan": plan,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (args.out / f"bench-{stamp}.md").write_text(text)
+    (args.out / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(text)
+    print(f"bench: wrote {args.out / f'bench-{stamp}.md'} and .json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
