@@ -47,6 +47,19 @@ def has_registry(ref: str) -> bool:
     return bool(sep) and ("." in first or ":" in first or first == "localhost")
 
 
+def _short_name(ref: str) -> str:
+    """A Docker Hub ref as the engine lists it: ``docker.io/library/x:1`` -> ``x:1``."""
+    for prefix in (
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
+
+
 @dataclass(frozen=True)
 class Found:
     """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
@@ -56,11 +69,12 @@ class Found:
 
 
 class Images:
-    """Image lookups with a per-run memo: the plan asks about the same refs more than once."""
+    """Image lookups with a per-run memo: one listing of local images answers every tag lookup."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self._memo: dict[str, Found | None] = {}
+        self._local: dict[str, bool] | None = None  # "repo:tag" -> has inline cache label
 
     def locate(self, ref: str) -> Found | None:
         """Local image first; a ref with a registry host is then asked of its registry."""
@@ -68,16 +82,26 @@ class Images:
             self._memo[ref] = self._locate(ref)
         return self._memo[ref]
 
+    def _local_tags(self) -> dict[str, bool]:
+        if self._local is None:
+            try:
+                listed = self.client.api.images()
+            except APIError as exc:
+                raise UserError(f"engine error listing images: {_first_line(exc)}") from None
+            self._local = {
+                tag: (image.get("Labels") or {}).get(LABEL_INLINE) == "1"
+                for image in listed
+                for tag in image.get("RepoTags") or ()
+            }
+        return self._local
+
     def _locate(self, ref: str) -> Found | None:
-        try:
-            image = self.client.images.get(ref)
-        except ImageNotFound:
-            image = None
-        except APIError as exc:
-            raise UserError(f"engine error looking up {ref}: {_first_line(exc)}") from None
-        if image is not None:
-            labels = (image.attrs.get("Config") or {}).get("Labels") or {}
-            return Found("local", labels.get(LABEL_INLINE) == "1")
+        if "@" in ref:
+            return self._get(ref)
+        repo, tag = split_ref(_short_name(ref))
+        inline = self._local_tags().get(f"{repo}:{tag or 'latest'}")
+        if inline is not None:
+            return Found("local", inline)
         if not has_registry(ref):
             return None
         try:
@@ -85,6 +109,16 @@ class Images:
         except (APIError, NotFound):
             return None
         return Found("registry", None)
+
+    def _get(self, ref: str) -> Found | None:
+        try:
+            image = self.client.images.get(ref)
+        except ImageNotFound:
+            return None
+        except APIError as exc:
+            raise UserError(f"engine error looking up {ref}: {_first_line(exc)}") from None
+        labels = (image.attrs.get("Config") or {}).get("Labels") or {}
+        return Found("local", labels.get(LABEL_INLINE) == "1")
 
     def tag(self, source: str, target: str) -> None:
         """Point ``target`` at the image ``source``."""

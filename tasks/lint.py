@@ -13,6 +13,7 @@ Rules (each finding names file:line and says what to do instead):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -262,8 +263,13 @@ def lint_project(
 ) -> list[Finding]:
     """Findings for the named services of a resolved project; a shared Dockerfile counts once."""
     seen: dict[str, Finding] = {}
+    linted: set[str] = set()
     for name in services:
         build = project["services"][name].get("build") or {}
+        key = json.dumps(build, sort_keys=True, default=str)
+        if key in linted and not build.get("dockerfile_inline"):
+            continue
+        linted.add(key)
         for finding in lint_service(name, build, commit_arg, base):
             seen.setdefault(str(finding), finding)
     return list(seen.values())
