@@ -220,14 +220,19 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
             compose.base_argv(settings, files),
             compose.environment({settings.commit_arg: git.commit}),
         )
+    except UserError as exc:
+        return [*checks, Check("project", "fail", str(exc), "see docker compose config")]
+    try:
         names = select(project, services)
     except UserError as exc:
-        return [*checks, Check("project", "fail", str(exc), "check the compose files")]
+        return [*checks, Check("project", "fail", str(exc), "name a service with a build")]
     shown = ", ".join(_display(path, settings.project_dir) for path in files)
     checks.append(
         Check("project", "ok", f"{project.get('name')}: builds {', '.join(names)} ({shown})")
     )
-    if client is not None and builder is not None:
+    if client is None or builder is None:
+        checks.append(Check("cache", "skip", "cache sources not checked: no engine"))
+    else:
         try:
             locate = engine.Images(client).locate
             plan = make_plan(project, settings, files, git, locate, builder, names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,13 @@ def connect() -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """An error's gist: the OS error inside a connection failure, else its first line."""
+    text = str(exc).strip()
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)|\w+Error\(\d+, '([^']+)'\)", text)
+    if errno:
+        return (errno.group(1) or errno.group(2)).strip()
+    lines = text.splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def split_ref(ref: str) -> tuple[str, str]:
