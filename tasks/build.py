@@ -31,14 +31,18 @@ def prepare(
     settings: Settings, services: Sequence[str] = (), fresh: bool = False, pull: bool = False
 ) -> Prepared:
     """Resolve the project and plan its build; changes nothing."""
-    compose.version()
     files = compose.compose_files(settings)
     git = gitinfo.resolve(
         settings.project_dir, os.environ, settings.commit_arg, settings.dirty_suffix
     )
-    project = compose.load_project(
-        compose.base_argv(settings, files), compose.environment({settings.commit_arg: git.commit})
-    )
+    try:
+        project = compose.load_project(
+            compose.base_argv(settings, files),
+            compose.environment({settings.commit_arg: git.commit}),
+        )
+    except UserError:
+        compose.version()  # a missing or old compose gets its own, clearer message
+        raise
     client = engine.connect()
     images = engine.Images(client)
     plan = make_plan(

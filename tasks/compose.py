@@ -101,13 +101,16 @@ def version() -> str:
 
 def load_project(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
     """The fully resolved project from ``docker compose config --format json``."""
-    done = subprocess.run(
-        [*argv, "config", "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=dict(env),
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [*argv, "config", "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=dict(env),
+            check=False,
+        )
+    except OSError:
+        raise UserError("the docker CLI is not installed (needed for 'docker compose')") from None
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         raise UserError(f"compose config failed: {lines[-1] if lines else 'no output'}")
