@@ -148,18 +148,21 @@ def check_git(settings: Settings) -> tuple[Check, gitinfo.GitInfo]:
     return Check("git", "ok", detail + ", tree clean"), info
 
 
-def source_check(service: str, source: CacheSource) -> Check:
+def source_check(service: str, source: CacheSource, others_serve: bool = False) -> Check:
+    """Whether one cache source can serve the next build."""
     name = f"cache {service}"
     label = f"{source.entry} [{source.origin}]"
     if not source.kept:
         reason = source.status.removeprefix("dropped: ")
-        if source.origin == "latest":
+        if source.origin != "latest":
             return Check(
-                name, "warn", f"{label}: {reason}; the next build is cold", "run invoke build"
+                name, "warn", f"{label}: {reason}; compose would ignore it", "fix or remove it"
             )
-        return Check(
-            name, "warn", f"{label}: {reason}; compose would ignore it", "fix or remove the entry"
-        )
+        if others_serve:
+            return Check(name, "ok", f"{label}: not built yet (the next build creates it)")
+        return Check(name, "warn", f"{label}: {reason}; the next build is cold", "run invoke build")
+    if source.status.endswith(" cache"):
+        return Check(name, "ok", f"{label}: {source.status}, read by the builder")
     inline = source.inline
     if source.status == "registry" and inline is None:
         _, ref = cache_entry(source.entry)
@@ -175,17 +178,25 @@ def source_check(service: str, source: CacheSource) -> Check:
             "builder cache is pruned",
             "rebuild it with invoke build (BUILDKIT_INLINE_CACHE=1)",
         )
-    return Check(name, "warn", f"{label}: {where}; its cache metadata cannot be read", "")
+    return Check(
+        name,
+        "warn",
+        f"{label}: {where}; its cache metadata cannot be read (the registry wants credentials?)",
+        "make sure it was built with BUILDKIT_INLINE_CACHE=1",
+    )
 
 
 def plan_checks(plan: BuildPlan) -> list[Check]:
+    """A check per cache source of every planned service."""
     checks = []
     for service in plan.services:
-        checks += [source_check(service.name, source) for source in service.sources]
+        serving = [s for s in service.sources if s.kept and s.origin != "latest"]
+        checks += [source_check(service.name, s, bool(serving)) for s in service.sources]
     return checks
 
 
 def lint_checks(findings: Sequence[lint.Finding], count: int) -> list[Check]:
+    """A warning per lint finding, or one ok line."""
     if not findings:
         return [Check("dockerfile", "ok", f"{count} build(s) linted: no cache problems found")]
     return [

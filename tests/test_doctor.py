@@ -29,6 +29,7 @@ def test_versions_compare_numerically() -> None:
             "warn",
             "compose would ignore it",
         ),
+        (CacheSource("type=local,src=/c", "compose file", "local cache"), "ok", "read by"),
     ],
 )
 def test_cache_source_verdicts(source: CacheSource, status: str, words: str) -> None:
@@ -53,3 +54,12 @@ def test_render_shows_remedies_for_problems_and_counts() -> None:
         "               fix: install it",
         "doctor: 1 ok, 1 warn, 1 fail",
     ]
+
+
+def test_missing_latest_is_fine_when_another_source_serves() -> None:
+    missing = CacheSource("app:latest", "latest", "dropped: no such image")
+    check = source_check("app", missing, others_serve=True)
+    assert (check.status, check.detail) == (
+        "ok",
+        "app:latest [latest]: not built yet (the next build creates it)",
+    )
