@@ -169,6 +169,18 @@ class Stack:
             f"      context: ./app\n      cache_from: [{ref}]\n{pinned}",
         )
 
+    def push_registry_cache(self) -> str:
+        """Build with a registry ``cache_from`` ref, push the build there, drop the local tag."""
+        require_registry()
+        remote = f"{REGISTRY}/{self.name}/app:cache"
+        self.use_cache_from(remote)
+        self.commit("registry cache")
+        build_json(self.root)
+        sh("docker", "tag", f"{self.image('app')}:latest", remote)
+        sh("docker", "push", remote)
+        sh("docker", "rmi", remote)
+        return remote
+
     def commit(self, message: str = "change") -> str:
         sh("git", "add", "-A", cwd=self.root)
         sh("git", "commit", "-qm", message, cwd=self.root)

@@ -10,12 +10,10 @@ import pytest
 
 from tests.conftest import (
     BASE_IMAGE,
-    REGISTRY,
     Stack,
     build_json,
     image_id,
     invoke,
-    require_registry,
     services,
     sh,
 )
@@ -118,14 +116,7 @@ def test_non_interactive_without_yes_refuses(stack: Stack) -> None:
 
 
 def test_registry_cache_ref_is_cleared_too(stack: Stack) -> None:
-    require_registry()
-    remote = f"{REGISTRY}/{stack.name}/app:cache"
-    stack.use_cache_from(remote)
-    stack.commit("registry cache")
-    build_json(stack.root)
-    sh("docker", "tag", f"{stack.image('app')}:latest", remote)
-    sh("docker", "push", remote)
-    sh("docker", "rmi", remote)
+    remote = stack.push_registry_cache()
     # Locally cleared but still in the registry: the seed's "clear doesn't clear".
     result = clear(stack)
     registry_items = [i for i in result["items"] if i["kind"] == "registry ref"]  # type: ignore[attr-defined]

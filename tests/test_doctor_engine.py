@@ -8,12 +8,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
-    REGISTRY,
     Stack,
     build_json,
     invoke,
     raw_compose_build,
-    require_registry,
     sh,
 )
 
@@ -61,14 +59,7 @@ def test_seed_built_image_is_flagged_as_unable_to_serve(stack: Stack) -> None:
 
 
 def test_registry_cache_ref_metadata_is_read_from_the_registry(stack: Stack) -> None:
-    require_registry()
-    remote = f"{REGISTRY}/{stack.name}/app:cache"
-    stack.use_cache_from(remote)
-    stack.commit("registry cache")
-    build_json(stack.root)
-    sh("docker", "tag", f"{stack.image('app')}:latest", remote)
-    sh("docker", "push", remote)
-    sh("docker", "rmi", remote)
+    remote = stack.push_registry_cache()
     checks = named(doctor(stack)[1], "cache app")
     by_entry = {c["detail"].split()[0]: c for c in checks}
     assert by_entry[remote]["status"] == "ok"
