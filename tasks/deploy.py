@@ -367,6 +367,8 @@ def deploy(
     wait = timeout or settings.deploy_timeout
     with deploy_lock(settings, target, break_lock):
         if not (no_build or sha):
+            for line in report.warning_lines(prepared.plan):
+                report.say(line, settings, err=True)
             result = execute(prepared, settings, quiet=True)
             if not result["ok"]:
                 record(

@@ -52,9 +52,12 @@ def plan_text(plan: BuildPlan) -> str:
             out.append("  cache_from (none)")
         for entry in service.cache_to:
             out.append(f"  cache_to   {entry}")
-    out += [f"warning: {text}" for text in plan.warnings]
-    out += [f"warning: {finding}" for finding in plan.lint]
-    return "\n".join(out)
+    return "\n".join(out + warning_lines(plan))
+
+
+def warning_lines(plan: BuildPlan) -> list[str]:
+    """The plan's warnings and Dockerfile lint findings, a line each."""
+    return [f"warning: {text}" for text in [*plan.warnings, *map(str, plan.lint)]]
 
 
 def step_line(step: Step) -> str:
