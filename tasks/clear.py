@@ -17,6 +17,7 @@ from invoke.tasks import task
 from tasks import registry, report
 from tasks.build import Prepared, prepare
 from tasks.cli import one_line_errors, settings_of
+from tasks.dockerfile import parse
 from tasks.errors import UserError
 from tasks.plan import BuildPlan
 from tasks.settings import Settings
@@ -61,24 +62,21 @@ def human(size: int) -> str:
 
 
 def base_images(plan: BuildPlan) -> list[str]:
-    """Images named in the services' Dockerfile FROM lines (stages excluded)."""
+    """Images named in the services' Dockerfile FROM lines (earlier stages excluded)."""
     found: list[str] = []
     for service in plan.services:
         path = Path(service.context) / service.dockerfile
-        stages: set[str] = set()
         try:
-            lines = path.read_text().splitlines()
+            text = path.read_text()
         except OSError:
             continue
-        for line in lines:
-            words = line.split()
-            if len(words) < 2 or words[0].upper() != "FROM":
-                continue
-            image = next(word for word in words[1:] if not word.startswith("--"))
-            if image.lower() not in stages and image != "scratch" and image not in found:
-                found.append(image)
-            if len(words) >= 4 and words[-2].upper() == "AS":
-                stages.add(words[-1].lower())
+        names: set[str] = set()
+        for stage in parse(text, str(path)).stages:
+            base = stage.base
+            if base.lower() not in names and base != "scratch" and base not in found:
+                found.append(base)
+            if stage.name:
+                names.add(stage.name.lower())
     return found
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,6 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}; {self.remedy}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def dependency_step(item: Instruction) -> str:
