@@ -133,7 +133,7 @@ def lint_dockerfile(dockerfile: Dockerfile, commit_arg: str) -> list[Finding]:
                         name,
                     )
                 )
-    return findings
+    return sorted(findings, key=lambda finding: finding.line or 0)
 
 
 def _ignore_pattern(pattern: str) -> re.Pattern[str]:
