@@ -192,6 +192,18 @@ def plan_checks(plan: BuildPlan) -> list[Check]:
     for service in plan.services:
         serving = [s for s in service.sources if s.kept and s.origin != "latest"]
         checks += [source_check(service.name, s, bool(serving)) for s in service.sources]
+        for export in service.exports:
+            if export.kept:
+                checks.append(Check(f"cache {service.name}", "ok", f"cache_to {export.entry}"))
+                continue
+            checks.append(
+                Check(
+                    f"cache {service.name}",
+                    "warn",
+                    f"cache_to {export.entry} {export.status}",
+                    "create a docker-container buildx builder, or remove cache_to",
+                )
+            )
     return checks
 
 

@@ -50,8 +50,8 @@ def plan_text(plan: BuildPlan) -> str:
             out.append(f"  cache_from {source.entry}  [{source.origin}] {source.status}")
         if not service.sources:
             out.append("  cache_from (none)")
-        for entry in service.cache_to:
-            out.append(f"  cache_to   {entry}")
+        for export in service.exports:
+            out.append(f"  cache_to   {export.entry}  {export.status}")
     return "\n".join(out + warning_lines(plan))
 
 

@@ -148,3 +148,25 @@ def test_demo_stack_builds_end_to_end(tmp_path: Path) -> None:
         assert image_id(f"{name}-backend:latest") == image_id(second["backend"]["image"])
     finally:
         remove_images(name)
+
+
+def test_cache_to_the_builder_cannot_export_is_dropped_not_fatal(stack: Stack) -> None:
+    """Raw compose fails the whole build on a docker-driver builder; the plan drops the export."""
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n  app:\n    build:\n      context: ./app\n"
+        "      cache_to: ['type=registry,ref=127.0.0.1:5000/never/app:cache']\n",
+    )
+    stack.commit("cache_to")
+    checks = json.loads(invoke(stack.root, "doctor", "--json").stdout)["checks"]
+    [builder] = [check for check in checks if check["name"] == "builder"]
+    if not builder["detail"].endswith("export: inline"):
+        pytest.skip(f"this builder can export registry cache: {builder['detail']}")
+    raw = sh("docker", "compose", "build", cwd=stack.root, check=False)
+    assert raw.returncode != 0 and "Cache export is not supported" in raw.stdout + raw.stderr
+    done = invoke(stack.root, "build")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "cache_to type=registry,ref=127.0.0.1:5000/never/app:cache dropped" in done.stdout
+    prune_builder()
+    row = services(build_json(stack.root))["app"]
+    assert row["cached"] == TOTAL_STEPS, "inline cache should still serve after a prune"

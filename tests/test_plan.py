@@ -77,11 +77,27 @@ def test_inline_cache_arg_unless_cache_to(tmp_path: Path) -> None:
         api={"build": {"context": "/p/api"}},
         worker={"build": {"context": "/p/w", "cache_to": ["type=local,dest=/tmp/c"]}},
     )
-    api, worker = plan_for(compose, tmp_path).services
+    capable = Builder("buildx bake, driver docker-container", ("inline", "local"), bake=True)
+    api, worker = plan_for(compose, tmp_path, builder=capable).services
     assert api.args == {"GIT_COMMIT_HASH": SHA, "BUILDKIT_INLINE_CACHE": "1"}
     assert worker.args == {"GIT_COMMIT_HASH": SHA}
+    assert worker.cache_to == ["type=local,dest=/tmp/c"]
     no_inline = plan_for(compose, tmp_path, config={"inline_cache": False}).services[0]
     assert "BUILDKIT_INLINE_CACHE" not in no_inline.args
+
+
+def test_cache_to_the_builder_cannot_export_is_dropped_for_inline(tmp_path: Path) -> None:
+    """The docker driver fails a build that asks for a registry/local export."""
+    compose = project(
+        worker={"build": {"context": "/p/w", "cache_to": ["type=registry,ref=reg.io/w:cache"]}}
+    )
+    plan = plan_for(compose, tmp_path)
+    (worker,) = plan.services
+    assert worker.cache_to == []
+    assert worker.exports[0].status.startswith("dropped: this builder cannot export 'registry'")
+    assert worker.args["BUILDKIT_INLINE_CACHE"] == "1"
+    assert any(w.startswith("worker: cache_to type=registry") for w in plan.warnings)
+    assert "cache_to: !override []" in override_yaml(plan)
 
 
 def test_non_registry_cache_needs_a_capable_builder(tmp_path: Path) -> None:
