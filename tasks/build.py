@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,14 +31,9 @@ def prepare(
 ) -> Prepared:
     """Resolve the project and plan its build; changes nothing."""
     files = compose.compose_files(settings)
-    git = gitinfo.resolve(
-        settings.project_dir, os.environ, settings.commit_arg, settings.dirty_suffix
-    )
+    git = gitinfo.of(settings)
     try:
-        project = compose.load_project(
-            compose.base_argv(settings, files),
-            compose.environment({settings.commit_arg: git.commit}),
-        )
+        project = compose.resolve(settings, files, git.commit)
     except UserError:
         compose.version()  # a missing or old compose gets its own, clearer message
         raise

@@ -121,6 +121,11 @@ def load_project(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
+def resolve(settings: Settings, files: Sequence[Path], commit: str) -> dict[str, Any]:
+    """The project as compose resolves it, with the commit variable set as the build will set it."""
+    return load_project(base_argv(settings, files), environment({settings.commit_arg: commit}))
+
+
 def run(argv: Sequence[str], env: Mapping[str, str], on_line: Callable[[str], None]) -> int:
     """Run argv, passing each merged stdout/stderr line to ``on_line``; return the exit code."""
     with subprocess.Popen(

@@ -100,10 +100,9 @@ def check_buildx(compose_version: tuple[int, ...]) -> Check:
 
 def check_builder(client: Any, settings: Settings) -> tuple[Check, engine.Builder]:
     builder = engine.detect_builder(client)
-    containerd = any(
-        "containerd" in str(value) for _, value in (client.info().get("DriverStatus") or [])
+    store = (
+        "containerd image store" if builder.containerd else "classic image store (no containerd)"
     )
-    store = "containerd image store" if containerd else "classic image store (no containerd)"
     imports = "image refs (local or registry) with inline metadata"
     if len(builder.exports) > 1:
         imports += ", " + ", ".join(kind for kind in builder.exports if kind != "inline")
@@ -124,9 +123,7 @@ def check_builder(client: Any, settings: Settings) -> tuple[Check, engine.Builde
 
 
 def check_git(settings: Settings) -> tuple[Check, gitinfo.GitInfo]:
-    info = gitinfo.resolve(
-        settings.project_dir, os.environ, settings.commit_arg, settings.dirty_suffix
-    )
+    info = gitinfo.of(settings)
     if shutil.which("git") is None and info.source != f"environment {settings.commit_arg}":
         return Check("git", "warn", "git is not installed", "install git"), info
     if info.warning:
@@ -239,17 +236,14 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         return checks
     try:
         files = compose.compose_files(settings)
-        project = compose.load_project(
-            compose.base_argv(settings, files),
-            compose.environment({settings.commit_arg: git.commit}),
-        )
+        project = compose.resolve(settings, files, git.commit)
     except UserError as exc:
         return [*checks, Check("project", "fail", str(exc), "see docker compose config")]
     try:
         names = select(project, services)
     except UserError as exc:
         return [*checks, Check("project", "fail", str(exc), "name a service with a build")]
-    shown = ", ".join(_display(path, settings.project_dir) for path in files)
+    shown = ", ".join(lint.display_path(path, settings.project_dir) for path in files)
     checks.append(
         Check("project", "ok", f"{project.get('name')}: builds {', '.join(names)} ({shown})")
     )
@@ -265,13 +259,6 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
             checks += plan_checks(plan)
     findings = lint.lint_project(project, names, settings.commit_arg, Path.cwd())
     return checks + lint_checks(findings, len(names))
-
-
-def _display(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
 
 
 def render(checks: Sequence[Check]) -> str:

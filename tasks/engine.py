@@ -146,6 +146,7 @@ class Builder:
     name: str
     exports: tuple[str, ...]
     bake: bool
+    containerd: bool = False  # the engine stores images in containerd
 
     def describe(self) -> str:
         return f"{self.name} (cache export: {', '.join(self.exports) or 'none'})"
@@ -164,7 +165,9 @@ def detect_builder(client: Any) -> Builder:
         done = None
     if done is None or done.returncode != 0:
         exports = ("inline", "registry", "local") if containerd else ("inline",)
-        return Builder("compose internal builder (buildx not installed)", exports, bake=False)
+        return Builder(
+            "compose internal builder (buildx not installed)", exports, False, containerd
+        )
     driver = next(
         (
             line.split(":", 1)[1].strip()
@@ -174,5 +177,6 @@ def detect_builder(client: Any) -> Builder:
         "docker",
     )
     if driver == "docker" and not containerd:
-        return Builder("buildx bake, driver docker", ("inline",), bake=True)
-    return Builder(f"buildx bake, driver {driver}", ("inline", "registry", "local", "gha"), True)
+        return Builder("buildx bake, driver docker", ("inline",), True, containerd)
+    capable = ("inline", "registry", "local", "gha")
+    return Builder(f"buildx bake, driver {driver}", capable, True, containerd)

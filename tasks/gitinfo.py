@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tasks.settings import Settings
 
 UNKNOWN = "unknown"
 CI_SHA_VARS = ("GITHUB_SHA", "CI_COMMIT_SHA")
@@ -84,3 +87,8 @@ def resolve(
     dirty = bool(changes)
     commit = f"{sha}-dirty" if dirty and dirty_suffix else sha
     return GitInfo(commit, "git", dirty, tag_safe(branch))
+
+
+def of(settings: Settings) -> GitInfo:
+    """The commit identity of the project the settings describe."""
+    return resolve(settings.project_dir, os.environ, settings.commit_arg, settings.dirty_suffix)

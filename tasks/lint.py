@@ -172,7 +172,8 @@ def ignored(patterns: Sequence[str], path: str) -> bool:
     return result
 
 
-def _display(path: Path, base: Path) -> str:
+def display_path(path: Path, base: Path) -> str:
+    """A path relative to ``base`` when it lies inside it."""
     try:
         return str(path.relative_to(base))
     except ValueError:
@@ -187,7 +188,7 @@ def lint_context(context: Path, dockerfile: Path, base: Path) -> list[Finding]:
         return [
             Finding(
                 "dockerignore",
-                _display(context, base) or ".",
+                display_path(context, base) or ".",
                 None,
                 "no .dockerignore: everything in the folder (.git, .env, local builds) "
                 "enters the build context",
@@ -203,7 +204,7 @@ def lint_context(context: Path, dockerfile: Path, base: Path) -> list[Finding]:
     return [
         Finding(
             "dockerignore",
-            _display(found, base),
+            display_path(found, base),
             None,
             f"{leaks[0]} is not excluded: the context, and any COPY of it, changes on every commit",
             "add the line .git",
@@ -231,13 +232,13 @@ def lint_service(name: str, build: Mapping[str, Any], commit_arg: str, base: Pat
             return [
                 Finding(
                     "unreadable",
-                    _display(dockerfile, base),
+                    display_path(dockerfile, base),
                     None,
                     f"cannot read the Dockerfile: {exc.strerror}",
                     "fix build.context / build.dockerfile",
                 )
             ]
-        findings += lint_dockerfile(parse(text, _display(dockerfile, base)), commit_arg)
+        findings += lint_dockerfile(parse(text, display_path(dockerfile, base)), commit_arg)
     findings += lint_context(context, dockerfile, base)
     flagged = {finding.subject for finding in findings if finding.rule == "secret-arg"}
     for arg in map(str, args):
