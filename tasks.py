@@ -5,6 +5,7 @@ This file is the root of the ``tasks`` package; its submodules live in ``tasks/`
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 __path__ = [str(Path(__file__).resolve().parent / "tasks")]
@@ -13,12 +14,14 @@ from invoke.collection import Collection
 from invoke.program import Program
 
 from tasks import settings
+from tasks.cli import config_error_hook
 from tasks.build import build
 from tasks.clear import clear_caches
 from tasks.deploy import deploy, history, rollback
 from tasks.doctor import doctor
 from tasks.show_config import config
 
+sys.excepthook = config_error_hook(sys.excepthook)
 ns = Collection(build, clear_caches, deploy, rollback, history, config, doctor)
 ns.configure(settings.defaults())
 

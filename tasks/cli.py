@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from docker.errors import DockerException
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from tasks import mask
 from tasks.errors import UserError
 from tasks.settings import SECTION, Settings, load
 
@@ -24,6 +27,11 @@ def settings_of(c: Context, **flags: Any) -> Settings:
     return load(dict(c.config.get(SECTION, {})), flags)
 
 
+def _line(text: str) -> str:
+    """One line, secrets masked."""
+    return mask.active().text(" ".join(text.split()))
+
+
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a UserError (or an engine error) into one line on stderr and exit code 1."""
 
@@ -32,10 +40,10 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            raise Exit(f"error: {exc}", code=1) from None
+            raise Exit(_line(f"error: {exc}"), code=1) from None
         except DockerException as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise Exit(f"error: Docker engine: {first}", code=1) from None
+            raise Exit(_line(f"error: Docker engine: {first}"), code=1) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
         except BrokenPipeError:
@@ -44,3 +52,23 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise Exit(code=141) from None
 
     return wrapper
+
+
+Hook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
+_CONFIG_MODULES = (f"invoke{os.sep}config.py", f"invoke{os.sep}env.py")
+
+
+def config_error_hook(previous: Hook) -> Hook:
+    """An excepthook that turns invoke's own config errors (a malformed ``invoke.yaml``, an
+    uncastable ``INVOKE_*`` variable) into one line; they are raised before any task runs."""
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        frames = traceback.extract_tb(tb)
+        if issubclass(kind, Exception) and any(
+            frame.filename.endswith(_CONFIG_MODULES) for frame in frames
+        ):
+            print(_line(f"error: invalid invoke configuration: {exc}"), file=sys.stderr)
+            return  # the interpreter exits with code 1
+        previous(kind, exc, tb)
+
+    return hook

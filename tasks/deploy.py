@@ -6,10 +6,12 @@ import contextlib
 import getpass
 import json
 import os
+import re
+import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,17 +22,29 @@ from docker.errors import APIError
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import compose, report
-from tasks.build import Prepared, execute, prepare
+from tasks import compose, mask, report
+from tasks.build import IGNORE_MARK, Prepared, execute, prepare
 from tasks.cli import one_line_errors, settings_of
-from tasks.engine import split_ref
 from tasks.errors import UserError
+from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
+from tasks.refs import COMPOSE_SERVICE as SERVICE_LABEL
+from tasks.refs import owned_by, split_ref
 from tasks.settings import Settings
 
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
 DEPLOY_OVERRIDE = "compose.deploy.yml"
 POLL = 1.0
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_CONTEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def valid_tag(value: str, flag: str) -> str:
+    """An image tag given on the command line, or a UserError."""
+    if not _TAG.match(value):
+        raise UserError(
+            f"invalid {flag} {value!r}: expected an image tag (letters, digits, '_', '.', '-', "
+            "at most 128, not starting with '.' or '-')"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,8 @@ def target_of(prepared: Prepared) -> Target:
 
 def use_context(name: str) -> None:
     """Point compose and the SDK at a docker context's engine (ssh:// hosts included)."""
+    if not _CONTEXT.match(name):
+        raise UserError(f"invalid --context {name!r}: expected a docker context name")
     done = subprocess.run(
         ["docker", "context", "inspect", name, "--format", "{{.Endpoints.docker.Host}}"],
         capture_output=True,
@@ -68,11 +84,15 @@ def use_context(name: str) -> None:
 
 
 def state_dir(settings: Settings) -> Path:
-    path = settings.project_dir / settings.state_dir
-    path.mkdir(parents=True, exist_ok=True)
-    ignore = path / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# deploy state (history, lock)\n*\n")
+    """The deploy state folder (outside the project unless ``state_dir`` is set), created."""
+    path = settings.state_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        ignore = path / ".gitignore"
+        if path.is_relative_to(settings.project_dir) and not ignore.exists():
+            ignore.write_text(f"{IGNORE_MARK}: deploy state (history, lock)\n*\n")
+    except OSError as exc:
+        raise UserError(f"cannot create the deploy state folder {path}: {exc.strerror}") from None
     return path
 
 
@@ -90,14 +110,33 @@ def record(settings: Settings, target: Target, entry: dict[str, Any]) -> None:
         **entry,
     }
     with history_file(settings, target).open("a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+        handle.write(json.dumps(mask.active().data(entry)) + "\n")
 
 
 def read_history(settings: Settings, target: Target) -> list[dict[str, Any]]:
-    path = history_file(settings, target)
+    """Every entry of the target's history; a corrupt line is a UserError naming it."""
+    path = settings.state_dir / f"history-{target.key}.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the deploy history {path}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict) or not {"time", "action", "sha", "result"} <= entry.keys():
+            raise UserError(
+                f"corrupt deploy history {path} line {number}: not a history entry "
+                "(fix or remove that line)"
+            )
+        entries.append(entry)
+    return entries
 
 
 def last_good(settings: Settings, target: Target, other_than: str = "") -> str:
@@ -118,9 +157,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _read_lock(path: Path) -> dict[str, Any]:
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return held if isinstance(held, dict) else {}
+
+
+def _holder_gone(held: Mapping[str, Any]) -> bool:
+    """Whether a lock's holder provably no longer runs: same machine, its pid is gone."""
+    pid = held.get("pid")
+    if held.get("machine") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    return not _pid_alive(pid)
+
+
 @contextlib.contextmanager
 def deploy_lock(settings: Settings, target: Target, break_lock: bool) -> Iterator[None]:
-    """Hold the target's lock; refuse if a live deploy holds it, detect a dead holder."""
+    """Hold the target's lock (exclusive create); a live or unknown holder is never broken."""
     path = state_dir(settings) / f"lock-{target.key}.json"
     holder = {
         "pid": os.getpid(),
@@ -129,26 +184,30 @@ def deploy_lock(settings: Settings, target: Target, break_lock: bool) -> Iterato
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if path.exists():
-        try:
-            held = json.loads(path.read_text())
-        except (OSError, ValueError):
-            held = {}
+        held = _read_lock(path)
         who = f"{held.get('user', '?')}@{held.get('machine', '?')} (pid {held.get('pid', '?')})"
-        alive = held.get("machine") != socket.gethostname() or _pid_alive(int(held.get("pid", 0)))
-        if alive and not break_lock:
-            raise UserError(
-                f"deploy of {target.project} is locked by {who} since {held.get('since', '?')}"
+        since = held.get("since", "?")
+        if not _holder_gone(held):
+            hint = (
+                " (its holder cannot be proven gone: remove the file by hand once you are sure)"
+                if break_lock
+                else ""
             )
-        if not alive and not break_lock:
             raise UserError(
-                f"stale deploy lock: {who} since {held.get('since', '?')} is no longer running;"
+                f"deploy of {target.project} is locked by {who} since {since}{hint}: {path}"
+            )
+        if not break_lock:
+            raise UserError(
+                f"stale deploy lock: {who} since {since} is no longer running;"
                 " rerun with --break-lock"
             )
-        path.unlink()
+        path.unlink(missing_ok=True)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         raise UserError(f"deploy of {target.project} was locked by another run just now") from None
+    except OSError as exc:
+        raise UserError(f"cannot create the deploy lock {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(holder))
     try:
@@ -162,10 +221,16 @@ def deploy_lock(settings: Settings, target: Target, break_lock: bool) -> Iterato
 
 def _override(prepared: Prepared, settings: Settings, sha: str) -> Path:
     """A compose override pinning every built service to its ``:<sha>`` image."""
-    path = state_dir(settings) / DEPLOY_OVERRIDE
-    services = {s.name: {"image": f"{s.image}:{sha}"} for s in prepared.plan.services}
+    path = settings.build_dir / DEPLOY_OVERRIDE
+    services = {
+        s.name: {"image": f"{s.image}:{sha}".replace("$", "$$")} for s in prepared.plan.services
+    }
     header = "# Generated by 'invoke deploy'; do not edit.\n"
-    path.write_text(header + yaml.safe_dump({"services": services}, sort_keys=False))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + yaml.safe_dump({"services": services}, sort_keys=False))
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
     return path
 
 
@@ -185,7 +250,7 @@ def up(prepared: Prepared, settings: Settings, sha: str, timeout: float) -> tupl
         "--no-build",
         "--remove-orphans",
     ]
-    report.say(f"$ {settings.mask(' '.join(argv))}", settings, err=True)
+    report.say(f"$ {shlex.join(argv)}", err=True)
     done = subprocess.run(
         argv,
         capture_output=True,
@@ -216,7 +281,7 @@ def wait_healthy(client: Any, project: str, timeout: float, settings: Settings) 
                 return False, f"{name} is {states[name]}"
         for name, status in states.items():
             if last.get(name) != status:
-                report.say(f"  {name:<14} {status}", settings, err=True)
+                report.say(f"  {name:<14} {status}", err=True)
         last = states
         if states and all(s in ("healthy", "running") for s in states.values()):
             return True, "all services healthy"
@@ -260,6 +325,8 @@ def prune_old(prepared: Prepared, keep: int, protect: set[str]) -> list[str]:
     for service in prepared.plan.services:
         tagged = []
         for image in client.images.list(name=service.image):
+            if not owned_by(image.labels, prepared.plan.project):
+                continue
             for ref in image.tags:
                 repo, tag = split_ref(ref)
                 if repo == service.image and tag not in ("latest", *protect):
@@ -280,7 +347,7 @@ def release(
     client = prepared.images.client
     previous = last_good(settings, target, other_than=sha)
     started = time.monotonic()
-    report.say(f"{action} {target.project} at :{sha} (timeout {timeout:.0f}s)", settings, err=True)
+    report.say(f"{action} {target.project} at :{sha} (timeout {timeout:.0f}s)", err=True)
     ok, why = up(prepared, settings, sha, timeout)
     seconds = round(time.monotonic() - started, 1)
     record(
@@ -299,18 +366,17 @@ def release(
         report.say(
             f"{action} ok: :{sha} healthy in {seconds}s"
             + (f"; pruned {len(removed)} old images" if removed else ""),
-            settings,
         )
         return
-    report.say(f"{action} of :{sha} failed: {why}", settings, err=True)
-    report.say(diagnose(client, target.project), settings, err=True)
+    report.say(f"{action} of :{sha} failed: {why}", err=True)
+    report.say(diagnose(client, target.project), err=True)
     if not previous:
         stop(prepared, settings)
         raise UserError(
             f"{action} of :{sha} failed ({why}); no earlier deploy to roll back to,"
             " the stack is left stopped"
         )
-    report.say(f"rolling back to :{previous}", settings, err=True)
+    report.say(f"rolling back to :{previous}", err=True)
     started = time.monotonic()
     back_ok, back_why = up(prepared, settings, previous, timeout)
     record(
@@ -338,6 +404,13 @@ TARGET_HELP = {
 }
 
 
+def _wait(timeout: float, settings: Settings) -> float:
+    """The health-check timeout: the flag (seconds, up to a day) or the setting."""
+    if not 0 <= timeout <= 86400:  # also refuses nan
+        raise UserError(f"invalid --timeout {timeout}: expected seconds from 1 to 86400")
+    return timeout or settings.deploy_timeout
+
+
 def _begin(c: Context, context: str) -> tuple[Settings, Prepared, Target]:
     if context:
         use_context(context)
@@ -363,12 +436,14 @@ def deploy(
     break_lock: bool = False,
 ) -> None:
     """Build, bring the stack up behind health checks, roll back automatically if unhealthy."""
+    if sha:
+        valid_tag(sha, "--sha")
     settings, prepared, target = _begin(c, context)
-    wait = timeout or settings.deploy_timeout
+    wait = _wait(timeout, settings)
     with deploy_lock(settings, target, break_lock):
         if not (no_build or sha):
             for line in report.warning_lines(prepared.plan):
-                report.say(line, settings, err=True)
+                report.say(line, err=True)
             result = execute(prepared, settings, quiet=True)
             if not result["ok"]:
                 record(
@@ -394,13 +469,15 @@ def rollback(
     c: Context, to: str = "", timeout: float = 0, context: str = "", break_lock: bool = False
 ) -> None:
     """Redeploy an earlier sha without building, through the same health gate."""
+    if to:
+        valid_tag(to, "--to")
     settings, prepared, target = _begin(c, context)
     current = last_good(settings, target)
     sha = to or last_good(settings, target, other_than=current)
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
     with deploy_lock(settings, target, break_lock):
-        release(prepared, settings, target, sha, "rollback", timeout or settings.deploy_timeout)
+        release(prepared, settings, target, sha, "rollback", _wait(timeout, settings))
 
 
 @task(help={"json": "print the history as JSON", "context": TARGET_HELP["context"]})
@@ -410,7 +487,7 @@ def history(c: Context, json: bool = False, context: str = "") -> None:
     settings, _, target = _begin(c, context)
     entries = read_history(settings, target)
     if json:
-        report.emit_json(entries, settings)
+        report.emit_json(entries)
         return
     rows = [
         [
@@ -429,5 +506,4 @@ def history(c: Context, json: bool = False, context: str = "") -> None:
         report.table(["time", "action", "sha", "result", "secs", "user", "host", "detail"], rows)
         if rows
         else f"no deploys of {target.project} yet",
-        settings,
     )

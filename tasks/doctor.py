@@ -17,7 +17,8 @@ from invoke.tasks import task
 from tasks import compose, engine, gitinfo, lint, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
-from tasks.plan import BuildPlan, CacheSource, cache_entry, make_plan, select
+from tasks.plan import BuildPlan, CacheSource, make_plan, select
+from tasks.refs import cache_entry
 from tasks.settings import Settings
 
 OVERRIDE_TAG_SINCE = (2, 24)  # compose's `!override` YAML tag, which the generated override uses

@@ -12,9 +12,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from tasks.errors import UserError
-
-LABEL_INLINE = "org.compose-tasks.inline-cache"
-LABEL_COMMIT = "org.compose-tasks.commit"
+from tasks.refs import LABEL_INLINE, has_registry, short_name, split_ref
 
 
 def connect() -> Any:
@@ -36,34 +34,6 @@ def _first_line(exc: BaseException) -> str:
         return (errno.group(1) or errno.group(2)).strip()
     lines = text.splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    """``repo[:tag]`` into (repo, tag); a registry port is not a tag."""
-    name = ref.split("@", 1)[0]
-    repo, sep, tag = name.rpartition(":")
-    if not sep or "/" in tag:
-        return name, ""
-    return repo, tag
-
-
-def has_registry(ref: str) -> bool:
-    """Whether a ref names its registry host (``host.tld/…``, ``host:port/…``, ``localhost/…``)."""
-    first, sep, _ = ref.partition("/")
-    return bool(sep) and ("." in first or ":" in first or first == "localhost")
-
-
-def _short_name(ref: str) -> str:
-    """A Docker Hub ref as the engine lists it: ``docker.io/library/x:1`` -> ``x:1``."""
-    for prefix in (
-        "docker.io/library/",
-        "index.docker.io/library/",
-        "docker.io/",
-        "index.docker.io/",
-    ):
-        if ref.startswith(prefix):
-            return ref[len(prefix) :]
-    return ref
 
 
 @dataclass(frozen=True)
@@ -104,7 +74,7 @@ class Images:
     def _locate(self, ref: str) -> Found | None:
         if "@" in ref:
             return self._get(ref)
-        repo, tag = split_ref(_short_name(ref))
+        repo, tag = split_ref(short_name(ref))
         inline = self._local_tags().get(f"{repo}:{tag or 'latest'}")
         if inline is not None:
             return Found("local", inline)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.dockerfile import Dockerfile, Instruction, parse
-from tasks.settings import is_secret
+from tasks.mask import is_secret
 
 # Commands that install dependencies, as (label, pattern over the lower-cased command).
 _SEP = r"[^;&|\n]*"

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tasks import mask
 from tasks.compose import command, extra_env_file
-from tasks.engine import LABEL_COMMIT, LABEL_INLINE, Builder, Found, split_ref
+from tasks.engine import Builder, Found
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
-from tasks.lint import Finding
+from tasks.lint import Finding, ignored
+from tasks.refs import LABEL_COMMIT, LABEL_INLINE, cache_entry, ownership, split_ref
 from tasks.settings import Settings
 
 INLINE_ARG = "BUILDKIT_INLINE_CACHE"
@@ -150,9 +152,20 @@ def override(plan: BuildPlan) -> dict[str, Any]:
     return {"services": services}
 
 
+def _escaped(value: Any) -> Any:
+    """Every string with ``$`` doubled: compose interpolates the override it reads."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    return value
+
+
 def override_yaml(plan: BuildPlan) -> str:
     """The override as YAML; ``cache_from`` replaces the compose file's list (compose >= 2.24)."""
-    data = override(plan)
+    data = _escaped(override(plan))
     for service in data["services"].values():
         for key in ("cache_from", "cache_to"):
             if key in service["build"]:
@@ -166,15 +179,6 @@ def image_repo(project: str, name: str, service: Mapping[str, Any]) -> str:
     if service.get("image"):
         return split_ref(str(service["image"]))[0]
     return f"{project}-{name}"
-
-
-def cache_entry(entry: str) -> tuple[str, str | None]:
-    """A cache entry's type and, for the registry type, its image ref."""
-    if "=" not in entry:
-        return "registry", entry
-    fields = dict(part.split("=", 1) for part in entry.split(",") if "=" in part)
-    kind = fields.get("type", "registry")
-    return kind, fields.get("ref") if kind == "registry" else None
 
 
 def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> CacheSource:
@@ -236,14 +240,20 @@ def _service_plan(
             sources.append(_source(entry, origin, locate, builder.exports))
     inline = settings.inline_cache and not any(export.kept for export in exports)
     args = {settings.commit_arg: git.commit}
-    labels = {LABEL_COMMIT: git.commit}
+    labels = {**ownership(project, name), LABEL_COMMIT: git.commit}
     if inline:
         args[INLINE_ARG] = "1"
         labels[LABEL_INLINE] = "1"
     for export in exports:
         if not export.kept:
             warnings.append(f"{name}: cache_to {export.entry} {export.status}")
+    secrets = mask.active()
     for source in sources:
+        if source.kept and secrets.text(source.entry) != source.entry:
+            warnings.append(
+                f"{name}: cache entry {secrets.text(source.entry)} holds a secret; it is written "
+                "to the generated override (mode 0600) and shown masked"
+            )
         if source.kept and source.inline is False:
             warnings.append(
                 f"{name}: cache source {source.entry} has no inline cache metadata; "
@@ -264,6 +274,28 @@ def _service_plan(
         context=str(build.get("context", "")),
         dockerfile=str(build.get("dockerfile", "Dockerfile")),
     )
+
+
+def context_warnings(plan: BuildPlan) -> list[str]:
+    """A build folder inside a build context that its .dockerignore does not exclude."""
+    folder = Path(plan.override_file).parent
+    out = []
+    for service in plan.services:
+        context = Path(plan.project_dir, service.context or ".").resolve()
+        if not folder.is_relative_to(context):
+            continue
+        inside = folder.relative_to(context).as_posix()
+        try:
+            patterns = (context / ".dockerignore").read_text(errors="replace").splitlines()
+        except OSError:
+            patterns = []
+        if not ignored(patterns, inside):
+            out.append(
+                f"{service.name}: build_dir {inside} lies in its build context and .dockerignore "
+                "does not exclude it: the generated override busts the cache and enters the "
+                f"image; add '{inside}' to {context / '.dockerignore'} or unset build_dir"
+            )
+    return out
 
 
 def select(project: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
@@ -312,7 +344,7 @@ def make_plan(
         )
         for service in select(project, services)
     )
-    return BuildPlan(
+    plan = BuildPlan(
         project=name,
         project_dir=str(settings.project_dir),
         compose_files=tuple(str(path) for path in files),
@@ -329,8 +361,9 @@ def make_plan(
         services=plans,
         warnings=tuple(warnings),
     )
+    return replace(plan, warnings=(*plan.warnings, *context_warnings(plan)))
 
 
-def display_argv(argv: Sequence[str], settings: Settings) -> str:
+def display_argv(argv: Sequence[str]) -> str:
     """A command for display, with secret values masked."""
-    return settings.mask(shlex.join(argv))
+    return mask.active().text(shlex.join(argv))

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from tasks import mask
 from tasks.plan import BuildPlan, override_yaml
 from tasks.progress import BuildProgress, Step
-from tasks.settings import Settings
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -23,15 +23,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def say(text: str, settings: Settings | None = None, err: bool = False) -> None:
+def say(text: str, err: bool = False) -> None:
     """Print a line (to stderr when ``err``), secrets masked."""
-    text = settings.mask(text) if settings else text
-    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+    print(mask.active().text(text), file=sys.stderr if err else sys.stdout, flush=True)
 
 
-def emit_json(data: Any, settings: Settings | None = None) -> None:
-    """Print data as JSON on stdout, secrets masked."""
-    say(json.dumps(data, indent=2, default=str), settings)
+def emit_json(data: Any) -> None:
+    """Print data as JSON on stdout: secrets are masked in the data, so the JSON stays valid."""
+    masked = mask.active().data(json.loads(json.dumps(data, default=str)))
+    print(json.dumps(masked, indent=2), flush=True)
 
 
 def plan_text(plan: BuildPlan) -> str:

@@ -7,6 +7,7 @@ files (``invoke.yaml``), the project's ``.env`` file, the process environment
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,20 +17,22 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from tasks import mask
 from tasks.errors import UserError
+from tasks.mask import MASK, is_secret
 
 SECTION = "stack"
 ENV_PREFIX = "INVOKE_STACK_"
-# A name looks secret when one of its words is, or ends in, one of these (DB_PASSWORD,
-# NPMTOKEN, AWS_SECRET_ACCESS_KEY, PRIVATE_KEY); MONKEY or TOKENIZER_PATH do not.
-_SECRET_NAME = re.compile(
-    r"(?:^|_)[A-Z0-9]*(?:PASSWORD|PASSWD|PASSPHRASE|TOKEN|SECRET|APIKEY|ACCESSKEY|PRIVATEKEY)S?"
-    r"(?:_|$)|(?:^|_)(?:KEY|PRIVATE|CREDENTIALS?|AUTH)(?:_|$)"
-)
-MASK = "******"
+TOOL_DIR = "compose-tasks"
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Variables with another meaning to the shell, docker, compose or BuildKit: never the commit arg.
+_RESERVED_ARG = re.compile(
+    r"^(PATH|HOME|USER|SHELL|PWD|OLDPWD|LANG|LC_\w+|TERM|HOSTNAME|TMPDIR|TZ|IFS|PS\d|"
+    r"LD_\w+|PYTHON\w*|(HTTPS?|FTP|NO|ALL)_PROXY|(DOCKER|COMPOSE|BUILDKIT|BUILDX|INVOKE)_\w*)$",
+    re.IGNORECASE,
+)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -51,14 +54,18 @@ def _flag(raw: Any) -> bool:
     raise ValueError("true or false (1/0, yes/no, on/off)")
 
 
-def _count(raw: Any) -> int:
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ValueError("a whole number") from None
-    if value < 0:
-        raise ValueError("a whole number, 0 or more")
-    return value
+def _count(limit: int) -> Callable[[Any], int]:
+    """A parser for a whole number from 0 to ``limit``."""
+
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError(f"a whole number from 0 to {limit}")
+        text = str(raw).strip()
+        if not re.fullmatch(r"\d{1,12}", text) or int(text) > limit:
+            raise ValueError(f"a whole number from 0 to {limit}")
+        return int(text)
+
+    return parse
 
 
 def _path_list(raw: Any) -> tuple[str, ...]:
@@ -88,6 +95,18 @@ def _arg_name(raw: Any) -> str:
     text = _text(raw).strip()
     if not _ARG_NAME.match(text):
         raise ValueError("a build-arg name (letters, digits, '_')")
+    if _RESERVED_ARG.match(text):
+        raise ValueError(
+            "a build-arg name that is not a variable with another meaning "
+            "(PATH, HOME, DOCKER_*, COMPOSE_*, ...)"
+        )
+    return text
+
+
+def _relative_path(raw: Any) -> str:
+    text = _text(raw).strip()
+    if "\0" in text or len(text) > 4096:
+        raise ValueError("a path")
     return text
 
 
@@ -107,9 +126,12 @@ class Spec:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("project_dir", ".", _text, "directory of the compose project (relative to cwd)"),
+    Spec("project_dir", ".", _relative_path, "directory of the compose project (relative to cwd)"),
     Spec(
-        "env_file", ".env", _text, "env file read for settings and masking, relative to project_dir"
+        "env_file",
+        ".env",
+        _relative_path,
+        "env file read for settings and masking, inside project_dir",
     ),
     Spec(
         "compose_files",
@@ -126,7 +148,12 @@ SPECS: tuple[Spec, ...] = (
         ("COMPOSE_PROJECT_NAME",),
     ),
     Spec("profiles", "", _name_list, "compose profiles, comma separated", ("COMPOSE_PROFILES",)),
-    Spec("build_dir", ".build", _text, "folder for generated files (git-ignored), in project_dir"),
+    Spec(
+        "build_dir",
+        "",
+        _relative_path,
+        "folder for generated files; empty: outside the project, under the user's cache directory",
+    ),
     Spec("commit_arg", "GIT_COMMIT_HASH", _arg_name, "build arg / env var carrying the commit"),
     Spec("dirty_suffix", True, _flag, "append -dirty to the commit when tracked files changed"),
     Spec(
@@ -139,21 +166,27 @@ SPECS: tuple[Spec, ...] = (
         "build with BUILDKIT_INLINE_CACHE=1 so images serve as cache (off when cache_to is set)",
     ),
     Spec("pull", False, _flag, "always try to pull newer base images"),
-    Spec("state_dir", ".deploy", _text, "deploy history and lock folder (git-ignored)"),
-    Spec("deploy_timeout", 120, _count, "seconds a deploy waits for health checks"),
-    Spec("keep_images", 5, _count, "sha-tagged images kept per service after a deploy"),
+    Spec(
+        "state_dir",
+        "",
+        _relative_path,
+        "deploy history and lock folder; empty: outside the project, in the user's state directory",
+    ),
+    Spec("deploy_timeout", 120, _count(86400), "seconds a deploy waits for health checks"),
+    Spec("keep_images", 5, _count(1000), "sha-tagged images kept per service after a deploy"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
 
+def _configured(default: Any) -> Any:
+    # invoke casts INVOKE_STACK_* variables to the type of the configured default and crashes
+    # on a bad int before any task runs; numbers are therefore declared as text and parsed here.
+    return str(default) if isinstance(default, int) and not isinstance(default, bool) else default
+
+
 def defaults() -> dict[str, Any]:
     """The settings section as declared for ``ns.configure``."""
-    return {SECTION: {spec.name: spec.default for spec in SPECS}}
-
-
-def is_secret(name: str) -> bool:
-    """Whether a variable or build-arg name looks like it holds a secret."""
-    return bool(_SECRET_NAME.search(re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).upper()))
+    return {SECTION: {spec.name: _configured(spec.default) for spec in SPECS}}
 
 
 @dataclass(frozen=True)
@@ -165,29 +198,17 @@ class Settings:
     compose_files: tuple[str, ...]
     project_name: str
     profiles: tuple[str, ...]
-    build_dir: Path
+    build_dir: Path  # resolved; outside the project unless set
     commit_arg: str
     dirty_suffix: bool
     branch_tag: bool
     inline_cache: bool
     pull: bool
-    state_dir: str
+    state_dir: Path  # resolved; outside the project unless set
     deploy_timeout: int
     keep_images: int
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)
-
-    def secret_values(self) -> list[str]:
-        """Values from the env file (and environment) whose names look secret."""
-        found = {v for k, v in self.dotenv.items() if is_secret(k) and v}
-        found |= {v for k, v in os.environ.items() if is_secret(k) and len(v) >= 4}
-        return sorted(found, key=len, reverse=True)
-
-    def mask(self, text: str) -> str:
-        """Replace every secret value in ``text``."""
-        for value in self.secret_values():
-            text = text.replace(value, MASK)
-        return text
 
 
 def _pick(
@@ -206,7 +227,7 @@ def _pick(
     for name in spec.env_names:
         if name in dotenv:
             return dotenv[name], f"{dotenv_label} {name}"
-    if spec.name in config and config[spec.name] != spec.default:
+    if spec.name in config and config[spec.name] not in (spec.default, _configured(spec.default)):
         return config[spec.name], "invoke config"
     return spec.default, "default"
 
@@ -225,9 +246,36 @@ def _read_dotenv(path: Path) -> dict[str, str]:
         return {}
     try:
         values = dotenv_values(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read env file {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read env file {path}: {first}") from None
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _inside(project_dir: Path, raw: str, name: str, source: str, may_be_file: bool = False) -> Path:
+    """``raw`` resolved (symlinks too) strictly inside the project directory, else a UserError."""
+    path = (project_dir / raw).resolve()
+    if path == project_dir or not path.is_relative_to(project_dir):
+        where = "the project directory itself" if path == project_dir else "outside the project"
+        raise UserError(
+            f"invalid setting {name}={raw!r} (from {source}): it resolves to {where} ({path}); "
+            f"expected a path inside {project_dir}"
+        )
+    if not may_be_file and path.exists() and not path.is_dir():
+        raise UserError(f"invalid setting {name}={raw!r} (from {source}): {path} is not a folder")
+    return path
+
+
+def _outside(project_dir: Path, name: str, environ: Mapping[str, str]) -> Path:
+    """The per-project folder outside every build context: the user's cache or state directory."""
+    home = Path(environ.get("HOME") or Path.home())
+    if name == "build_dir":
+        base = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
+    else:
+        base = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
+    digest = hashlib.sha256(str(project_dir).encode()).hexdigest()[:12]
+    folder = base / TOOL_DIR / f"{project_dir.name or 'root'}-{digest}"
+    return folder / ("build" if name == "build_dir" else "deploy")
 
 
 def load(
@@ -257,24 +305,32 @@ def load(
             f"(from {sources['project_dir']}): not a directory"
         )
     resolve("env_file", {}, "")
-    env_file = project_dir / values["env_file"]
+    env_file = _inside(project_dir, values["env_file"], "env_file", sources["env_file"], True)
     dotenv = _read_dotenv(env_file)
+    mask.use(dotenv)
     label = f"env file {values['env_file']}"
-    for spec in SPECS[2:]:
-        resolve(spec.name, dotenv, label)
+    for spec in SPECS:
+        if spec.name not in values:
+            resolve(spec.name, dotenv, label)
+    build_dir, state_dir = (
+        _inside(project_dir, values[name], name, sources[name])
+        if values[name]
+        else _outside(project_dir, name, environ)
+        for name in ("build_dir", "state_dir")
+    )
     return Settings(
         project_dir=project_dir,
         env_file=env_file,
         compose_files=values["compose_files"],
         project_name=values["project_name"],
         profiles=values["profiles"],
-        build_dir=project_dir / values["build_dir"],
+        build_dir=build_dir,
         commit_arg=values["commit_arg"],
         dirty_suffix=values["dirty_suffix"],
         branch_tag=values["branch_tag"],
         inline_cache=values["inline_cache"],
         pull=values["pull"],
-        state_dir=values["state_dir"],
+        state_dir=state_dir,
         deploy_timeout=values["deploy_timeout"],
         keep_images=values["keep_images"],
         sources=sources,

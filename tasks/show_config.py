@@ -17,10 +17,10 @@ def config(c: Context, json: bool = False) -> None:
     settings = settings_of(c)
     data = describe(settings)
     if json:
-        report.emit_json(data, settings)
+        report.emit_json(data)
         return
     rows = [[row["name"], row["value"], row["source"]] for row in data["settings"]]
-    report.say(report.table(["setting", "value", "source"], rows), settings)
+    report.say(report.table(["setting", "value", "source"], rows))
     if data["env"]:
-        report.say(f"\nvariables in {data['env_file']}:", settings)
-        report.say(report.table(["name", "value"], list(data["env"].items())), settings)
+        report.say(f"\nvariables in {data['env_file']}:")
+        report.say(report.table(["name", "value"], list(data["env"].items())))

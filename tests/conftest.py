@@ -66,6 +66,29 @@ def sh(
     return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=check, env=env)
 
 
+def user_dirs(project: Path) -> dict[str, str]:
+    """Cache and state folders for a test project, beside it (never inside it)."""
+    return {
+        "XDG_CACHE_HOME": str(project.parent / "xdg-cache"),
+        "XDG_STATE_HOME": str(project.parent / "xdg-state"),
+    }
+
+
+def generated(project: Path, kind: str = "build") -> list[Path]:
+    """The tool's generated folders of a test project (``build`` or ``deploy``)."""
+    home = user_dirs(project)["XDG_CACHE_HOME" if kind == "build" else "XDG_STATE_HOME"]
+    return sorted(Path(home).glob(f"compose-tasks/*/{kind}"))
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` (git's own folder excluded) and its content."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }
+
+
 def invoke(
     project: Path,
     *args: str,
@@ -73,6 +96,7 @@ def invoke(
 ) -> subprocess.CompletedProcess[str]:
     """Run our invoke tasks for real, from the project's directory."""
     full = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
+    full.update(user_dirs(project))
     full.update(env or {})
     return subprocess.run(
         ["invoke", "-r", str(ROOT), *args],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Stack, image_id, invoke
+from tests.conftest import Stack, generated, image_id, invoke
 
 
 def assert_one_line_error(stderr: str, expected: str) -> None:
@@ -46,5 +46,5 @@ def test_bad_project_input(
     done = invoke(stack.root, "build", *args, env=env)
     assert done.returncode == 1
     assert_one_line_error(done.stderr, expected)
-    assert not (stack.root / ".build").exists()
+    assert generated(stack.root) == []
     assert image_id(f"{stack.image('app')}:latest") is None

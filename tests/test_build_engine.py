@@ -12,6 +12,7 @@ from tests.conftest import (
     ROOT,
     Stack,
     build_json,
+    generated,
     image_id,
     invoke,
     raw_compose_build,
@@ -132,7 +133,7 @@ def test_dry_run_changes_nothing(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr
     assert "cache_from: !override" in done.stdout
     assert "BUILDKIT_INLINE_CACHE" in done.stdout
-    assert not (stack.root / ".build").exists()
+    assert generated(stack.root) == []
     assert image_id(f"{stack.image('app')}:latest") is None
 
 

@@ -12,6 +12,7 @@ from tests.conftest import (
     BASE_IMAGE,
     Stack,
     build_json,
+    generated,
     image_id,
     invoke,
     services,
@@ -62,7 +63,7 @@ def test_clear_then_build_has_zero_cached_steps(stack: Stack, bystanders: dict[s
     assert {"image", "builder cache", "build folder"} <= kinds
     assert result["ok"] is True
     assert image_id(f"{stack.image('app')}:latest") is None
-    assert not (stack.root / ".build").exists()
+    assert not any(folder.exists() for folder in generated(stack.root))
     row = services(build_json(stack.root))["app"]
     assert row["steps"] == 5
     assert row["cached"] == 0
@@ -80,8 +81,8 @@ def test_running_container_keeps_running_and_its_image_stops_serving(stack: Stac
     stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build: ./app\n"
                 "    command: [sleep, '600']\n")  # fmt: skip
     stack.commit("long-running")
-    build_json(stack.root)
-    up = sh("docker", "compose", "-f", "compose.yaml", "-f", ".build/compose.build.yml",
+    override = build_json(stack.root)["plan"]["override_file"]
+    up = sh("docker", "compose", "-f", "compose.yaml", "-f", override,
             "up", "-d", "--no-build", cwd=stack.root)  # fmt: skip
     assert up.returncode == 0
     result = clear(stack)
@@ -103,7 +104,7 @@ def test_dry_run_removes_nothing(stack: Stack) -> None:
     assert "would remove" in done.stdout
     assert all_images() == images
     assert builder_cache_size() == cache
-    assert (stack.root / ".build").exists()
+    assert (generated(stack.root)[0] / "compose.build.yml").exists()
 
 
 def test_non_interactive_without_yes_refuses(stack: Stack) -> None:

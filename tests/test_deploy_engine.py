@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BASE_IMAGE, Stack, invoke, sh
+from tests.conftest import BASE_IMAGE, Stack, generated, invoke, sh
 
 pytestmark = pytest.mark.engine
 
@@ -148,7 +148,7 @@ def test_rollback_to_sha_serves_it(web: Stack) -> None:
 
 
 def lock_path(stack: Stack) -> Path:
-    (path,) = (stack.root / ".deploy").glob("lock-*.json")
+    (path,) = generated(stack.root, "deploy")[0].glob("lock-*.json")
     return path
 
 
@@ -156,7 +156,7 @@ def test_concurrent_deploy_refused_and_stale_lock_detected(web: Stack) -> None:
     assert deploy(web).returncode == 0
     holder = subprocess.Popen(["sleep", "60"])
     try:
-        lock = web.root / ".deploy" / f"lock-{web.name}@local.json"
+        lock = generated(web.root, "deploy")[0] / f"lock-{web.name}@local.json"
         held = {"pid": holder.pid, "user": "alice", "machine": socket.gethostname()}
         lock.write_text(json.dumps({**held, "since": "earlier"}))
         done = deploy(web, "--no-build")
@@ -171,7 +171,7 @@ def test_concurrent_deploy_refused_and_stale_lock_detected(web: Stack) -> None:
     assert "stale deploy lock" in done.stderr and "--break-lock" in done.stderr
     done = deploy(web, "--no-build", "--break-lock")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert not list((web.root / ".deploy").glob("lock-*.json"))
+    assert not list(generated(web.root, "deploy")[0].glob("lock-*.json"))
 
 
 def test_context_flag_targets_that_engine(web: Stack) -> None:

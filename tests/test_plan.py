@@ -30,7 +30,7 @@ def plan_for(
     config: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> BuildPlan:
-    settings = load(config or {}, environ={}, cwd=tmp_path)
+    settings = load(config or {}, environ={"HOME": "/home/tester"}, cwd=tmp_path)
     found = existing or {}
     return make_plan(
         compose,
@@ -131,10 +131,13 @@ def test_service_selection(tmp_path: Path) -> None:
 
 def test_exact_argv(tmp_path: Path) -> None:
     plan = plan_for(project(api={"build": {"context": "/p"}}), tmp_path, pull=True)
-    root = str(tmp_path.resolve())
+    root = tmp_path.resolve()
+    work = f"/home/tester/.cache/compose-tasks/{root.name}-"
+    assert plan.override_file.startswith(work)
+    assert plan.override_file.endswith("/build/compose.build.yml")
     assert plan.build_argv() == [
-        "docker", "compose", "--project-directory", root,
-        "-f", str(tmp_path / "compose.yaml"), "-f", f"{root}/.build/compose.build.yml",
+        "docker", "compose", "--project-directory", str(root),
+        "-f", str(tmp_path / "compose.yaml"), "-f", plan.override_file,
         "-p", "shop", "--progress", "json", "build", "--pull", "api",
     ]  # fmt: skip
     assert plan.env() == {"GIT_COMMIT_HASH": SHA}
@@ -165,3 +168,28 @@ def test_warning_for_a_cache_image_without_inline_metadata(tmp_path: Path) -> No
     compose = project(api={"build": {"context": "/p"}})
     plan = plan_for(compose, tmp_path, {"shop-api:latest": Found("local", False)})
     assert any("no inline cache metadata" in w for w in plan.warnings)
+
+
+def test_override_labels_prove_ownership_and_escape_dollars(tmp_path: Path) -> None:
+    existing = {"reg.io/api:ca$h": Found("registry", None)}
+    compose = project(
+        api={"build": {"context": "/p", "cache_from": ["type=registry,ref=reg.io/api:ca$h"]}}
+    )
+    plan = plan_for(compose, tmp_path, existing)
+    assert plan.services[0].cache_from == ["type=registry,ref=reg.io/api:ca$h"]
+    text = override_yaml(plan)
+    assert "ref=reg.io/api:ca$$h" in text
+    labels = yaml.safe_load(text.replace("!override", ""))["services"]["api"]["build"]["labels"]
+    assert labels["org.compose-tasks.tool"] == "compose-tasks"
+    assert labels["org.compose-tasks.project"] == "shop"
+    assert labels["org.compose-tasks.service"] == "api"
+
+
+def test_build_dir_in_a_context_not_ignored_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_text(".git\n")
+    compose = project(api={"build": {"context": str(tmp_path)}})
+    plan = plan_for(compose, tmp_path, config={"build_dir": "gen"})
+    assert any("build_dir gen lies in its build context" in w for w in plan.warnings)
+    (tmp_path / ".dockerignore").write_text(".git\ngen\n")
+    plan = plan_for(compose, tmp_path, config={"build_dir": "gen"})
+    assert not any("build_dir" in w for w in plan.warnings)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks import mask
 from tasks.errors import UserError
-from tasks.settings import MASK, describe, load
+from tasks.mask import MASK
+from tasks.settings import describe, load
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -53,6 +55,17 @@ def test_compose_file_and_profiles_lists(tmp_path: Path) -> None:
         ({"INVOKE_STACK_DIRTY_SUFFIX": "maybe"}, "expected true or false"),
         ({"INVOKE_STACK_COMMIT_ARG": "1-bad"}, "expected a build-arg name"),
         ({"INVOKE_STACK_PROJECT_DIR": "nope"}, "not a directory"),
+        ({"INVOKE_STACK_COMMIT_ARG": "PATH"}, "not a variable with another meaning"),
+        ({"INVOKE_STACK_COMMIT_ARG": "DOCKER_HOST"}, "not a variable with another meaning"),
+        ({"INVOKE_STACK_DEPLOY_TIMEOUT": "9" * 40}, "a whole number from 0 to 86400"),
+        ({"INVOKE_STACK_KEEP_IMAGES": "-1"}, "a whole number from 0 to 1000"),
+        ({"INVOKE_STACK_BUILD_DIR": "/"}, "build_dir='/' (from environment"),
+        ({"INVOKE_STACK_BUILD_DIR": ".."}, "resolves to outside the project"),
+        ({"INVOKE_STACK_BUILD_DIR": "."}, "resolves to the project directory itself"),
+        ({"INVOKE_STACK_BUILD_DIR": "a/../.."}, "resolves to outside the project"),
+        ({"INVOKE_STACK_STATE_DIR": "/tmp/x"}, "state_dir='/tmp/x'"),
+        ({"INVOKE_STACK_ENV_FILE": "../other.env"}, "env_file='../other.env'"),
+        ({"INVOKE_STACK_ENV_FILE": "/etc/passwd"}, "resolves to outside the project"),
     ],
 )
 def test_invalid_values_name_setting_source_and_allowed(
@@ -69,10 +82,27 @@ def test_secrets_masked_in_describe_and_text(tmp_path: Path) -> None:
     settings = load({}, environ={}, cwd=tmp_path)
     data = describe(settings)
     assert data["env"] == {"API_TOKEN": MASK, "DB_PASSWORD": MASK, "PORT": "8000"}
-    assert settings.mask("pw=hunter2hunter2 token=tok-123456") == f"pw={MASK} token={MASK}"
+    assert settings.dotenv["PORT"] == "8000"
+    text = mask.active().text("pw=hunter2hunter2 token=tok-123456")
+    assert text == f"pw={MASK} token={MASK}"
 
 
 def test_env_file_setting(tmp_path: Path) -> None:
     (tmp_path / "prod.env").write_text("COMPOSE_PROJECT_NAME=prod\n")
     settings = load({}, environ={"INVOKE_STACK_ENV_FILE": "prod.env"}, cwd=tmp_path)
     assert settings.project_name == "prod"
+
+
+def test_symlink_escape_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "gen").symlink_to(tmp_path)
+    with pytest.raises(UserError, match=r"build_dir='gen' .* outside the project"):
+        load({"build_dir": "gen"}, environ={}, cwd=tmp_path / "proj")
+
+
+def test_generated_folders_default_outside_the_project(tmp_path: Path) -> None:
+    settings = load({}, environ={"XDG_CACHE_HOME": "/c", "XDG_STATE_HOME": "/s"}, cwd=tmp_path)
+    assert str(settings.build_dir).startswith(f"/c/compose-tasks/{tmp_path.name}-")
+    assert str(settings.state_dir).startswith(f"/s/compose-tasks/{tmp_path.name}-")
+    inside = load({"build_dir": "gen/build"}, environ={}, cwd=tmp_path)
+    assert inside.build_dir == tmp_path.resolve() / "gen" / "build"
