@@ -14,9 +14,9 @@ from invoke.collection import Collection
 from invoke.program import Program
 
 from tasks import settings
-from tasks.cli import config_error_hook
 from tasks.build import build
 from tasks.clear import clear_caches
+from tasks.cli import config_error_hook
 from tasks.deploy import deploy, history, rollback
 from tasks.doctor import doctor
 from tasks.show_config import config

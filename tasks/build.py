@@ -15,7 +15,14 @@ from invoke.tasks import task
 from tasks import compose, engine, gitinfo, lint, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
-from tasks.plan import OVERRIDE_NAME, BuildPlan, display_argv, make_plan, override_yaml
+from tasks.plan import (
+    OVERRIDE_NAME,
+    BuildPlan,
+    check_sources,
+    display_argv,
+    make_plan,
+    override_yaml,
+)
 from tasks.progress import BuildProgress
 from tasks.settings import Settings
 
@@ -52,6 +59,8 @@ def prepare(
         fresh,
         pull,
     )
+    for name in plan.service_names():
+        check_sources(name, project["services"][name]["build"])
     findings = lint.lint_project(project, plan.service_names(), settings.commit_arg, Path.cwd())
     return Prepared(replace(plan, lint=tuple(findings)), images)
 

@@ -55,19 +55,24 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 Hook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
-_CONFIG_MODULES = (f"invoke{os.sep}config.py", f"invoke{os.sep}env.py")
+_PARSER = f"invoke{os.sep}parser{os.sep}"
+_CONFIG = (f"invoke{os.sep}config.py", f"invoke{os.sep}env.py")
 
 
 def config_error_hook(previous: Hook) -> Hook:
-    """An excepthook that turns invoke's own config errors (a malformed ``invoke.yaml``, an
-    uncastable ``INVOKE_*`` variable) into one line; they are raised before any task runs."""
+    """An excepthook that turns invoke's own config and parser errors (a malformed
+    ``invoke.yaml``, an uncastable ``INVOKE_*`` variable or flag value) into one line; they are
+    raised before any task runs."""
 
     def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         frames = traceback.extract_tb(tb)
+        names = [frame.filename for frame in frames]
         if issubclass(kind, Exception) and any(
-            frame.filename.endswith(_CONFIG_MODULES) for frame in frames
+            name.endswith(_CONFIG) or _PARSER in name for name in names
         ):
-            print(_line(f"error: invalid invoke configuration: {exc}"), file=sys.stderr)
+            parser = any(_PARSER in name for name in names)
+            what = "command line" if parser else "invoke configuration"
+            print(_line(f"error: invalid {what}: {exc}"), file=sys.stderr)
             return  # the interpreter exits with code 1
         previous(kind, exc, tb)
 

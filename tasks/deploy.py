@@ -404,11 +404,15 @@ TARGET_HELP = {
 }
 
 
-def _wait(timeout: float, settings: Settings) -> float:
-    """The health-check timeout: the flag (seconds, up to a day) or the setting."""
-    if not 0 <= timeout <= 86400:  # also refuses nan
-        raise UserError(f"invalid --timeout {timeout}: expected seconds from 1 to 86400")
-    return timeout or settings.deploy_timeout
+def valid_timeout(text: str) -> float:
+    """The ``--timeout`` flag in seconds (0: the setting), or a UserError."""
+    try:
+        value = float(text or 0)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:  # also refuses nan and inf
+        raise UserError(f"invalid --timeout {text!r}: expected seconds from 1 to 86400")
+    return value
 
 
 def _begin(c: Context, context: str) -> tuple[Settings, Prepared, Target]:
@@ -431,15 +435,16 @@ def deploy(
     c: Context,
     no_build: bool = False,
     sha: str = "",
-    timeout: float = 0,
+    timeout: str = "",
     context: str = "",
     break_lock: bool = False,
 ) -> None:
     """Build, bring the stack up behind health checks, roll back automatically if unhealthy."""
     if sha:
         valid_tag(sha, "--sha")
+    valid_timeout(timeout)
     settings, prepared, target = _begin(c, context)
-    wait = _wait(timeout, settings)
+    wait = valid_timeout(timeout) or settings.deploy_timeout
     with deploy_lock(settings, target, break_lock):
         if not (no_build or sha):
             for line in report.warning_lines(prepared.plan):
@@ -466,18 +471,20 @@ def deploy(
 @task(help={"to": "redeploy this sha (default: the one before the current deploy)", **TARGET_HELP})
 @one_line_errors
 def rollback(
-    c: Context, to: str = "", timeout: float = 0, context: str = "", break_lock: bool = False
+    c: Context, to: str = "", timeout: str = "", context: str = "", break_lock: bool = False
 ) -> None:
     """Redeploy an earlier sha without building, through the same health gate."""
     if to:
         valid_tag(to, "--to")
+    valid_timeout(timeout)
     settings, prepared, target = _begin(c, context)
     current = last_good(settings, target)
     sha = to or last_good(settings, target, other_than=current)
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
     with deploy_lock(settings, target, break_lock):
-        release(prepared, settings, target, sha, "rollback", _wait(timeout, settings))
+        wait = valid_timeout(timeout) or settings.deploy_timeout
+        release(prepared, settings, target, sha, "rollback", wait)
 
 
 @task(help={"json": "print the history as JSON", "context": TARGET_HELP["context"]})

@@ -111,9 +111,28 @@ def _continues(line: str, escape: str) -> tuple[bool, str]:
     return False, line
 
 
+def _heredocs(rest: str) -> list[re.Match[str]]:
+    """Heredoc markers (``<<EOF``, ``<<-"EOF"``) outside quotes: ``echo "<<EOF"`` is no heredoc."""
+    found: list[re.Match[str]] = []
+    quote = ""
+    index = 0
+    while index < len(rest):
+        char = rest[index]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "<" and (match := _HEREDOC.match(rest, index)):
+            found.append(match)
+            index = match.end()
+            continue
+        index += 1
+    return found
+
+
 def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     """Parse a Dockerfile's text."""
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()
     directives, index = _directives(lines)
     escape = directives.get("escape", "\\") or "\\"
     instructions: list[Instruction] = []
@@ -138,7 +157,7 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
         keyword = keyword.upper()
         heredocs: list[str] = []
         if keyword in _HEREDOC_KEYWORDS:
-            for match in _HEREDOC.finditer(rest):
+            for match in _heredocs(rest):
                 strip_tabs, end = match.group(1) == "-", match.group(3)
                 body: list[str] = []
                 while index < len(lines):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.errors import UserError
 from tasks.settings import Settings
 
 UNKNOWN = "unknown"
@@ -16,6 +17,18 @@ CI_SHA_VARS = ("GITHUB_SHA", "CI_COMMIT_SHA")
 CI_BRANCH_VARS = ("GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
 SHORT = 12
 _LONG_SHA = re.compile(r"^[0-9a-f]{13,64}$")
+_COMMIT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./+-]{0,199}$")
+
+
+def _given(environ: Mapping[str, str], name: str) -> str:
+    """A commit given in a variable: a sha or a ref-like name, nothing a shell or compose reads."""
+    value = environ.get(name, "")
+    if value and not _COMMIT_VALUE.match(value):
+        raise UserError(
+            f"invalid {name}={value!r} (from the environment): expected a commit sha or a name of "
+            "letters, digits and '_./+-'"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ def resolve(
 ) -> GitInfo:
     """An explicit variable wins, then CI variables, then git; ``unknown`` outside a checkout."""
     branch = next((environ[v] for v in CI_BRANCH_VARS if environ.get(v)), "")
-    if environ.get(var):
+    if _given(environ, var):
         return GitInfo(
             environ[var],
             f"environment {var}",
@@ -71,7 +84,7 @@ def resolve(
     inside = _git(project_dir, "rev-parse", "--is-inside-work-tree") == "true"
     branch = branch or (_git(project_dir, "branch", "--show-current") or "" if inside else "")
     for name in CI_SHA_VARS:
-        if environ.get(name):
+        if _given(environ, name):
             return GitInfo(environ[name], f"environment {name}", False, tag_safe(branch))
     sha = _git(project_dir, "rev-parse", "HEAD") if inside else None
     if not sha:

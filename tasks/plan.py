@@ -298,6 +298,21 @@ def context_warnings(plan: BuildPlan) -> list[str]:
     return out
 
 
+def check_sources(name: str, build: Mapping[str, Any]) -> None:
+    """A local build context and its Dockerfile must exist; say which is missing, in one line."""
+    context = str(build.get("context") or ".")
+    if "://" in context or context.startswith("git@") or build.get("dockerfile_inline"):
+        return
+    folder = Path(context)
+    if not folder.is_dir():
+        raise UserError(f"service '{name}': build context {folder} is not a folder")
+    dockerfile = folder / str(build.get("dockerfile") or "Dockerfile")
+    if not dockerfile.is_file():
+        raise UserError(
+            f"service '{name}': no Dockerfile at {dockerfile} (set build.dockerfile or add it)"
+        )
+
+
 def select(project: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
     """Services with a build section, narrowed to ``wanted``; unknown names are an error."""
     services: Mapping[str, Any] = project.get("services") or {}

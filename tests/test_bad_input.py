@@ -1,50 +1,279 @@
-"""Bad input: one clear line on stderr, exit code 1, no traceback, nothing changed."""
+"""Bad input, all of it: exit code 1, one error line on stderr, no traceback, nothing changed.
+
+Each case runs the real task in a committed project. Cases before the engine is reached run in
+the unit session; the rest need the engine (compose resolves the project first).
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Stack, generated, image_id, invoke
+from tasks.mask import is_secret
+from tests.conftest import Stack, generated, image_id, invoke, sh, tree, user_dirs
 
 
-def assert_one_line_error(stderr: str, expected: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ")
-    assert expected in lines[0]
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the task and flags, environment, files written first, expected text."""
+
+    args: tuple[str, ...]
+    expected: str
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
 
 
-def test_invalid_setting(tmp_path: Path) -> None:
-    done = invoke(tmp_path, "build", env={"INVOKE_STACK_DIRTY_SUFFIX": "sometimes"})
-    assert done.returncode == 1
-    assert_one_line_error(done.stderr, "invalid setting dirty_suffix='sometimes'")
-    assert "environment INVOKE_STACK_DIRTY_SUFFIX" in done.stderr
+def case(
+    args: str,
+    expected: str,
+    env: dict[str, str] | None = None,
+    files: dict[str, str] | None = None,
+) -> Case:
+    return Case(tuple(args.split()), expected, env or {}, files or {})
+
+
+def env(name: str, value: str, args: str = "build", expected: str = "") -> Case:
+    return case(args, expected or "invalid setting", {name: value})
+
+
+BAD_YAML = "stack:\n  pull: [\n"
+SETTINGS = {
+    # settings from the environment
+    "int-not-int": env("INVOKE_STACK_DEPLOY_TIMEOUT", "abc", "config", "deploy_timeout='abc'"),
+    "int-huge": env("INVOKE_STACK_DEPLOY_TIMEOUT", "9" * 400, "config", "from 0 to 86400"),
+    "int-negative": env("INVOKE_STACK_KEEP_IMAGES", "-3", "config", "from 0 to 1000"),
+    "int-float": env("INVOKE_STACK_KEEP_IMAGES", "2.5", "config", "keep_images='2.5'"),
+    "bool-word": env("INVOKE_STACK_PULL", "sometimes", "build", "pull='sometimes'"),
+    "bool-dirty": env("INVOKE_STACK_DIRTY_SUFFIX", "maybe", "build", "dirty_suffix='maybe'"),
+    "bool-inline": env("INVOKE_STACK_INLINE_CACHE", "2", "build", "inline_cache='2'"),
+    "bool-branch": env("INVOKE_STACK_BRANCH_TAG", "yes please", "build", "branch_tag="),
+    "project-name-case": env("COMPOSE_PROJECT_NAME", "Bad Name", "build", "project_name="),
+    "project-name-dollar": env("COMPOSE_PROJECT_NAME", "x$y", "build", "project_name='x$y'"),
+    "project-dir-missing": env("INVOKE_STACK_PROJECT_DIR", "nope", "build", "not a directory"),
+    "build-dir-root": env("INVOKE_STACK_BUILD_DIR", "/", "clear-caches --yes", "build_dir='/'"),
+    "build-dir-parent": env("INVOKE_STACK_BUILD_DIR", "..", "clear-caches --yes", "outside"),
+    "build-dir-self": env("INVOKE_STACK_BUILD_DIR", ".", "build", "the project directory itself"),
+    "build-dir-dotdot": env("INVOKE_STACK_BUILD_DIR", "a/../../x", "build", "outside the project"),
+    "build-dir-abs": env("INVOKE_STACK_BUILD_DIR", "/tmp/elsewhere", "build", "outside"),
+    "build-dir-file": env("INVOKE_STACK_BUILD_DIR", "compose.yaml", "build", "is not a folder"),
+    "state-dir-root": env("INVOKE_STACK_STATE_DIR", "/", "history", "state_dir='/'"),
+    "state-dir-parent": env("INVOKE_STACK_STATE_DIR", "../..", "deploy", "outside"),
+    "env-file-outside": env("INVOKE_STACK_ENV_FILE", "/etc/passwd", "config", "env_file="),
+    "env-file-parent": env("INVOKE_STACK_ENV_FILE", "../x.env", "config", "outside"),
+    "commit-arg-path": env("INVOKE_STACK_COMMIT_ARG", "PATH", "build", "another meaning"),
+    "commit-arg-home": env("INVOKE_STACK_COMMIT_ARG", "HOME", "build", "another meaning"),
+    "commit-arg-docker": env("INVOKE_STACK_COMMIT_ARG", "DOCKER_HOST", "build", "another meaning"),
+    "commit-arg-compose": env("INVOKE_STACK_COMMIT_ARG", "COMPOSE_FILE", "build", "meaning"),
+    "commit-arg-syntax": env("INVOKE_STACK_COMMIT_ARG", "1-x", "build", "a build-arg name"),
+    "commit-arg-empty": env("INVOKE_STACK_COMMIT_ARG", " ", "build", "a build-arg name"),
+    # settings from the env file
+    "dotenv-bool": case(
+        "build",
+        "(from env file .env INVOKE_STACK_PULL)",
+        files={".env": "INVOKE_STACK_PULL=perhaps\n"},
+    ),
+    "dotenv-int": case(
+        "config", "from 0 to 86400", files={".env": "INVOKE_STACK_DEPLOY_TIMEOUT=1e9\n"}
+    ),
+    "dotenv-name": case(
+        "build", "project_name='UPPER'", files={".env": "COMPOSE_PROJECT_NAME=UPPER\n"}
+    ),
+    "dotenv-binary": case("config", "cannot read env file", files={".env": "A=\udcff\n"}),
+    # invoke config files
+    "yaml-malformed": case(
+        "-f cfg.yaml config", "invalid invoke configuration", files={"cfg.yaml": BAD_YAML}
+    ),
+    "yaml-tabs": case(
+        "-f cfg.yaml config",
+        "invalid invoke configuration",
+        files={"cfg.yaml": "stack:\n\tpull: 1\n"},
+    ),
+    "yaml-list-name": case(
+        "-f cfg.yaml config",
+        "expected a string",
+        files={"cfg.yaml": "stack:\n  project_name: [a]\n"},
+    ),
+    "yaml-dict-flag": case(
+        "-f cfg.yaml config",
+        "invalid invoke configuration",
+        files={"cfg.yaml": "stack:\n  pull: {a: 1}\n"},
+    ),
+    "yaml-huge": case(
+        "-f cfg.yaml config", "from 0 to 1000", files={"cfg.yaml": "stack:\n  keep_images: 1e400\n"}
+    ),
+    "yaml-bool-count": case(
+        "-f cfg.yaml config",
+        "keep_images=True",
+        files={"cfg.yaml": "stack:\n  keep_images: true\n"},
+    ),
+    "yaml-build-dir": case(
+        "-f cfg.yaml build", "build_dir='/'", files={"cfg.yaml": "stack:\n  build_dir: /\n"}
+    ),
+    "yaml-dict-files": case(
+        "-f cfg.yaml config",
+        "invalid invoke configuration",
+        files={"cfg.yaml": "stack:\n  compose_files: {a: 1}\n"},
+    ),
+    # command-line values
+    "keep-storage-i": case("clear-caches --yes --keep-storage 10i", "invalid size '10i'"),
+    "keep-storage-neg": case("clear-caches --yes --keep-storage -5GB", "invalid size"),
+    "keep-storage-exp": case("clear-caches --yes --keep-storage 1e9", "invalid size"),
+    "keep-storage-word": case("clear-caches --yes --keep-storage lots", "invalid size"),
+    "sha-subshell": case("deploy --sha $(x)", "invalid --sha '$(x)'"),
+    "sha-path": case("deploy --sha ../../etc", "invalid --sha"),
+    "sha-option": case("deploy --sha=-x", "invalid --sha '-x'"),
+    "to-space": case("rollback --to=a;b", "invalid --to 'a;b'"),
+    "to-long": case(f"rollback --to {'a' * 200}", "invalid --to"),
+    "context-option": case("deploy --context -x", "invalid --context '-x'"),
+    "context-slash": case("history --context ../x", "invalid --context"),
+    "timeout-nan": case("deploy --timeout nan", "invalid --timeout 'nan'"),
+    "timeout-inf": case("rollback --timeout 1e999", "invalid --timeout"),
+    "timeout-neg": case("deploy --timeout -1", "invalid --timeout"),
+    "timeout-word": case("deploy --timeout soon", "invalid --timeout"),
+    # git state given by variables
+    "commit-subshell": env("GIT_COMMIT_HASH", "$(id)", "build", "invalid GIT_COMMIT_HASH"),
+    "commit-space": env("GIT_COMMIT_HASH", "a b", "build", "invalid GIT_COMMIT_HASH"),
+    "commit-newline": env("GITHUB_SHA", "abc\ndef", "build", "invalid GITHUB_SHA"),
+    "commit-quote": env("CI_COMMIT_SHA", "abc'", "build", "invalid CI_COMMIT_SHA"),
+}
+
+ENGINE = {
+    # compose files
+    "no-compose-file": case("build", "no compose file in", files={"compose.yaml": ""}),
+    "compose-yaml": case(
+        "build", "compose config failed", files={"compose.yaml": "services:\n  app: [\n"}
+    ),
+    "compose-secret-error": case(
+        "build",
+        "compose config failed",
+        {"PORT_TOKEN": "s3cr3t-port"},
+        files={
+            "compose.yaml": "services:\n  app:\n    build: ./app\n    ports: ['${PORT_TOKEN}:80']\n"
+        },
+    ),
+    "compose-missing-file": case("build", "compose file not found", {"COMPOSE_FILE": "nope.yml"}),
+    "unknown-service": case("build -s nope", "unknown service 'nope'"),
+    "no-build-section": case(
+        "build",
+        "no service with a build section",
+        files={"compose.yaml": "services:\n  db:\n    image: x\n"},
+    ),
+    "image-only-service": case(
+        "build -s db",
+        "has no build section",
+        files={"compose.yaml": "services:\n  db:\n    image: x\n  app:\n    build: ./app\n"},
+    ),
+    "missing-context": case(
+        "build",
+        "is not a folder",
+        files={"compose.yaml": "services:\n  app:\n    build: ./nowhere\n"},
+    ),
+    "missing-dockerfile": case("build", "no Dockerfile at", files={"app/Dockerfile": ""}),
+    "unknown-profile": case(
+        "build -s app",
+        "unknown service 'app'",
+        {"COMPOSE_PROFILES": "x"},
+        files={"compose.yaml": "services:\n  app:\n    build: ./app\n    profiles: [y]\n"},
+    ),
+    # Dockerfiles that cannot build
+    "dockerfile-typo": case(
+        "build", "build failed", files={"app/Dockerfile": "FORM busybox:1.36\n"}
+    ),
+    "dockerfile-no-from": case("build", "build failed", files={"app/Dockerfile": "RUN true\n"}),
+    "dockerfile-bad-json": case(
+        "build", "build failed", files={"app/Dockerfile": 'FROM busybox:1.36\nCOPY ["a" /b\n'}
+    ),
+    "dockerfile-failing-run": case(
+        "build", "build failed", files={"app/Dockerfile": "FROM busybox:1.36\nRUN exit 3\n"}
+    ),
+    "dockerfile-crlf-failing": case(
+        "build",
+        "build failed",
+        files={"app/Dockerfile": "\ufeffFROM busybox:1.36\r\nRUN exit 4\r\n"},
+    ),
+    # the engine and the deploy state
+    "engine-unreachable": case(
+        "build", "cannot reach the Docker", {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    ),
+    "compose-missing": case("build", "Compose v2 is not available", {"HOME": "/nonexistent-home"}),
+    "context-unknown": case("deploy --context no-such-context", "unknown docker context"),
+}
+
+
+def run_case(root: Path, item: Case) -> None:
+    for name, text in item.files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text:
+            path.write_text(text, errors="surrogateescape")
+        else:
+            path.unlink(missing_ok=True)
+    if item.files:
+        sh("git", "add", "-A", cwd=root)
+        sh("git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm",
+           "bad input", "--allow-empty", cwd=root)  # fmt: skip
+    before = tree(root), tree(Path(user_dirs(root)["XDG_CACHE_HOME"]).parent)
+    done = invoke(root, *item.args, env=item.env)
+    assert done.returncode == 1, done.stdout[-1500:] + done.stderr[-1500:]
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert item.expected in lines[0]
+    for name, value in item.env.items():
+        if is_secret(name):
+            assert value not in done.stdout + done.stderr
+    after = tree(root), tree(Path(user_dirs(root)["XDG_CACHE_HOME"]).parent)
+    if "build failed" not in item.expected:
+        assert after == before  # nothing written, nothing removed
+    else:
+        assert after[0] == before[0]  # the project is untouched
+
+
+def test_the_table_is_large() -> None:
+    assert len(SETTINGS) + len(ENGINE) >= 60
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A committed one-service project that needs no engine to create or remove."""
+    root = tmp_path / "proj"
+    stack = Stack(root, "badinput")
+    root.mkdir()
+    stack.write("compose.yaml", "name: badinput\nservices:\n  app:\n    build: ./app\n")
+    stack.add_service("app")
+    sh("git", "init", "-q", "-b", "main", cwd=root)
+    sh("git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "x",
+       "--allow-empty", cwd=root)  # fmt: skip
+    sh("git", "add", "-A", cwd=root)
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_bad_input_before_the_engine(project: Path, name: str) -> None:
+    run_case(project, SETTINGS[name])
 
 
 @pytest.mark.engine
-@pytest.mark.parametrize(
-    ("compose", "args", "env", "expected"),
-    [
-        (None, (), {}, "no compose file in"),
-        ("services:\n  app: [\n", (), {}, "compose config failed: yaml"),
-        ("services:\n  app:\n    build: ./app\n", ("-s", "nope"), {}, "unknown service 'nope'"),
-        ("services:\n  db:\n    image: x\n", (), {}, "no service with a build section"),
-        (None, (), {"COMPOSE_FILE": "missing.yml"}, "compose file not found"),
-        (None, (), {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, "cannot reach the Docker"),
-        (None, (), {"HOME": "/nonexistent-home"}, "Compose v2 is not available"),
-    ],
-)
-def test_bad_project_input(
-    stack: Stack, compose: str | None, args: tuple[str, ...], env: dict[str, str], expected: str
-) -> None:
-    if compose is None and not env:
-        (stack.root / "compose.yaml").unlink()
-    elif compose is not None:
-        (stack.root / "compose.yaml").write_text(compose)
-    done = invoke(stack.root, "build", *args, env=env)
-    assert done.returncode == 1
-    assert_one_line_error(done.stderr, expected)
-    assert generated(stack.root) == []
+@pytest.mark.parametrize("name", sorted(ENGINE))
+def test_bad_input_with_the_engine(stack: Stack, name: str) -> None:
+    images = set(sh("docker", "images", "-q", "--no-trunc").stdout.split())
+    run_case(stack.root, ENGINE[name])
     assert image_id(f"{stack.image('app')}:latest") is None
+    assert set(sh("docker", "images", "-q", "--no-trunc").stdout.split()) == images
+    assert generated(stack.root) == [] or "build failed" in ENGINE[name].expected
+
+
+@pytest.mark.engine
+def test_corrupt_history_is_one_line(stack: Stack) -> None:
+    assert invoke(stack.root, "history").returncode == 0
+    assert generated(stack.root, "deploy") == []  # reading a history creates nothing
+    done = invoke(stack.root, "config", "--json")
+    rows = json.loads(done.stdout)["settings"]
+    folder = Path(next(row["value"] for row in rows if row["name"] == "state_dir"))
+    folder.mkdir(parents=True)
+    (folder / f"history-{stack.name}@local.jsonl").write_text('{"time": "t", "action"\n')
+    run_case(stack.root, case("history", "corrupt deploy history"))

@@ -64,6 +64,21 @@ def test_heredoc_bodies_belong_to_their_instruction() -> None:
     assert parsed.instructions[2].heredocs == ("\tkey = value",)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ufeffFROM a\nARG GIT_COMMIT_HASH\nRUN pip install x\n",  # a byte-order mark
+        "FROM a\r\nARG GIT_COMMIT_HASH\r\nRUN pip install x\r\n",  # CRLF line ends
+        'FROM a\nRUN echo "<<EOF"\nARG GIT_COMMIT_HASH\nRUN pip install x\n',  # quoted marker
+        "FROM a\nRUN echo '<<EOF' \\\n  && true\nARG GIT_COMMIT_HASH\nRUN pip install x\n",
+    ],
+)
+def test_odd_but_valid_files_keep_their_findings(text: str) -> None:
+    assert ("commit-arg", text.replace("\r", "").split("\n").index("ARG GIT_COMMIT_HASH") + 1) in (
+        rules(text)
+    )
+
+
 def test_flags_json_form_and_arg_names() -> None:
     parsed = parse(
         "ARG BASE=python:3.11\n"
