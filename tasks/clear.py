@@ -278,7 +278,8 @@ def _table(items: list[Item]) -> str:
         "dry-run": "list everything that would be removed, with sizes; remove nothing",
         "yes": "do not ask for confirmation (required when not run from a terminal)",
         "keep-storage": "keep this much recent build cache (e.g. 10GB) for shared build hosts",
-        "base-images": "also remove the base images named in the Dockerfiles' FROM lines",
+        "base-images": "also remove the base images named in the Dockerfiles' FROM lines "
+        "(the only way to remove images this project did not build)",
         "json": "print the items and results as JSON",
     },
 )
@@ -292,7 +293,7 @@ def clear_caches(
     base_images: bool = False,
     json: bool = False,
 ) -> None:
-    """Remove every cache source the build uses: project images, builder cache, registry refs."""
+    """Remove the cache sources the build uses that are provably ours; list the rest as kept."""
     keep = parse_size(keep_storage) if keep_storage else None
     settings = settings_of(c)
     prepared = prepare(settings, service or [])
