@@ -228,11 +228,9 @@ class Stack:
         remove_images(self.name)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def new_stack(root: Path, prefix: str = "ct") -> Stack:
     """A git-committed compose project with one service ``app`` (not yet built)."""
-    name = f"ct{uuid.uuid4().hex[:10]}"
-    root = tmp_path / "proj"
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     root.mkdir()
     project = Stack(root, name)
     project.write("compose.yaml", f"name: {name}\nservices:\n  app:\n    build: ./app\n")
@@ -241,5 +239,20 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     sh("git", "config", "user.email", "t@example.invalid", cwd=root)
     sh("git", "config", "user.name", "t", cwd=root)
     project.commit("initial")
+    return project
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A git-committed compose project with one service ``app`` (not yet built)."""
+    project = new_stack(tmp_path / "proj")
     yield project
     project.cleanup()
+
+
+def clear(stack: Stack, *args: str) -> dict[str, Any]:
+    """``invoke clear-caches --yes --json`` and its parsed result; fails the test on exit 1."""
+    done = invoke(stack.root, "clear-caches", "--yes", "--json", *args)
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +11,7 @@ from tests.conftest import (
     BASE_IMAGE,
     Stack,
     build_json,
+    clear,
     generated,
     image_id,
     invoke,
@@ -20,13 +20,6 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.engine
-
-
-def clear(stack: Stack, *args: str) -> dict[str, object]:
-    done = invoke(stack.root, "clear-caches", "--yes", "--json", *args)
-    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
-    data: dict[str, object] = json.loads(done.stdout)
-    return data
 
 
 def builder_cache_size() -> str:
@@ -59,7 +52,7 @@ def test_clear_then_build_has_zero_cached_steps(stack: Stack, bystanders: dict[s
     stack.commit("second")
     build_json(stack.root)
     result = clear(stack)
-    kinds = {item["kind"] for item in result["items"]}  # type: ignore[attr-defined]
+    kinds = {item["kind"] for item in result["items"]}
     assert {"image", "builder cache", "build folder"} <= kinds
     assert result["ok"] is True
     assert image_id(f"{stack.image('app')}:latest") is None
@@ -86,7 +79,7 @@ def test_running_container_keeps_running_and_its_image_stops_serving(stack: Stac
             "up", "-d", "--no-build", cwd=stack.root)  # fmt: skip
     assert up.returncode == 0
     result = clear(stack)
-    notes = [item["note"] for item in result["items"]]  # type: ignore[attr-defined]
+    notes = [item["note"] for item in result["items"]]
     assert any("in use by" in note and "untagged" in note for note in notes)
     running = sh("docker", "compose", "-p", stack.name, "ps", "-q", "--status", "running",
                  cwd=stack.root).stdout.split()  # fmt: skip
@@ -120,7 +113,7 @@ def test_registry_cache_ref_is_cleared_too(stack: Stack) -> None:
     remote = stack.push_registry_cache()
     # Locally cleared but still in the registry: the seed's "clear doesn't clear".
     result = clear(stack)
-    registry_items = [i for i in result["items"] if i["kind"] == "registry ref"]  # type: ignore[attr-defined]
+    registry_items = [i for i in result["items"] if i["kind"] == "registry ref"]
     assert [(i["name"], i["result"].split()[0]) for i in registry_items] == [(remote, "deleted")]
     after = build_json(stack.root)
     assert after["plan"]["services"][0]["sources"][0]["status"].startswith("dropped")

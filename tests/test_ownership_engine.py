@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,16 @@ from tests.conftest import (
     REGISTRY,
     Stack,
     build_json,
+    clear,
     image_id,
     invoke,
+    new_stack,
     require_registry,
     services,
     sh,
 )
 
 pytestmark = pytest.mark.engine
-
-
-def clear(stack: Stack, *args: str) -> dict[str, Any]:
-    done = invoke(stack.root, "clear-caches", "--yes", "--json", *args)
-    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
-    data: dict[str, Any] = json.loads(done.stdout)
-    return data
 
 
 def by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -71,14 +65,7 @@ def test_base_image_in_cache_from_and_foreign_tag_in_our_repository_survive(
 @pytest.fixture
 def neighbour(tmp_path: Path) -> Iterator[Stack]:
     """A second project on the same engine, same base image."""
-    name = f"ctn{uuid.uuid4().hex[:9]}"
-    root = tmp_path / "neighbour"
-    root.mkdir()
-    other = Stack(root, name)
-    other.add_service("app")
-    sh("git", "init", "-q", "-b", "main", cwd=root)
-    sh("git", "config", "user.email", "t@example.invalid", cwd=root)
-    sh("git", "config", "user.name", "t", cwd=root)
+    other = new_stack(tmp_path / "neighbour", "ctn")
     yield other
     other.cleanup()
 
