@@ -340,12 +340,33 @@ def prune_old(prepared: Prepared, keep: int, protect: set[str]) -> list[str]:
     return removed
 
 
+def running_sha(prepared: Prepared) -> str:
+    """The image tag every built service of the project runs now, read from its containers
+    (not from a history file, which a fresh checkout or CI runner does not have); '' if none
+    or if they disagree."""
+    plan = prepared.plan
+    images = {service.name: service.image for service in plan.services}
+    found: set[str] = set()
+    containers = prepared.images.client.containers.list(
+        filters={"label": f"{PROJECT_LABEL}={plan.project}", "status": "running"}
+    )
+    for container in containers:
+        service = container.labels.get(SERVICE_LABEL, "")
+        if service not in images:
+            continue
+        repo, tag = split_ref(str((container.attrs.get("Config") or {}).get("Image") or ""))
+        found.add(tag if repo == images[service] and tag else "")
+    return found.pop() if len(found) == 1 else ""
+
+
 def release(
     prepared: Prepared, settings: Settings, target: Target, sha: str, action: str, timeout: float
 ) -> None:
-    """Bring ``sha`` up; on failure roll back to the last good sha. Records every step."""
+    """Bring ``sha`` up; on failure roll back to what ran before (the running containers, else
+    the last good sha of the history). Records every step."""
     client = prepared.images.client
-    previous = last_good(settings, target, other_than=sha)
+    running = running_sha(prepared)
+    previous = running if running and running != sha else last_good(settings, target, sha)
     started = time.monotonic()
     report.say(f"{action} {target.project} at :{sha} (timeout {timeout:.0f}s)", err=True)
     ok, why = up(prepared, settings, sha, timeout)

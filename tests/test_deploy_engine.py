@@ -187,3 +187,25 @@ def test_context_flag_targets_that_engine(web: Stack) -> None:
         assert "unknown docker context" in bad.stderr
     finally:
         sh("docker", "context", "rm", "-f", name, check=False)
+
+
+def test_fresh_clone_rolls_back_to_what_runs_not_to_nothing(web: Stack, tmp_path: Path) -> None:
+    assert deploy(web).returncode == 0
+    v1 = head(web)
+    write_volume(web)
+    clone_root = tmp_path / "other-runner" / "proj"  # no history, no lock, no local state
+    sh("git", "clone", "-q", str(web.root), str(clone_root))
+    clone = Stack(clone_root, web.name)
+    sh("git", "config", "user.email", "t@example.invalid", cwd=clone_root)
+    sh("git", "config", "user.name", "t", cwd=clone_root)
+    (clone_root / "web/site/health").unlink()
+    clone.commit("never healthy")
+    done = deploy(clone)
+    assert done.returncode == 1
+    assert f"rolled back to :{v1[:12]}, healthy" in done.stderr.splitlines()[-1]
+    assert serving(web) == v1
+    assert read_volume(web) == "precious"
+    assert [(e["action"], e["result"]) for e in history(clone)] == [
+        ("deploy", "failed"),
+        ("rollback", "ok"),
+    ]
