@@ -6,6 +6,7 @@ This file is the root of the ``tasks`` package; its submodules live in ``tasks/`
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 from pathlib import Path
 
 __path__ = [str(Path(__file__).resolve().parent / "tasks")]
@@ -28,4 +29,8 @@ ns.configure(settings.defaults())
 
 def main() -> None:
     """Entry point of the ``compose-tasks`` command: the same tasks, run from any directory."""
-    Program(namespace=ns, name="compose-tasks", binary="compose-tasks").run()
+    try:
+        version = metadata.version("compose-tasks")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    Program(namespace=ns, name="compose-tasks", binary="compose-tasks", version=version).run()

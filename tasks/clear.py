@@ -9,16 +9,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError, ImageNotFound
 from invoke.context import Context
 from invoke.tasks import task
 
 from tasks import registry, report
-from tasks.build import Prepared, generated_files, prepare, remove_generated
 from tasks.cli import one_line_errors, settings_of
 from tasks.dockerfile import parse
-from tasks.errors import UserError
-from tasks.plan import BuildPlan
+from tasks.engine import APIError, ImageNotFound
+from tasks.errors import UserError, first_line
+from tasks.pipeline import Prepared, generated_files, prepare, remove_generated
+from tasks.plan import BuildPlan, Status
 from tasks.refs import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
@@ -106,6 +106,88 @@ def _safe_list(client: Any, **query: Any) -> list[Any]:
         return []
 
 
+class _Collector:
+    """Gathers the clear's items; an image is listed once, ours to remove or kept with why."""
+
+    def __init__(self, prepared: Prepared, narrowed: bool) -> None:
+        self.plan = prepared.plan
+        self.client = prepared.images.client
+        self.users = _users(self.client)
+        self.wanted = set(self.plan.service_names()) if narrowed else None
+        self.items: list[Item] = []
+        self.seen: set[str] = set()
+        self.sized: dict[str, str] = {}  # image id -> the item that carries its size
+
+    def image(self, image: Any, name: str, kind: str = "image", force: bool = False) -> None:
+        if name in self.seen:
+            return
+        self.seen.add(name)
+        labels = image.labels or {}
+        if not force and not owned_by(labels, self.plan.project):
+            why = f"not ours: {not_ours_reason(labels, self.plan.project)}"
+            self.items.append(Item(kind, name, 0, kept=why))
+            return
+        using = self.users.get(image.id, [])
+        note = f"in use by {', '.join(using)}: untagged, not deleted" if using else ""
+        first = self.sized.setdefault(image.id, name)
+        size = int(image.attrs.get("Size", 0)) if first == name else 0
+        note = note or ("" if first == name else f"same image as {first}")
+        self.items.append(Item(kind, name, size, note))
+
+    def ref(self, ref: str, kind: str = "image", force: bool = False) -> None:
+        """A local image by ref; one that cannot be looked up is kept, saying why."""
+        if ref in self.seen:
+            return
+        try:
+            self.image(self.client.images.get(ref), ref, kind, force)
+        except (APIError, ImageNotFound) as exc:
+            if kind != "base image":
+                self.seen.add(ref)
+                why = f"cannot look it up: {first_line(exc, 120)}"
+                self.items.append(Item(kind, ref, 0, kept=why))
+
+    def in_scope(self, image: Any) -> bool:
+        # Images of services no longer in the compose file still belong to the project,
+        # unless the clear was narrowed with --service.
+        labels = image.labels or {}
+        service = labels.get(LABEL_SERVICE) or labels.get(COMPOSE_SERVICE)
+        return self.wanted is None or service in self.wanted
+
+    def project_images(self) -> None:
+        """Tags of the plan's image names, and images with our or compose's project label."""
+        project = self.plan.project
+        for service in self.plan.services:
+            for image in _safe_list(self.client, name=service.image):
+                for tag in image.tags:
+                    if split_ref(tag)[0] == service.image:
+                        self.image(image, tag)
+        for label in (LABEL_PROJECT, COMPOSE_PROJECT):
+            for image in _safe_list(self.client, filters={"label": f"{label}={project}"}):
+                if not self.in_scope(image):
+                    continue
+                for tag in image.tags:
+                    self.image(image, tag)
+                if not image.tags and owned_by(image.labels, project):
+                    self.image(image, image.short_id.replace("sha256:", ""), "dangling image")
+
+    def cache_sources(self) -> None:
+        """Images the compose file names in ``cache_from``: local ones here, registry refs
+        through the registry (ours only, never a shared manifest)."""
+        remote: list[str] = []
+        for service in self.plan.services:
+            for source in service.sources:
+                _, ref = cache_entry(source.entry)
+                if ref is None or not source.kept:
+                    continue
+                if source.status is Status.REGISTRY:
+                    remote.append(ref)
+                else:
+                    self.ref(ref)
+        for deletion in registry.plan_deletions(remote, self.plan.project):
+            item = Item("registry ref", deletion.ref, 0, kept=deletion.kept, digest=deletion.digest)
+            self.items.append(item)
+
+
 def collect(
     prepared: Prepared,
     settings: Settings,
@@ -119,78 +201,15 @@ def collect(
     else the plan names (base images, foreign images in ``cache_from`` or tagged into our
     repository, images of plain ``docker compose`` builds) is listed as kept, with the reason.
     """
-    plan = prepared.plan
-    client = prepared.images.client
-    users = _users(client)
-    wanted = set(plan.service_names())
-    items: list[Item] = []
-    seen: set[str] = set()
-    sized: dict[str, str] = {}  # image id -> the item that carries its size
-
-    def add_image(image: Any, name: str, kind: str = "image", force: bool = False) -> None:
-        if name in seen:
-            return
-        seen.add(name)
-        labels = image.labels or {}
-        if not force and not owned_by(labels, plan.project):
-            items.append(
-                Item(kind, name, 0, kept=f"not ours: {not_ours_reason(labels, plan.project)}")
-            )
-            return
-        using = users.get(image.id, [])
-        note = f"in use by {', '.join(using)}: untagged, not deleted" if using else ""
-        first = sized.setdefault(image.id, name)
-        size = int(image.attrs.get("Size", 0)) if first == name else 0
-        note = note or ("" if first == name else f"same image as {first}")
-        items.append(Item(kind, name, size, note))
-
-    def in_scope(image: Any) -> bool:
-        # Images of services no longer in the compose file still belong to the project,
-        # unless the clear was narrowed with --service.
-        labels = image.labels or {}
-        service = labels.get(LABEL_SERVICE) or labels.get(COMPOSE_SERVICE)
-        return not narrowed or service in wanted
-
-    remote: list[str] = []
-    for service in plan.services:
-        for image in _safe_list(client, name=service.image):
-            for tag in image.tags:
-                if split_ref(tag)[0] == service.image:
-                    add_image(image, tag)
-        for source in service.sources:
-            _, ref = cache_entry(source.entry)
-            if ref is None or not source.kept:
-                continue
-            if source.status == "registry":
-                remote.append(ref)
-            elif ref not in seen:
-                try:
-                    add_image(client.images.get(ref), ref)
-                except (APIError, ImageNotFound) as exc:
-                    seen.add(ref)
-                    items.append(Item("image", ref, 0, kept=f"cannot look it up: {_gist(exc)}"))
-    for image in _safe_list(client, filters={"label": f"{LABEL_PROJECT}={plan.project}"}):
-        if not in_scope(image):
-            continue
-        for tag in image.tags:
-            add_image(image, tag)
-        if not image.tags and owned_by(image.labels, plan.project):
-            add_image(image, image.short_id.replace("sha256:", ""), "dangling image")
-    for image in _safe_list(client, filters={"label": f"{COMPOSE_PROJECT}={plan.project}"}):
-        if in_scope(image):
-            for tag in image.tags:
-                add_image(image, tag)
-    for deletion in registry.plan_deletions(remote, plan.project):
-        items.append(
-            Item("registry ref", deletion.ref, 0, kept=deletion.kept, digest=deletion.digest)
-        )
+    found = _Collector(prepared, narrowed)
+    found.project_images()
+    found.cache_sources()
     if with_base_images:
-        for ref in base_images(plan):
-            try:
-                add_image(client.images.get(ref), ref, "base image", force=True)
-            except (APIError, ImageNotFound):
-                continue
-    cache = [entry for entry in client.df().get("BuildCache") or [] if not entry.get("InUse")]
+        for ref in base_images(prepared.plan):
+            found.ref(ref, "base image", force=True)
+    items = found.items
+    usage = prepared.images.client.df().get("BuildCache") or []
+    cache = [entry for entry in usage if not entry.get("InUse")]
     scope = "all unused build cache (engine-wide)"
     if keep_storage is not None:
         scope = f"build cache beyond {human(keep_storage)} (engine-wide, least recently used)"
@@ -201,10 +220,6 @@ def collect(
         note = ", ".join(path.name for path in generated)
         items.append(Item("build folder", str(settings.build_dir), size, note))
     return items
-
-
-def _gist(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
 
 
 def _remove_image(client: Any, item: Item) -> None:
@@ -249,7 +264,7 @@ def carry_out(
                 item.result = f"removed {removed} generated file(s)"
         except (APIError, OSError) as exc:
             item.ok = False
-            item.result = "failed: " + _gist(exc)
+            item.result = "failed: " + first_line(exc, 120)
     reclaimed["images"] = max(0, layers_before - int(client.df().get("LayersSize") or 0))
     return reclaimed
 

@@ -10,12 +10,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from docker.errors import DockerException
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from tasks import mask
-from tasks.errors import UserError
+from tasks.errors import UserError, first_line
 from tasks.settings import SECTION, Settings, load
 
 P = ParamSpec("P")
@@ -41,9 +40,12 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except UserError as exc:
             raise Exit(_line(f"error: {exc}"), code=1) from None
-        except DockerException as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise Exit(_line(f"error: Docker engine: {first}"), code=1) from None
+        except Exception as exc:
+            # The SDK's errors (docker.errors.*) are not imported here: `invoke config` and
+            # `history` should not load the SDK just to be able to catch its errors.
+            if not type(exc).__module__.startswith("docker."):
+                raise
+            raise Exit(_line(f"error: Docker engine: {first_line(exc)}"), code=1) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
         except BrokenPipeError:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from tasks import compose, engine, gitinfo, lint, registry, report
+from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
-from tasks.plan import BuildPlan, CacheSource, make_plan, select
+from tasks.plan import Builder, BuildPlan, CacheSource, Status, select
 from tasks.refs import cache_entry
+from tasks.runner import Runner
 from tasks.settings import Settings
 
 OVERRIDE_TAG_SINCE = (2, 24)  # compose's `!override` YAML tag, which the generated override uses
@@ -44,13 +43,6 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str] | None:
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    except OSError:
-        return None
-
-
 def check_engine() -> tuple[Check, Any]:
     try:
         client = engine.connect()
@@ -62,9 +54,9 @@ def check_engine() -> tuple[Check, Any]:
     return Check("engine", "ok", detail), client
 
 
-def check_compose() -> tuple[Check, tuple[int, ...]]:
+def check_compose(runner: Runner) -> tuple[Check, tuple[int, ...]]:
     try:
-        text = compose.version()
+        text = compose.version(runner)
     except UserError as exc:
         return Check("compose", "fail", str(exc), "install Compose v2"), ()
     found = parse_version(text)
@@ -82,16 +74,16 @@ def check_compose() -> tuple[Check, tuple[int, ...]]:
     return Check("compose", "ok", f"Compose {text}"), found
 
 
-def check_buildx(compose_version: tuple[int, ...]) -> Check:
-    done = _run("docker", "buildx", "version")
-    if done is None or done.returncode != 0:
+def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
+    done = runner.run(commands.buildx_version())
+    if not done.ok:
         return Check(
             "buildx",
             "ok",
             "not installed: compose builds with its internal builder (inline cache only)",
             "",
         )
-    version = done.stdout.strip()
+    version = done.out.strip()
     off = os.environ.get("COMPOSE_BAKE", "").lower() in {"0", "false", "no", "off"}
     if compose_version >= BAKE_SINCE and not off:
         return Check("buildx", "ok", f"{version}: compose builds through buildx bake")
@@ -99,8 +91,8 @@ def check_buildx(compose_version: tuple[int, ...]) -> Check:
     return Check("buildx", "ok", f"{version}: compose uses its own builder ({why})")
 
 
-def check_builder(client: Any, settings: Settings) -> tuple[Check, engine.Builder]:
-    builder = engine.detect_builder(client)
+def check_builder(client: Any, settings: Settings, runner: Runner) -> tuple[Check, Builder]:
+    builder = engine.detect_builder(client, runner)
     store = (
         "containerd image store" if builder.containerd else "classic image store (no containerd)"
     )
@@ -151,7 +143,7 @@ def source_check(service: str, source: CacheSource, others_serve: bool = False) 
     name = f"cache {service}"
     label = f"{source.entry} [{source.origin}]"
     if not source.kept:
-        reason = source.status.removeprefix("dropped: ")
+        reason = source.reason
         if source.origin != "latest":
             return Check(
                 name, "warn", f"{label}: {reason}; compose would ignore it", "fix or remove it"
@@ -159,10 +151,10 @@ def source_check(service: str, source: CacheSource, others_serve: bool = False) 
         if others_serve:
             return Check(name, "ok", f"{label}: not built yet (the next build creates it)")
         return Check(name, "warn", f"{label}: {reason}; the next build is cold", "run invoke build")
-    if source.status.endswith(" cache"):
-        return Check(name, "ok", f"{label}: {source.status}, read by the builder")
+    if source.status is Status.BACKEND:
+        return Check(name, "ok", f"{label}: {source.reason}, read by the builder")
     inline = source.inline
-    if source.status == "registry" and inline is None:
+    if source.status is Status.REGISTRY and inline is None:
         _, ref = cache_entry(source.entry)
         inline = registry.inline_cache(ref) if ref else None
     where = source.status
@@ -198,7 +190,7 @@ def plan_checks(plan: BuildPlan) -> list[Check]:
                 Check(
                     f"cache {service.name}",
                     "warn",
-                    f"cache_to {export.entry} {export.status}",
+                    f"cache_to {export.entry} {export.describe()}",
                     "create a docker-container buildx builder, or remove cache_to",
                 )
             )
@@ -222,43 +214,43 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
     except UserError as exc:
         return [Check("settings", "fail", str(exc), "run invoke config to see every source")]
     checks.append(Check("settings", "ok", f"valid (project dir {settings.project_dir})"))
+    runner = Runner()
     engine_check, client = check_engine()
-    compose_check, compose_version = check_compose()
+    compose_check, compose_version = check_compose(runner)
     checks += [engine_check, compose_check]
     if compose_version:
-        checks.append(check_buildx(compose_version))
+        checks.append(check_buildx(compose_version, runner))
     builder = None
     if client is not None:
-        builder_check, builder = check_builder(client, settings)
+        builder_check, builder = check_builder(client, settings, runner)
         checks.append(builder_check)
     git_check, git = check_git(settings)
     checks.append(git_check)
     if compose_check.status == "fail":
         return checks
     try:
-        files = compose.compose_files(settings)
-        project = compose.resolve(settings, files, git.commit)
+        project = pipeline.resolve(settings, runner, git)
     except UserError as exc:
         return [*checks, Check("project", "fail", str(exc), "see docker compose config")]
     try:
-        names = select(project, services)
+        names = select(project.data, services)
     except UserError as exc:
         return [*checks, Check("project", "fail", str(exc), "name a service with a build")]
-    shown = ", ".join(lint.display_path(path, settings.project_dir) for path in files)
-    checks.append(
-        Check("project", "ok", f"{project.get('name')}: builds {', '.join(names)} ({shown})")
-    )
+    shown = ", ".join(lint.display_path(path, settings.project_dir) for path in project.files)
+    checks.append(Check("project", "ok", f"{project.name}: builds {', '.join(names)} ({shown})"))
+    findings = None
     if client is None or builder is None:
         checks.append(Check("cache", "skip", "cache sources not checked: no engine"))
     else:
         try:
-            locate = engine.Images(client).locate
-            plan = make_plan(project, settings, files, git, locate, builder, names)
+            prepared = pipeline.plan(project, runner, names, client=client, builder=builder)
         except UserError as exc:
             checks.append(Check("cache", "fail", str(exc)))
         else:
-            checks += plan_checks(plan)
-    findings = lint.lint_project(project, names, settings.commit_arg, Path.cwd())
+            checks += plan_checks(prepared.plan)
+            findings = list(prepared.plan.lint)
+    if findings is None:
+        findings = pipeline.lint(project, names)
     return checks + lint_checks(findings, len(names))
 
 

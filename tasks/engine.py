@@ -1,18 +1,24 @@
-"""The Docker engine through the SDK: connect, look up and tag images, detect the builder."""
+"""The Docker engine through the SDK: connect, look up and tag images, detect the builder.
+
+The only module that imports the SDK; others take its error types from here.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
-from dataclasses import dataclass
 from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+__all__ = ["APIError", "ImageNotFound", "Images", "connect", "detect_builder"]
+
+from tasks import commands
 from tasks.errors import UserError
+from tasks.plan import Builder, Found, builder_from
 from tasks.refs import LABEL_INLINE, has_registry, short_name, split_ref
+from tasks.runner import Runner
 
 
 def connect() -> Any:
@@ -34,14 +40,6 @@ def _first_line(exc: BaseException) -> str:
         return (errno.group(1) or errno.group(2)).strip()
     lines = text.splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class Found:
-    """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
-
-    where: str  # "local" | "registry"
-    inline: bool | None
 
 
 class Images:
@@ -109,44 +107,10 @@ class Images:
             return None
 
 
-@dataclass(frozen=True)
-class Builder:
-    """How compose will build, and which cache backends it can export."""
-
-    name: str
-    exports: tuple[str, ...]
-    bake: bool
-    containerd: bool = False  # the engine stores images in containerd
-
-    def describe(self) -> str:
-        return f"{self.name} (cache export: {', '.join(self.exports) or 'none'})"
-
-
-def detect_builder(client: Any) -> Builder:
-    """Compose uses buildx bake when buildx exists; the docker driver exports only inline cache."""
+def detect_builder(client: Any, runner: Runner) -> Builder:
+    """The builder compose will use: one ``buildx inspect`` and the engine's storage driver."""
     containerd = any(
         "containerd" in str(value) for _, value in (client.info().get("DriverStatus") or [])
     )
-    try:
-        done = subprocess.run(
-            ["docker", "buildx", "inspect"], capture_output=True, text=True, check=False
-        )
-    except OSError:
-        done = None
-    if done is None or done.returncode != 0:
-        exports = ("inline", "registry", "local") if containerd else ("inline",)
-        return Builder(
-            "compose internal builder (buildx not installed)", exports, False, containerd
-        )
-    driver = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in done.stdout.splitlines()
-            if line.strip().startswith("Driver:")
-        ),
-        "docker",
-    )
-    if driver == "docker" and not containerd:
-        return Builder("buildx bake, driver docker", ("inline",), True, containerd)
-    capable = ("inline", "registry", "local", "gha")
-    return Builder(f"buildx bake, driver {driver}", capable, True, containerd)
+    done = runner.run(commands.buildx_inspect())
+    return builder_from(done.out if done.ok else None, containerd)

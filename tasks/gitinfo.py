@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks import commands
 from tasks.errors import UserError
+from tasks.runner import Runner
 from tasks.settings import Settings
 
 UNKNOWN = "unknown"
@@ -51,13 +52,8 @@ class GitInfo:
 
 
 def _git(project_dir: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=project_dir, capture_output=True, text=True, check=False
-        )
-    except OSError:
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    done = Runner().run(commands.git(*args), cwd=project_dir)
+    return done.out.strip() if done.ok else None
 
 
 def tag_safe(name: str) -> str:

@@ -9,38 +9,100 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tasks import mask
-from tasks.compose import command, extra_env_file
-from tasks.engine import Builder, Found
+from tasks.commands import compose, extra_env_file
 from tasks.errors import UserError
-from tasks.gitinfo import GitInfo
 from tasks.lint import Finding, ignored
 from tasks.refs import LABEL_COMMIT, LABEL_INLINE, cache_entry, ownership, split_ref
 from tasks.settings import Settings
 
+if TYPE_CHECKING:
+    from tasks.gitinfo import GitInfo
+
 INLINE_ARG = "BUILDKIT_INLINE_CACHE"
 OVERRIDE_NAME = "compose.build.yml"
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
+
+    where: str  # "local" | "registry"
+    inline: bool | None
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How compose will build, and which cache backends it can export."""
+
+    name: str
+    exports: tuple[str, ...]
+    bake: bool
+    containerd: bool = False  # the engine stores images in containerd
+
+    def describe(self) -> str:
+        return f"{self.name} (cache export: {', '.join(self.exports) or 'none'})"
+
+
+def builder_from(buildx_inspect: str | None, containerd: bool) -> Builder:
+    """Compose uses buildx bake when buildx exists; the docker driver exports only inline cache.
+
+    ``buildx_inspect`` is the output of ``docker buildx inspect``, None when buildx is missing.
+    """
+    if buildx_inspect is None:
+        exports = ("inline", "registry", "local") if containerd else ("inline",)
+        return Builder(
+            "compose internal builder (buildx not installed)", exports, False, containerd
+        )
+    driver = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in buildx_inspect.splitlines()
+            if line.strip().startswith("Driver:")
+        ),
+        "docker",
+    )
+    if driver == "docker" and not containerd:
+        return Builder("buildx bake, driver docker", ("inline",), True, containerd)
+    capable = ("inline", "registry", "local", "gha")
+    return Builder(f"buildx bake, driver {driver}", capable, True, containerd)
+
 
 Locate = Callable[[str], Found | None]
 
 
+class Status(StrEnum):
+    """What became of a cache entry."""
+
+    LOCAL = "local image"  # an image on this engine
+    REGISTRY = "registry"  # an image its registry confirmed
+    BACKEND = "cache backend"  # a non-image cache (local dir, gha) the builder reads or writes
+    DROPPED = "dropped"  # left out of the build; ``reason`` says why
+
+
 @dataclass(frozen=True)
 class CacheSource:
-    """One cache_from candidate and what became of it."""
+    """One cache_from (or cache_to) entry and what became of it."""
 
     entry: str  # as compose takes it: a bare ref or "type=...,key=value"
     origin: str  # "compose file" | "branch tag" | "latest"
-    status: str  # "local image" | "registry" | "dropped: <why>"
+    status: Status
+    reason: str = ""  # why it was dropped, or what kind of backend it is
     inline: bool | None = None  # a local image built with inline cache metadata (None: unknown)
 
     @property
     def kept(self) -> bool:
-        return not self.status.startswith("dropped")
+        return self.status is not Status.DROPPED
+
+    def describe(self) -> str:
+        """Status and reason as one phrase: ``dropped: no such image …``."""
+        return f"{self.status}: {self.reason}" if self.reason else str(self.status)
 
 
 @dataclass(frozen=True)
@@ -93,7 +155,7 @@ class BuildPlan:
 
     def compose_argv(self) -> list[str]:
         """``docker compose`` with the project's files, our override, name and profiles."""
-        return command(
+        return compose(
             self.project_dir,
             [*self.compose_files, self.override_file],
             self.project,
@@ -185,29 +247,32 @@ def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> 
     kind, ref = cache_entry(entry)
     if ref is None:
         if kind in exports:
-            return CacheSource(entry, origin, f"{kind} cache")
+            return CacheSource(entry, origin, Status.BACKEND, f"{kind} cache")
         return CacheSource(
             entry,
             origin,
-            f"dropped: '{kind}' cache needs a buildx builder with a docker-container driver",
+            Status.DROPPED,
+            f"'{kind}' cache needs a buildx builder with a docker-container driver",
         )
     found = locate(ref)
     if found is None:
-        return CacheSource(entry, origin, "dropped: no such image locally or in its registry")
-    return CacheSource(
-        entry, origin, "local image" if found.where == "local" else "registry", found.inline
-    )
+        return CacheSource(
+            entry, origin, Status.DROPPED, "no such image locally or in its registry"
+        )
+    status = Status.LOCAL if found.where == "local" else Status.REGISTRY
+    return CacheSource(entry, origin, status, inline=found.inline)
 
 
 def _export(entry: str, exports: Sequence[str]) -> CacheSource:
     """A compose ``cache_to`` entry, dropped when the builder cannot export its type."""
     kind, _ = cache_entry(entry)
     if kind in exports:
-        return CacheSource(entry, "compose file", f"{kind} cache export")
+        return CacheSource(entry, "compose file", Status.BACKEND, f"{kind} cache export")
     return CacheSource(
         entry,
         "compose file",
-        f"dropped: this builder cannot export '{kind}' cache (compose would fail the build; "
+        Status.DROPPED,
+        f"this builder cannot export '{kind}' cache (compose would fail the build; "
         "needs a buildx builder with a docker-container driver or the containerd image store)",
     )
 
@@ -235,7 +300,9 @@ def _service_plan(
         if any(entry == seen.entry for seen in sources):
             continue
         if fresh:
-            sources.append(CacheSource(entry, origin, "dropped: --fresh builds without cache"))
+            sources.append(
+                CacheSource(entry, origin, Status.DROPPED, "--fresh builds without cache")
+            )
         else:
             sources.append(_source(entry, origin, locate, builder.exports))
     inline = settings.inline_cache and not any(export.kept for export in exports)
@@ -246,7 +313,7 @@ def _service_plan(
         labels[LABEL_INLINE] = "1"
     for export in exports:
         if not export.kept:
-            warnings.append(f"{name}: cache_to {export.entry} {export.status}")
+            warnings.append(f"{name}: cache_to {export.entry} {export.describe()}")
     secrets = mask.active()
     for source in sources:
         if source.kept and secrets.text(source.entry) != source.entry:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.errors import first_line
 from tasks.refs import not_ours_reason, owned_by, split_ref
 
 MANIFEST_TYPES = ", ".join(
@@ -50,7 +51,7 @@ def _gist(exc: BaseException) -> str:
         return f"registry answered {exc.code}"
     if isinstance(exc, urllib.error.URLError):
         return f"registry unreachable ({exc.reason})"
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+    return first_line(exc, 120)
 
 
 def _get_json(url: str, accept: str) -> dict[str, Any]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import mask
 from tasks.plan import BuildPlan, override_yaml
-from tasks.progress import BuildProgress, Step
+from tasks.progress import Step
+
+if TYPE_CHECKING:
+    from tasks.pipeline import BuildResult, ServiceResult
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -47,11 +50,11 @@ def plan_text(plan: BuildPlan) -> str:
             f"{', '.join(service.promote)}"
         )
         for source in service.sources:
-            out.append(f"  cache_from {source.entry}  [{source.origin}] {source.status}")
+            out.append(f"  cache_from {source.entry}  [{source.origin}] {source.describe()}")
         if not service.sources:
             out.append("  cache_from (none)")
         for export in service.exports:
-            out.append(f"  cache_to   {export.entry}  {export.status}")
+            out.append(f"  cache_to   {export.entry}  {export.describe()}")
     return "\n".join(out + warning_lines(plan))
 
 
@@ -67,43 +70,38 @@ def step_line(step: Step) -> str:
     return f"  {step.service:<14} {state:>7}  {label}"
 
 
-def result_rows(plan: BuildPlan, progress: BuildProgress) -> list[dict[str, Any]]:
-    """Per-service results as data."""
-    rows = []
-    for service in plan.services:
-        stats = progress.service(service.name)
-        rows.append(
-            {
-                "service": service.name,
-                "image": service.build_ref,
-                "steps": stats.total,
-                "cached": stats.cached,
-                "rebuilt": stats.rebuilt,
-                "first_rebuilt": stats.first_rebuilt,
-                "seconds": round(stats.seconds, 2),
-                "error": stats.error,
-            }
-        )
-    return rows
-
-
-def result_table(rows: Sequence[dict[str, Any]]) -> str:
+def result_table(results: Sequence[ServiceResult]) -> str:
     """The closing per-service table."""
     return table(
         ["service", "image", "steps", "cached", "rebuilt", "first rebuilt step", "time"],
         [
             [
-                row["service"],
-                row["image"],
-                row["steps"],
-                row["cached"],
-                row["rebuilt"],
-                row["first_rebuilt"][:50] or "-",
-                f"{row['seconds']:.1f}s",
+                row.service,
+                row.image,
+                row.steps,
+                row.cached,
+                row.rebuilt,
+                row.first_rebuilt[:50] or "-",
+                f"{row.seconds:.1f}s",
             ]
-            for row in rows
+            for row in results
         ],
     )
+
+
+def build_summary(plan: BuildPlan, result: BuildResult) -> str:
+    """The closing text: the per-service table and what happened to the cache tags."""
+    lines = [result_table(result.services)]
+    if result.ok:
+        lines.append(f"cache sources moved: {', '.join(result.promoted)}")
+    else:
+        names = ", ".join(result.failed) or "unknown service"
+        lines.append(f"build failed in {names}: {result.error}")
+        lines.append(
+            "cache tags left unchanged: "
+            + ", ".join(ref for service in plan.services for ref in service.promote)
+        )
+    return "\n".join(lines)
 
 
 def dry_run_text(plan: BuildPlan, display: str) -> str:

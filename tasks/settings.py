@@ -18,7 +18,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from tasks import mask
-from tasks.errors import UserError
+from tasks.errors import UserError, first_line
 from tasks.mask import MASK, is_secret
 
 SECTION = "stack"
@@ -247,8 +247,7 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     try:
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot read env file {path}: {first}") from None
+        raise UserError(f"cannot read env file {path}: {first_line(exc)}") from None
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -1,49 +1,21 @@
-"""Shared fixtures: engine detection, throwaway compose projects, running the tasks for real."""
+"""Fixtures and the engine gate: engine tests skip with the reason, or fail under CI=true."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tasks.progress import BuildProgress
-
-ROOT = Path(__file__).resolve().parent.parent
-BASE_IMAGE = "busybox:1.36"
-COMMIT_VARS = ("GIT_COMMIT_HASH", "GITHUB_SHA", "CI_COMMIT_SHA")
-REGISTRY = "127.0.0.1:5000"
-
-
-def _engine_problem() -> str:
-    """Why engine tests cannot run here, or '' when they can."""
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        return "no Docker engine is reachable"
-    if subprocess.run(
-        ["docker", "compose", "version"], capture_output=True, check=False
-    ).returncode:
-        return "Compose v2 is not installed"
-    if subprocess.run(
-        ["docker", "image", "inspect", BASE_IMAGE], capture_output=True, check=False
-    ).returncode:
-        return f"base image {BASE_IMAGE} missing (run: nox -s images)"
-    return ""
+from tests.support import Stack, engine_problem, new_stack
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     engine_items = [item for item in items if "engine" in item.keywords]
     if not engine_items:
         return
-    problem = _engine_problem()
+    problem = engine_problem()
     if not problem:
         return
     if os.environ.get("CI") == "true":
@@ -56,190 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def _engine_required_in_ci() -> None:
-    pytest.fail(f"CI=true but engine tests cannot run: {_engine_problem()}")
-
-
-def sh(
-    *argv: str, cwd: Path | None = None, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run a command as an argv list."""
-    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=check, env=env)
-
-
-def user_dirs(project: Path) -> dict[str, str]:
-    """Cache and state folders for a test project, beside it (never inside it)."""
-    return {
-        "XDG_CACHE_HOME": str(project.parent / "xdg-cache"),
-        "XDG_STATE_HOME": str(project.parent / "xdg-state"),
-    }
-
-
-def generated(project: Path, kind: str = "build") -> list[Path]:
-    """The tool's generated folders of a test project (``build`` or ``deploy``)."""
-    home = user_dirs(project)["XDG_CACHE_HOME" if kind == "build" else "XDG_STATE_HOME"]
-    return sorted(Path(home).glob(f"compose-tasks/*/{kind}"))
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file below ``root`` (git's own folder excluded) and its content."""
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and ".git" not in path.relative_to(root).parts
-    }
-
-
-def invoke(
-    project: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run our invoke tasks for real, from the project's directory."""
-    full = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
-    full.update(user_dirs(project))
-    full.update(env or {})
-    return subprocess.run(
-        ["invoke", "-r", str(ROOT), *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=full,
-        check=False,
-    )
-
-
-def build_json(project: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """``invoke build --json`` and its parsed result; fails the test on a non-zero exit."""
-    done = invoke(project, "build", "--json", *args, env=env)
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    data: dict[str, Any] = json.loads(done.stdout)
-    return data
-
-
-def services(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The result rows by service name."""
-    return {row["service"]: row for row in result["result"]["services"]}
-
-
-def remove_images(project: str) -> None:
-    """Remove every image of a test project (``<project>-<service>:*``)."""
-    refs = sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
-              "--filter", f"reference={project}-*", check=False).stdout.split()  # fmt: skip
-    if refs:
-        sh("docker", "rmi", "-f", *refs, check=False)
-
-
-def require_registry() -> None:
-    """Fail (not skip) without the local registry: .ci/run starts one."""
-    try:
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3):
-            return
-    except OSError:
-        pytest.fail(f"no registry on {REGISTRY} (.ci/run starts one)")
-
-
-def raw_compose_build(root: Path) -> BuildProgress:
-    """The seed's way: plain ``docker compose build`` (no inline cache metadata), parsed."""
-    progress = BuildProgress()
-    done = sh(
-        "docker", "compose", "--progress", "json", "build",
-        cwd=root, env={**os.environ, "COMPOSE_BAKE": "false"},
-    )  # fmt: skip
-    for line in (done.stdout + done.stderr).splitlines():
-        progress.feed(line)
-    return progress
-
-
-def image_id(ref: str) -> str | None:
-    done = sh("docker", "image", "inspect", "--format", "{{.Id}}", ref, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-APP_DOCKERFILE = f"""\
-FROM {BASE_IMAGE}
-WORKDIR /app
-COPY deps.txt ./
-RUN cp deps.txt /deps-installed && sleep 1
-ARG GIT_COMMIT_HASH=unknown
-COPY src/ ./src/
-RUN echo "$GIT_COMMIT_HASH" > /app/VERSION
-"""
-
-
-class Stack:
-    """A throwaway compose project in a git checkout, with a unique project name."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        self.root = root
-        self.name = name
-
-    def write(self, relative: str, text: str) -> None:
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-    def add_service(self, service: str, dockerfile: str = APP_DOCKERFILE) -> None:
-        self.write(f"{service}/Dockerfile", dockerfile)
-        self.write(f"{service}/deps.txt", f"dep==1.0  # {self.name}\n")
-        self.write(f"{service}/src/main.txt", f"{service} v1\n")
-        self.write(f"{service}/.dockerignore", ".git\n")
-
-    def use_cache_from(self, ref: str, image: str = "") -> None:
-        """Give service ``app`` a compose-file ``cache_from`` entry (and optionally an image)."""
-        pinned = f"    image: {image}\n" if image else ""
-        self.write(
-            "compose.yaml",
-            f"name: {self.name}\nservices:\n  app:\n    build:\n"
-            f"      context: ./app\n      cache_from: [{ref}]\n{pinned}",
-        )
-
-    def push_registry_cache(self) -> str:
-        """Build with a registry ``cache_from`` ref, push the build there, drop the local tag."""
-        require_registry()
-        remote = f"{REGISTRY}/{self.name}/app:cache"
-        self.use_cache_from(remote)
-        self.commit("registry cache")
-        build_json(self.root)
-        sh("docker", "tag", f"{self.image('app')}:latest", remote)
-        sh("docker", "push", remote)
-        sh("docker", "rmi", remote)
-        return remote
-
-    def commit(self, message: str = "change") -> str:
-        sh("git", "add", "-A", cwd=self.root)
-        sh("git", "commit", "-qm", message, cwd=self.root)
-        return sh("git", "rev-parse", "HEAD", cwd=self.root).stdout.strip()
-
-    def image(self, service: str) -> str:
-        return f"{self.name}-{service}"
-
-    def cleanup(self) -> None:
-        sh(
-            "docker",
-            "compose",
-            "-p",
-            self.name,
-            "down",
-            "-v",
-            "--remove-orphans",
-            cwd=self.root,
-            check=False,
-        )
-        remove_images(self.name)
-
-
-def new_stack(root: Path, prefix: str = "ct") -> Stack:
-    """A git-committed compose project with one service ``app`` (not yet built)."""
-    name = f"{prefix}{uuid.uuid4().hex[:10]}"
-    root.mkdir()
-    project = Stack(root, name)
-    project.write("compose.yaml", f"name: {name}\nservices:\n  app:\n    build: ./app\n")
-    project.add_service("app")
-    sh("git", "init", "-q", "-b", "main", cwd=root)
-    sh("git", "config", "user.email", "t@example.invalid", cwd=root)
-    sh("git", "config", "user.name", "t", cwd=root)
-    project.commit("initial")
-    return project
+    pytest.fail(f"CI=true but engine tests cannot run: {engine_problem()}")
 
 
 @pytest.fixture
@@ -248,11 +37,3 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     project = new_stack(tmp_path / "proj")
     yield project
     project.cleanup()
-
-
-def clear(stack: Stack, *args: str) -> dict[str, Any]:
-    """``invoke clear-caches --yes --json`` and its parsed result; fails the test on exit 1."""
-    done = invoke(stack.root, "clear-caches", "--yes", "--json", *args)
-    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
-    data: dict[str, Any] = json.loads(done.stdout)
-    return data

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks.mask import is_secret
-from tests.conftest import Stack, generated, image_id, invoke, sh, tree, user_dirs
+from tests.support import Stack, generated, image_id, invoke, sh, tree, user_dirs
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, sh
+from tests.support import ROOT, sh
 
 pytestmark = pytest.mark.engine
 

@@ -8,7 +8,7 @@ import pytest
 
 from tasks.clear import base_images, human, parse_size
 from tasks.errors import UserError
-from tests.test_plan import plan_for, project
+from tests.support import plan_for, project
 
 
 @pytest.mark.parametrize(

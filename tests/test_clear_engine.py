@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import (
+from tests.support import (
     BASE_IMAGE,
     Stack,
     build_json,

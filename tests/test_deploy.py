@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.deploy import Target, deploy_lock, last_good, read_history, record
 from tasks.errors import UserError
 from tasks.settings import Settings, load
+from tasks.state import Target, deploy_lock, last_good, read_history, record
 
 TARGET = Target("ssh://deploy@prod", "shop")
 

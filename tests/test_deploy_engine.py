@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BASE_IMAGE, Stack, generated, invoke, sh
+from tests.support import BASE_IMAGE, Stack, generated, invoke, sh
 
 pytestmark = pytest.mark.engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.doctor import Check, parse_version, render, source_check
-from tasks.plan import CacheSource
+from tasks.plan import CacheSource, Status
 
 
 def test_versions_compare_numerically() -> None:
@@ -17,19 +17,23 @@ def test_versions_compare_numerically() -> None:
 @pytest.mark.parametrize(
     ("source", "status", "words"),
     [
-        (CacheSource("app:latest", "latest", "local image", True), "ok", "can serve"),
-        (CacheSource("app:latest", "latest", "local image", False), "warn", "cannot serve"),
+        (CacheSource("app:latest", "latest", Status.LOCAL, inline=True), "ok", "can serve"),
+        (CacheSource("app:latest", "latest", Status.LOCAL, inline=False), "warn", "cannot serve"),
         (
-            CacheSource("app:latest", "latest", "dropped: no such image"),
+            CacheSource("app:latest", "latest", Status.DROPPED, "no such image"),
             "warn",
             "the next build is cold",
         ),
         (
-            CacheSource("type=gha", "compose file", "dropped: 'gha' cache needs buildx"),
+            CacheSource("type=gha", "compose file", Status.DROPPED, "'gha' cache needs buildx"),
             "warn",
             "compose would ignore it",
         ),
-        (CacheSource("type=local,src=/c", "compose file", "local cache"), "ok", "read by"),
+        (
+            CacheSource("type=local,src=/c", "compose file", Status.BACKEND, "local cache"),
+            "ok",
+            "read by",
+        ),
     ],
 )
 def test_cache_source_verdicts(source: CacheSource, status: str, words: str) -> None:
@@ -57,7 +61,7 @@ def test_render_shows_remedies_for_problems_and_counts() -> None:
 
 
 def test_missing_latest_is_fine_when_another_source_serves() -> None:
-    missing = CacheSource("app:latest", "latest", "dropped: no such image")
+    missing = CacheSource("app:latest", "latest", Status.DROPPED, "no such image")
     check = source_check("app", missing, others_serve=True)
     assert (check.status, check.detail) == (
         "ok",

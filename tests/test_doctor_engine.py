@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
+from tests.support import (
     Stack,
     build_json,
     invoke,

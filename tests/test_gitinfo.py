@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.gitinfo import UNKNOWN, GitInfo, resolve
-from tests.conftest import sh
+from tests.support import sh
 
 
 def checkout(path: Path) -> str:

@@ -8,39 +8,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.engine import Builder, Found
 from tasks.errors import UserError
-from tasks.gitinfo import GitInfo
-from tasks.plan import BuildPlan, image_repo, make_plan, override_yaml
-from tasks.settings import load
-
-SHA = "0123456789abcdef0123456789abcdef01234567"
-GIT = GitInfo(SHA, "git", False, "main")
-INLINE_ONLY = Builder("compose internal builder", ("inline",), bake=False)
-
-
-def project(**services: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "shop", "services": services}
-
-
-def plan_for(
-    compose: dict[str, Any],
-    tmp_path: Path,
-    existing: dict[str, Found] | None = None,
-    config: dict[str, Any] | None = None,
-    **kwargs: Any,
-) -> BuildPlan:
-    settings = load(config or {}, environ={"HOME": "/home/tester"}, cwd=tmp_path)
-    found = existing or {}
-    return make_plan(
-        compose,
-        settings,
-        [tmp_path / "compose.yaml"],
-        GIT,
-        found.get,
-        kwargs.pop("builder", INLINE_ONLY),
-        **kwargs,
-    )
+from tasks.plan import (
+    Builder,
+    Found,
+    Status,
+    builder_from,
+    image_repo,
+    override_yaml,
+)
+from tests.support import SHA, plan_for, project
 
 
 def test_image_names() -> None:
@@ -61,7 +38,7 @@ def test_cache_sources_in_priority_order_missing_refs_dropped(tmp_path: Path) ->
     }
     plan = plan_for(compose, tmp_path, existing, config={"branch_tag": True})
     (api,) = plan.services
-    assert [(s.entry, s.origin, s.status) for s in api.sources] == [
+    assert [(s.entry, s.origin, s.describe()) for s in api.sources] == [
         ("reg.io/api:cache", "compose file", "registry"),
         ("gone:1", "compose file", "dropped: no such image locally or in its registry"),
         ("shop-api:main", "branch tag", "dropped: no such image locally or in its registry"),
@@ -94,7 +71,8 @@ def test_cache_to_the_builder_cannot_export_is_dropped_for_inline(tmp_path: Path
     plan = plan_for(compose, tmp_path)
     (worker,) = plan.services
     assert worker.cache_to == []
-    assert worker.exports[0].status.startswith("dropped: this builder cannot export 'registry'")
+    assert worker.exports[0].status is Status.DROPPED
+    assert worker.exports[0].reason.startswith("this builder cannot export 'registry'")
     assert worker.args["BUILDKIT_INLINE_CACHE"] == "1"
     assert any(w.startswith("worker: cache_to type=registry") for w in plan.warnings)
     assert "cache_to: !override []" in override_yaml(plan)
@@ -103,10 +81,10 @@ def test_cache_to_the_builder_cannot_export_is_dropped_for_inline(tmp_path: Path
 def test_non_registry_cache_needs_a_capable_builder(tmp_path: Path) -> None:
     compose = project(api={"build": {"context": "/p", "cache_from": ["type=local,src=/c"]}})
     (api,) = plan_for(compose, tmp_path).services
-    assert api.sources[0].status.startswith("dropped: 'local' cache needs a buildx builder")
+    assert api.sources[0].describe().startswith("dropped: 'local' cache needs a buildx builder")
     capable = Builder("buildx bake, driver docker-container", ("inline", "local"), bake=True)
     (api,) = plan_for(compose, tmp_path, builder=capable).services
-    assert api.sources[0].status == "local cache"
+    assert (api.sources[0].status, api.sources[0].reason) == (Status.BACKEND, "local cache")
 
 
 def test_fresh_uses_no_cache_and_no_sources(tmp_path: Path) -> None:
@@ -193,3 +171,13 @@ def test_build_dir_in_a_context_not_ignored_is_a_warning(tmp_path: Path) -> None
     (tmp_path / ".dockerignore").write_text(".git\ngen\n")
     plan = plan_for(compose, tmp_path, config={"build_dir": "gen"})
     assert not any("build_dir" in w for w in plan.warnings)
+
+
+def test_builder_from_buildx_inspect() -> None:
+    assert builder_from(None, containerd=False).exports == ("inline",)
+    assert builder_from(None, containerd=True).exports == ("inline", "registry", "local")
+    docker = builder_from("Name: default\nDriver: docker\n", containerd=False)
+    assert (docker.bake, docker.exports) == (True, ("inline",))
+    container = builder_from("Name: ci\nDriver:   docker-container\n", containerd=False)
+    assert container.name == "buildx bake, driver docker-container"
+    assert "registry" in container.exports and "gha" in container.exports

@@ -1,0 +1,55 @@
+"""``invoke build``: plan, write the override, run ``docker compose build``, promote, report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from tasks import pipeline, report
+from tasks.cli import one_line_errors, settings_of
+from tasks.errors import UserError
+from tasks.plan import display_argv
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "build only this service (repeatable); default: every service with a build",
+        "fresh": "build without any cache (--no-cache, no cache_from); deletes nothing",
+        "pull": "always try to pull newer base images",
+        "dry-run": "print the plan, the exact command and the override; build nothing",
+        "json": "print the plan and the result as JSON (progress goes to stderr)",
+    },
+)
+@one_line_errors
+def build(
+    c: Context,
+    service: list[str] | None = None,
+    fresh: bool = False,
+    pull: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Build the compose project's images with a cache that survives a builder prune."""
+    settings = settings_of(c, pull=pull or None)
+    prepared = pipeline.prepare(settings, service or [], fresh, pull)
+    plan = prepared.plan
+    if dry_run:
+        if json:
+            report.emit_json({"plan": plan.to_dict()})
+        else:
+            report.say(report.dry_run_text(plan, display_argv(plan.build_argv())))
+        return
+    report.say(report.plan_text(plan), err=json)
+    report.say(f"$ {display_argv(plan.build_argv())}", err=json)
+    result = pipeline.execute(prepared, lambda step: report.say(report.step_line(step), err=json))
+    if json:
+        report.emit_json({"plan": plan.to_dict(), "result": asdict(result)})
+    else:
+        report.say(report.build_summary(plan, result))
+    if not result.ok:
+        raise UserError(
+            f"build failed ({', '.join(result.failed) or 'compose'}); :latest not moved"
+        )

@@ -1,0 +1,345 @@
+"""``invoke clear-caches``: remove exactly the cache sources the build plan uses, nothing else."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from tasks import registry, report
+from tasks.cli import one_line_errors, settings_of
+from tasks.dockerfile import parse
+from tasks.engine import APIError, ImageNotFound
+from tasks.errors import UserError, first_line
+from tasks.pipeline import Prepared, generated_files, prepare, remove_generated
+from tasks.plan import BuildPlan, Status
+from tasks.refs import (
+    COMPOSE_PROJECT,
+    COMPOSE_SERVICE,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    cache_entry,
+    not_ours_reason,
+    owned_by,
+    split_ref,
+)
+from tasks.settings import Settings
+
+_SIZE = re.compile(r"^(\d{1,15}(?:\.\d{1,6})?)\s*(?:([kmgt])(i)?)?(b)?$", re.IGNORECASE)
+
+
+@dataclass
+class Item:
+    """One thing to clear and what became of it."""
+
+    kind: str  # image | dangling image | registry ref | base image | builder cache | build folder
+    name: str
+    size: int  # bytes, as the engine reports them before removal (shared layers counted)
+    note: str = ""
+    result: str = "planned"
+    ok: bool = True
+    kept: str = ""  # why it stays (not ours, shared); a kept item is never touched
+    digest: str = ""  # registry refs: the manifest to delete
+
+    def __post_init__(self) -> None:
+        if self.kept:
+            self.result = f"kept: {self.kept}"
+
+
+def parse_size(text: str) -> int:
+    """``10GB``, ``512MiB``, ``2g`` or plain bytes into bytes."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise UserError(f"invalid size {text!r}: expected e.g. 512MB, 10GB, 1GiB")
+    unit = (match[2] or "").lower()
+    factor = (1024 if match[3] else 1000) ** " kmgt".index(unit) if unit else 1
+    return int(float(match[1]) * factor)
+
+
+def human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    return f"{value:.1f}TB"
+
+
+def base_images(plan: BuildPlan) -> list[str]:
+    """Images named in the services' Dockerfile FROM lines (earlier stages excluded)."""
+    found: list[str] = []
+    for service in plan.services:
+        path = Path(service.context) / service.dockerfile
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        names: set[str] = set()
+        for stage in parse(text, str(path)).stages:
+            base = stage.base
+            if base.lower() not in names and base != "scratch" and base not in found:
+                found.append(base)
+            if stage.name:
+                names.add(stage.name.lower())
+    return found
+
+
+def _users(client: Any) -> dict[str, list[str]]:
+    """Image id -> containers using it, as 'name (status)'."""
+    users: dict[str, list[str]] = {}
+    for container in client.containers.list(all=True):
+        image_id = container.attrs.get("Image", "")
+        users.setdefault(image_id, []).append(f"{container.name} ({container.status})")
+    return users
+
+
+def _safe_list(client: Any, **query: Any) -> list[Any]:
+    try:
+        return list(client.images.list(**query))
+    except APIError:
+        return []
+
+
+class _Collector:
+    """Gathers the clear's items; an image is listed once, ours to remove or kept with why."""
+
+    def __init__(self, prepared: Prepared, narrowed: bool) -> None:
+        self.plan = prepared.plan
+        self.client = prepared.images.client
+        self.users = _users(self.client)
+        self.wanted = set(self.plan.service_names()) if narrowed else None
+        self.items: list[Item] = []
+        self.seen: set[str] = set()
+        self.sized: dict[str, str] = {}  # image id -> the item that carries its size
+
+    def image(self, image: Any, name: str, kind: str = "image", force: bool = False) -> None:
+        if name in self.seen:
+            return
+        self.seen.add(name)
+        labels = image.labels or {}
+        if not force and not owned_by(labels, self.plan.project):
+            why = f"not ours: {not_ours_reason(labels, self.plan.project)}"
+            self.items.append(Item(kind, name, 0, kept=why))
+            return
+        using = self.users.get(image.id, [])
+        note = f"in use by {', '.join(using)}: untagged, not deleted" if using else ""
+        first = self.sized.setdefault(image.id, name)
+        size = int(image.attrs.get("Size", 0)) if first == name else 0
+        note = note or ("" if first == name else f"same image as {first}")
+        self.items.append(Item(kind, name, size, note))
+
+    def ref(self, ref: str, kind: str = "image", force: bool = False) -> None:
+        """A local image by ref; one that cannot be looked up is kept, saying why."""
+        if ref in self.seen:
+            return
+        try:
+            self.image(self.client.images.get(ref), ref, kind, force)
+        except (APIError, ImageNotFound) as exc:
+            if kind != "base image":
+                self.seen.add(ref)
+                why = f"cannot look it up: {first_line(exc, 120)}"
+                self.items.append(Item(kind, ref, 0, kept=why))
+
+    def in_scope(self, image: Any) -> bool:
+        # Images of services no longer in the compose file still belong to the project,
+        # unless the clear was narrowed with --service.
+        labels = image.labels or {}
+        service = labels.get(LABEL_SERVICE) or labels.get(COMPOSE_SERVICE)
+        return self.wanted is None or service in self.wanted
+
+    def project_images(self) -> None:
+        """Tags of the plan's image names, and images with our or compose's project label."""
+        project = self.plan.project
+        for service in self.plan.services:
+            for image in _safe_list(self.client, name=service.image):
+                for tag in image.tags:
+                    if split_ref(tag)[0] == service.image:
+                        self.image(image, tag)
+        for label in (LABEL_PROJECT, COMPOSE_PROJECT):
+            for image in _safe_list(self.client, filters={"label": f"{label}={project}"}):
+                if not self.in_scope(image):
+                    continue
+                for tag in image.tags:
+                    self.image(image, tag)
+                if not image.tags and owned_by(image.labels, project):
+                    self.image(image, image.short_id.replace("sha256:", ""), "dangling image")
+
+    def cache_sources(self) -> None:
+        """Images the compose file names in ``cache_from``: local ones here, registry refs
+        through the registry (ours only, never a shared manifest)."""
+        remote: list[str] = []
+        for service in self.plan.services:
+            for source in service.sources:
+                _, ref = cache_entry(source.entry)
+                if ref is None or not source.kept:
+                    continue
+                if source.status is Status.REGISTRY:
+                    remote.append(ref)
+                else:
+                    self.ref(ref)
+        for deletion in registry.plan_deletions(remote, self.plan.project):
+            item = Item("registry ref", deletion.ref, 0, kept=deletion.kept, digest=deletion.digest)
+            self.items.append(item)
+
+
+def collect(
+    prepared: Prepared,
+    settings: Settings,
+    narrowed: bool = False,
+    keep_storage: int | None = None,
+    with_base_images: bool = False,
+) -> list[Item]:
+    """Everything the clear would touch, derived from the build plan; only ours is removed.
+
+    An image tag is ours when its image carries this tool's label for this project; anything
+    else the plan names (base images, foreign images in ``cache_from`` or tagged into our
+    repository, images of plain ``docker compose`` builds) is listed as kept, with the reason.
+    """
+    found = _Collector(prepared, narrowed)
+    found.project_images()
+    found.cache_sources()
+    if with_base_images:
+        for ref in base_images(prepared.plan):
+            found.ref(ref, "base image", force=True)
+    items = found.items
+    usage = prepared.images.client.df().get("BuildCache") or []
+    cache = [entry for entry in usage if not entry.get("InUse")]
+    scope = "all unused build cache (engine-wide)"
+    if keep_storage is not None:
+        scope = f"build cache beyond {human(keep_storage)} (engine-wide, least recently used)"
+    items.append(Item("builder cache", scope, sum(int(e.get("Size", 0)) for e in cache)))
+    generated = generated_files(settings)
+    if generated:
+        size = sum(path.stat().st_size for path in generated)
+        note = ", ".join(path.name for path in generated)
+        items.append(Item("build folder", str(settings.build_dir), size, note))
+    return items
+
+
+def _remove_image(client: Any, item: Item) -> None:
+    try:
+        answer = client.api.remove_image(item.name)
+    except ImageNotFound:
+        item.result = "already gone"
+        return
+    except APIError as exc:
+        if exc.status_code != 409:
+            raise
+        if item.kind == "dangling image":
+            item.result = "kept: in use by a container (no tag, serves no cache)"
+            return
+        answer = client.api.remove_image(item.name, force=True)
+    deleted = any("Deleted" in entry for entry in answer)
+    item.result = "removed" if deleted else "untagged"
+
+
+def carry_out(
+    prepared: Prepared, items: Iterable[Item], keep_storage: int | None, settings: Settings
+) -> dict[str, int]:
+    """Remove every item that is ours, recording each result; return bytes reclaimed by kind."""
+    client = prepared.images.client
+    reclaimed = {"images": 0, "builder cache": 0, "build folder": 0}
+    layers_before = int(client.df().get("LayersSize") or 0)
+    for item in items:
+        if item.kept:
+            continue
+        try:
+            if item.kind in ("image", "dangling image", "base image"):
+                _remove_image(client, item)
+            elif item.kind == "registry ref":
+                item.result = registry.delete(item.name, item.digest)
+            elif item.kind == "builder cache":
+                answer = client.api.prune_builds(all=True, keep_storage=keep_storage)
+                reclaimed["builder cache"] = int(answer.get("SpaceReclaimed") or 0)
+                item.result = f"pruned {len(answer.get('CachesDeleted') or [])} records"
+            elif item.kind == "build folder":
+                removed = remove_generated(settings)
+                reclaimed["build folder"] = item.size
+                item.result = f"removed {removed} generated file(s)"
+        except (APIError, OSError) as exc:
+            item.ok = False
+            item.result = "failed: " + first_line(exc, 120)
+    reclaimed["images"] = max(0, layers_before - int(client.df().get("LayersSize") or 0))
+    return reclaimed
+
+
+def _confirm(count: int) -> None:
+    if not sys.stdin.isatty():
+        raise UserError(
+            f"refusing to remove {count} items without --yes (not an interactive terminal); "
+            "nothing was removed"
+        )
+    answer = input(f"Remove these {count} items? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UserError("cancelled; nothing was removed")
+
+
+def _table(items: list[Item]) -> str:
+    rows = [[i.kind, i.name, human(i.size), i.result, i.note] for i in items]
+    return report.table(["kind", "name", "size", "result", "note"], rows)
+
+
+@task(
+    name="clear-caches",
+    iterable=["service"],
+    help={
+        "service": "clear only this service's images (repeatable); builder cache is engine-wide",
+        "dry-run": "list everything that would be removed, with sizes; remove nothing",
+        "yes": "do not ask for confirmation (required when not run from a terminal)",
+        "keep-storage": "keep this much recent build cache (e.g. 10GB) for shared build hosts",
+        "base-images": "also remove the base images named in the Dockerfiles' FROM lines "
+        "(the only way to remove images this project did not build)",
+        "json": "print the items and results as JSON",
+    },
+)
+@one_line_errors
+def clear_caches(
+    c: Context,
+    service: list[str] | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+    keep_storage: str = "",
+    base_images: bool = False,
+    json: bool = False,
+) -> None:
+    """Remove the cache sources the build uses that are provably ours; list the rest as kept."""
+    keep = parse_size(keep_storage) if keep_storage else None
+    settings = settings_of(c)
+    prepared = prepare(settings, service or [])
+    items = collect(prepared, settings, bool(service), keep, base_images)
+    if dry_run:
+        for item in items:
+            if not item.kept:
+                item.result = "would remove"
+        if json:
+            report.emit_json({"dry_run": True, "items": [asdict(i) for i in items]})
+        else:
+            report.say(_table(items))
+            going = sum(not item.kept for item in items)
+            report.say(
+                f"dry run: {going} items would go, {len(items) - going} kept; nothing removed",
+            )
+        return
+    if not yes:
+        report.say(_table(items), err=True)
+        _confirm(sum(not item.kept for item in items))
+    reclaimed = carry_out(prepared, items, keep, settings)
+    failed = [item for item in items if not item.ok]
+    if json:
+        data = {"items": [asdict(i) for i in items], "reclaimed": reclaimed, "ok": not failed}
+        report.emit_json(data)
+    else:
+        report.say(_table(items))
+        report.say(
+            "reclaimed: "
+            + ", ".join(f"{kind} {human(size)}" for kind, size in reclaimed.items())
+            + " (images: engine layer accounting; builder cache: engine prune result)"
+        )
+    if failed:
+        raise UserError(f"{len(failed)} of {len(items)} items were not cleared (see the table)")

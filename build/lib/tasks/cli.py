@@ -1,0 +1,81 @@
+"""What every task shares: loading settings from the invoke context, and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from tasks import mask
+from tasks.errors import UserError, first_line
+from tasks.settings import SECTION, Settings, load
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def settings_of(c: Context, **flags: Any) -> Settings:
+    """Effective settings for this run: the invoke config section, environment, .env, flags."""
+    return load(dict(c.config.get(SECTION, {})), flags)
+
+
+def _line(text: str) -> str:
+    """One line, secrets masked."""
+    return mask.active().text(" ".join(text.split()))
+
+
+def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a UserError (or an engine error) into one line on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            raise Exit(_line(f"error: {exc}"), code=1) from None
+        except Exception as exc:
+            # The SDK's errors (docker.errors.*) are not imported here: `invoke config` and
+            # `history` should not load the SDK just to be able to catch its errors.
+            if not type(exc).__module__.startswith("docker."):
+                raise
+            raise Exit(_line(f"error: Docker engine: {first_line(exc)}"), code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, as other command-line tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=141) from None
+
+    return wrapper
+
+
+Hook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
+_PARSER = f"invoke{os.sep}parser{os.sep}"
+_CONFIG = (f"invoke{os.sep}config.py", f"invoke{os.sep}env.py")
+
+
+def config_error_hook(previous: Hook) -> Hook:
+    """An excepthook that turns invoke's own config and parser errors (a malformed
+    ``invoke.yaml``, an uncastable ``INVOKE_*`` variable or flag value) into one line; they are
+    raised before any task runs."""
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        frames = traceback.extract_tb(tb)
+        names = [frame.filename for frame in frames]
+        if issubclass(kind, Exception) and any(
+            name.endswith(_CONFIG) or _PARSER in name for name in names
+        ):
+            parser = any(_PARSER in name for name in names)
+            what = "command line" if parser else "invoke configuration"
+            print(_line(f"error: invalid {what}: {exc}"), file=sys.stderr)
+            return  # the interpreter exits with code 1
+        previous(kind, exc, tb)
+
+    return hook

@@ -1,0 +1,183 @@
+"""``invoke deploy``, ``rollback``, ``history``: health-gated deploys with a lock and a record.
+
+The tasks parse flags, call the pipeline (``pipeline``), the rollout (``rollout``) and the
+target's state (``state``), and render the outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from tasks import commands, pipeline, report
+from tasks.cli import one_line_errors, settings_of
+from tasks.errors import UserError
+from tasks.rollout import Release, release, running_sha
+from tasks.runner import Runner
+from tasks.settings import Settings
+from tasks.state import Target, deploy_lock, last_good, read_history, record, target_of
+
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_CONTEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+TARGET_HELP = {
+    "context": "deploy to this docker context's engine (default: DOCKER_HOST or local)",
+    "timeout": "seconds to wait for health checks (default: setting deploy_timeout)",
+    "break-lock": "remove a lock whose holder is provably gone (same machine, process ended)",
+}
+
+
+def valid_tag(value: str, flag: str) -> str:
+    """An image tag given on the command line, or a UserError."""
+    if not _TAG.match(value):
+        raise UserError(
+            f"invalid {flag} {value!r}: expected an image tag (letters, digits, '_', '.', '-', "
+            "at most 128, not starting with '.' or '-')"
+        )
+    return value
+
+
+def valid_timeout(text: str) -> float:
+    """The ``--timeout`` flag in seconds (0: the setting), or a UserError."""
+    try:
+        value = float(text or 0)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:  # also refuses nan and inf
+        raise UserError(f"invalid --timeout {text!r}: expected seconds from 1 to 86400")
+    return value
+
+
+def use_context(name: str, runner: Runner) -> None:
+    """Point compose and the SDK at a docker context's engine (ssh:// hosts included)."""
+    if not _CONTEXT.match(name):
+        raise UserError(f"invalid --context {name!r}: expected a docker context name")
+    done = runner.run(commands.context_host(name))
+    host = done.out.strip()
+    if not done.ok or not host:
+        raise UserError(f"unknown docker context '{name}'")
+    os.environ["DOCKER_HOST"] = host
+
+
+def _log(line: str) -> None:
+    report.say(line, err=True)
+
+
+def _begin(c: Context, context: str) -> tuple[Settings, pipeline.Prepared, Target]:
+    runner = Runner()
+    if context:
+        use_context(context, runner)
+    settings = settings_of(c)
+    prepared = pipeline.prepare(settings, runner=runner)
+    return settings, prepared, target_of(prepared.plan.project)
+
+
+def _finish(outcome: Release) -> None:
+    """Print a release's outcome; a failure is the one error line."""
+    if outcome.ok:
+        pruned = f"; pruned {len(outcome.pruned)} old images" if outcome.pruned else ""
+        report.say(f"{outcome.action} ok: :{outcome.sha} healthy in {outcome.seconds}s{pruned}")
+        return
+    failed = f"{outcome.action} of :{outcome.sha} failed ({outcome.detail})"
+    if not outcome.previous:
+        _log(outcome.diagnosis)
+        raise UserError(f"{failed}; no earlier deploy to roll back to, the stack is left stopped")
+    if not outcome.back_ok:
+        raise UserError(
+            f"{failed} and rollback to :{outcome.previous} failed too ({outcome.back_detail})"
+        )
+    raise UserError(f"{failed}; rolled back to :{outcome.previous}, healthy")
+
+
+@task(
+    help={
+        "no-build": "deploy existing images instead of building first",
+        "sha": "deploy this image tag (a short sha), not the current commit; implies --no-build",
+        **TARGET_HELP,
+    }
+)
+@one_line_errors
+def deploy(
+    c: Context,
+    no_build: bool = False,
+    sha: str = "",
+    timeout: str = "",
+    context: str = "",
+    break_lock: bool = False,
+) -> None:
+    """Build, bring the stack up behind health checks, roll back automatically if unhealthy."""
+    if sha:
+        valid_tag(sha, "--sha")
+    wait = valid_timeout(timeout)
+    settings, prepared, target = _begin(c, context)
+    with deploy_lock(settings, target, break_lock):
+        if not (no_build or sha):
+            for line in report.warning_lines(prepared.plan):
+                _log(line)
+            result = pipeline.execute(prepared, lambda step: _log(report.step_line(step)))
+            if not result.ok:
+                entry = {"action": "deploy", "sha": prepared.plan.commit_tag}
+                record(
+                    settings, target, {**entry, "result": "build failed", "detail": result.error}
+                )
+                raise UserError(
+                    f"build failed ({', '.join(result.failed) or 'compose'}); "
+                    "nothing deployed, the running version is untouched"
+                )
+        version = sha or prepared.plan.commit_tag
+        wait = wait or settings.deploy_timeout
+        _finish(release(prepared, target, version, "deploy", wait, _log))
+
+
+@task(help={"to": "redeploy this sha (default: the one before the current deploy)", **TARGET_HELP})
+@one_line_errors
+def rollback(
+    c: Context, to: str = "", timeout: str = "", context: str = "", break_lock: bool = False
+) -> None:
+    """Redeploy an earlier sha without building, through the same health gate."""
+    if to:
+        valid_tag(to, "--to")
+    wait = valid_timeout(timeout)
+    settings, prepared, target = _begin(c, context)
+    current = running_sha(prepared) or last_good(settings, target)
+    sha = to or last_good(settings, target, other_than=current)
+    if not sha:
+        raise UserError("nothing to roll back to: no earlier successful deploy in the history")
+    with deploy_lock(settings, target, break_lock):
+        wait = wait or settings.deploy_timeout
+        _finish(release(prepared, target, sha, "rollback", wait, _log))
+
+
+@task(help={"json": "print the history as JSON", "context": TARGET_HELP["context"]})
+@one_line_errors
+def history(c: Context, json: bool = False, context: str = "") -> None:
+    """Show every deploy and rollback of this target: sha, time, user, host, result."""
+    runner = Runner()
+    if context:
+        use_context(context, runner)
+    settings = settings_of(c)
+    target = target_of(pipeline.resolve(settings, runner).name)
+    entries = read_history(settings, target)
+    if json:
+        report.emit_json(entries)
+        return
+    rows = [
+        [
+            e["time"],
+            e["action"],
+            e["sha"],
+            e["result"],
+            e.get("seconds", ""),
+            e["user"],
+            e["host"],
+            str(e.get("detail", ""))[:60],
+        ]
+        for e in entries
+    ]
+    report.say(
+        report.table(["time", "action", "sha", "result", "secs", "user", "host", "detail"], rows)
+        if rows
+        else f"no deploys of {target.project} yet",
+    )

@@ -1,0 +1,179 @@
+"""A Dockerfile reader: instructions with their line numbers, stages and ARG names.
+
+Follows the reference's rules: parser directives (``# escape=`` changes the line-continuation
+character), comment and empty lines inside continuations are dropped, heredocs (``<<EOF`` …
+``EOF``) belong to their instruction, and every ``FROM`` starts a new stage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+
+_DIRECTIVE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*$")
+_HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+_HEREDOC_KEYWORDS = {"RUN", "COPY", "ADD"}
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction: where it starts, its keyword, flags, arguments and heredoc bodies."""
+
+    line: int  # 1-based line of the instruction's first line
+    keyword: str  # upper case
+    flags: tuple[str, ...]  # leading --name[=value] options
+    args: str  # the rest, continuation lines joined with a space
+    heredocs: tuple[str, ...] = ()
+    stage: int = -1  # index of the stage it belongs to; -1 before the first FROM
+
+    def words(self) -> list[str]:
+        """The arguments as a list: the JSON (exec) form, or split like a shell would."""
+        text = self.args.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list) and all(isinstance(item, str) for item in parsed):
+                return parsed
+        try:
+            return shlex.split(text, comments=False)
+        except ValueError:
+            return text.split()
+
+    def flag(self, name: str) -> str | None:
+        """The value of ``--name=value`` (or '' for a bare ``--name``); None when absent."""
+        for item in self.flags:
+            key, _, value = item[2:].partition("=")
+            if key == name:
+                return value
+        return None
+
+    def command(self) -> str:
+        """What a RUN executes: its arguments and any heredoc bodies."""
+        return "\n".join([" ".join(self.words()), *self.heredocs])
+
+    def arg_names(self) -> list[str]:
+        """Names an ARG instruction declares (``ARG A=1 B``)."""
+        return [word.split("=", 1)[0] for word in self.words() if word]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One build stage: its FROM line, base image and optional name."""
+
+    index: int
+    line: int
+    base: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    """A parsed Dockerfile."""
+
+    path: str
+    directives: dict[str, str] = field(default_factory=dict)
+    instructions: tuple[Instruction, ...] = ()
+
+    @property
+    def stages(self) -> list[Stage]:
+        out = []
+        for item in self.instructions:
+            if item.keyword == "FROM":
+                words = item.words()
+                name = words[2] if len(words) >= 3 and words[1].lower() == "as" else ""
+                out.append(Stage(item.stage, item.line, words[0] if words else "", name))
+        return out
+
+    def in_stage(self, stage: int) -> list[Instruction]:
+        return [item for item in self.instructions if item.stage == stage]
+
+
+def _directives(lines: list[str]) -> tuple[dict[str, str], int]:
+    """Parser directives at the top of the file, and the index of the first other line."""
+    found: dict[str, str] = {}
+    for index, line in enumerate(lines):
+        match = _DIRECTIVE.match(line.strip())
+        if not match or match.group(1).lower() in found:
+            return found, index
+        found[match.group(1).lower()] = match.group(2)
+    return found, len(lines)
+
+
+def _continues(line: str, escape: str) -> tuple[bool, str]:
+    """Whether a line ends with the escape character (trailing blanks allowed), and its text."""
+    stripped = line.rstrip()
+    if stripped.endswith(escape):
+        return True, stripped[: -len(escape)]
+    return False, line
+
+
+def _heredocs(rest: str) -> list[re.Match[str]]:
+    """Heredoc markers (``<<EOF``, ``<<-"EOF"``) outside quotes: ``echo "<<EOF"`` is no heredoc."""
+    found: list[re.Match[str]] = []
+    quote = ""
+    index = 0
+    while index < len(rest):
+        char = rest[index]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "<" and (match := _HEREDOC.match(rest, index)):
+            found.append(match)
+            index = match.end()
+            continue
+        index += 1
+    return found
+
+
+def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
+    """Parse a Dockerfile's text."""
+    lines = text.removeprefix("\ufeff").splitlines()
+    directives, index = _directives(lines)
+    escape = directives.get("escape", "\\") or "\\"
+    instructions: list[Instruction] = []
+    stage = -1
+    while index < len(lines):
+        first = lines[index]
+        start = index + 1
+        index += 1
+        if not first.strip() or first.lstrip().startswith("#"):
+            continue
+        more, part = _continues(first, escape)
+        parts = [part.strip()]
+        while more and index < len(lines):
+            line = lines[index]
+            index += 1
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            more, part = _continues(line, escape)
+            parts.append(part.strip())
+        logical = " ".join(piece for piece in parts if piece)
+        keyword, _, rest = logical.partition(" ")
+        keyword = keyword.upper()
+        heredocs: list[str] = []
+        if keyword in _HEREDOC_KEYWORDS:
+            for match in _heredocs(rest):
+                strip_tabs, end = match.group(1) == "-", match.group(3)
+                body: list[str] = []
+                while index < len(lines):
+                    line = lines[index]
+                    index += 1
+                    if (line.lstrip("\t") if strip_tabs else line) == end:
+                        break
+                    body.append(line)
+                heredocs.append("\n".join(body))
+        flags: list[str] = []
+        rest = rest.strip()
+        while rest.startswith("--"):
+            flag, _, rest = rest.partition(" ")
+            flags.append(flag)
+            rest = rest.strip()
+        if keyword == "FROM":
+            stage += 1
+        instructions.append(Instruction(start, keyword, tuple(flags), rest, tuple(heredocs), stage))
+    return Dockerfile(path, directives, tuple(instructions))

@@ -1,0 +1,290 @@
+"""``invoke doctor``: can this machine and project build with a working cache? A line a check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report
+from tasks.cli import one_line_errors, settings_of
+from tasks.errors import UserError
+from tasks.plan import Builder, BuildPlan, CacheSource, Status, select
+from tasks.refs import cache_entry
+from tasks.runner import Runner
+from tasks.settings import Settings
+
+OVERRIDE_TAG_SINCE = (2, 24)  # compose's `!override` YAML tag, which the generated override uses
+BAKE_SINCE = (2, 37)  # compose builds through `buildx bake` when buildx exists
+
+
+@dataclass(frozen=True)
+class Check:
+    """One result: ok, warn, fail (or skip when an earlier failure makes it moot)."""
+
+    name: str
+    status: str
+    detail: str
+    remedy: str = ""
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.lstrip("v").split("-", 1)[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def check_engine() -> tuple[Check, Any]:
+    try:
+        client = engine.connect()
+    except UserError as exc:
+        return Check("engine", "fail", str(exc), "start dockerd, or set DOCKER_HOST"), None
+    version = client.version()
+    host = os.environ.get("DOCKER_HOST") or "the default socket"
+    detail = f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')}) at {host}"
+    return Check("engine", "ok", detail), client
+
+
+def check_compose(runner: Runner) -> tuple[Check, tuple[int, ...]]:
+    try:
+        text = compose.version(runner)
+    except UserError as exc:
+        return Check("compose", "fail", str(exc), "install Compose v2"), ()
+    found = parse_version(text)
+    if found < OVERRIDE_TAG_SINCE:
+        need = ".".join(map(str, OVERRIDE_TAG_SINCE))
+        return (
+            Check(
+                "compose",
+                "fail",
+                f"Compose {text} is older than {need}, which the generated override needs",
+                f"upgrade Compose to {need} or newer",
+            ),
+            found,
+        )
+    return Check("compose", "ok", f"Compose {text}"), found
+
+
+def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
+    done = runner.run(commands.buildx_version())
+    if not done.ok:
+        return Check(
+            "buildx",
+            "ok",
+            "not installed: compose builds with its internal builder (inline cache only)",
+            "",
+        )
+    version = done.out.strip()
+    off = os.environ.get("COMPOSE_BAKE", "").lower() in {"0", "false", "no", "off"}
+    if compose_version >= BAKE_SINCE and not off:
+        return Check("buildx", "ok", f"{version}: compose builds through buildx bake")
+    why = "COMPOSE_BAKE is off" if off else "this compose predates bake builds"
+    return Check("buildx", "ok", f"{version}: compose uses its own builder ({why})")
+
+
+def check_builder(client: Any, settings: Settings, runner: Runner) -> tuple[Check, Builder]:
+    builder = engine.detect_builder(client, runner)
+    store = (
+        "containerd image store" if builder.containerd else "classic image store (no containerd)"
+    )
+    imports = "image refs (local or registry) with inline metadata"
+    if len(builder.exports) > 1:
+        imports += ", " + ", ".join(kind for kind in builder.exports if kind != "inline")
+    detail = (
+        f"{builder.name}; {store}; cache import: {imports}; export: {', '.join(builder.exports)}"
+    )
+    if not settings.inline_cache and builder.exports == ("inline",):
+        return (
+            Check(
+                "builder",
+                "warn",
+                detail + "; inline_cache is off, so images cannot serve as cache",
+                "turn inline_cache back on (INVOKE_STACK_INLINE_CACHE=1)",
+            ),
+            builder,
+        )
+    return Check("builder", "ok", detail), builder
+
+
+def check_git(settings: Settings) -> tuple[Check, gitinfo.GitInfo]:
+    info = gitinfo.of(settings)
+    if shutil.which("git") is None and info.source != f"environment {settings.commit_arg}":
+        return Check("git", "warn", "git is not installed", "install git"), info
+    if info.warning:
+        return Check(
+            "git", "warn", info.warning, f"commit the project, or set {settings.commit_arg}"
+        ), info
+    where = f" on {info.branch}" if info.branch else ""
+    detail = f"commit {info.tag}{where} (from {info.source})"
+    if info.dirty:
+        return (
+            Check(
+                "git",
+                "warn",
+                detail + ": tracked files changed since the commit",
+                "commit or stash the changes before a release build",
+            ),
+            info,
+        )
+    return Check("git", "ok", detail + ", tree clean"), info
+
+
+def source_check(service: str, source: CacheSource, others_serve: bool = False) -> Check:
+    """Whether one cache source can serve the next build."""
+    name = f"cache {service}"
+    label = f"{source.entry} [{source.origin}]"
+    if not source.kept:
+        reason = source.reason
+        if source.origin != "latest":
+            return Check(
+                name, "warn", f"{label}: {reason}; compose would ignore it", "fix or remove it"
+            )
+        if others_serve:
+            return Check(name, "ok", f"{label}: not built yet (the next build creates it)")
+        return Check(name, "warn", f"{label}: {reason}; the next build is cold", "run invoke build")
+    if source.status is Status.BACKEND:
+        return Check(name, "ok", f"{label}: {source.reason}, read by the builder")
+    inline = source.inline
+    if source.status is Status.REGISTRY and inline is None:
+        _, ref = cache_entry(source.entry)
+        inline = registry.inline_cache(ref) if ref else None
+    where = source.status
+    if inline:
+        return Check(name, "ok", f"{label}: {where} with inline cache metadata, can serve")
+    if inline is False:
+        return Check(
+            name,
+            "warn",
+            f"{label}: {where} without inline cache metadata; it cannot serve once the "
+            "builder cache is pruned",
+            "rebuild it with invoke build (BUILDKIT_INLINE_CACHE=1)",
+        )
+    return Check(
+        name,
+        "warn",
+        f"{label}: {where}; its cache metadata cannot be read (the registry wants credentials?)",
+        "make sure it was built with BUILDKIT_INLINE_CACHE=1",
+    )
+
+
+def plan_checks(plan: BuildPlan) -> list[Check]:
+    """A check per cache source of every planned service."""
+    checks = []
+    for service in plan.services:
+        serving = [s for s in service.sources if s.kept and s.origin != "latest"]
+        checks += [source_check(service.name, s, bool(serving)) for s in service.sources]
+        for export in service.exports:
+            if export.kept:
+                checks.append(Check(f"cache {service.name}", "ok", f"cache_to {export.entry}"))
+                continue
+            checks.append(
+                Check(
+                    f"cache {service.name}",
+                    "warn",
+                    f"cache_to {export.entry} {export.describe()}",
+                    "create a docker-container buildx builder, or remove cache_to",
+                )
+            )
+    return checks
+
+
+def lint_checks(findings: Sequence[lint.Finding], count: int) -> list[Check]:
+    """A warning per lint finding, or one ok line."""
+    if not findings:
+        return [Check("dockerfile", "ok", f"{count} build(s) linted: no cache problems found")]
+    return [
+        Check(f"dockerfile {f.rule}", "warn", f"{f.where}: {f.message}", f.remedy) for f in findings
+    ]
+
+
+def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Check]:
+    """Every check, in order; a failure skips only the checks that depend on it."""
+    checks: list[Check] = []
+    try:
+        settings = load()
+    except UserError as exc:
+        return [Check("settings", "fail", str(exc), "run invoke config to see every source")]
+    checks.append(Check("settings", "ok", f"valid (project dir {settings.project_dir})"))
+    runner = Runner()
+    engine_check, client = check_engine()
+    compose_check, compose_version = check_compose(runner)
+    checks += [engine_check, compose_check]
+    if compose_version:
+        checks.append(check_buildx(compose_version, runner))
+    builder = None
+    if client is not None:
+        builder_check, builder = check_builder(client, settings, runner)
+        checks.append(builder_check)
+    git_check, git = check_git(settings)
+    checks.append(git_check)
+    if compose_check.status == "fail":
+        return checks
+    try:
+        project = pipeline.resolve(settings, runner, git)
+    except UserError as exc:
+        return [*checks, Check("project", "fail", str(exc), "see docker compose config")]
+    try:
+        names = select(project.data, services)
+    except UserError as exc:
+        return [*checks, Check("project", "fail", str(exc), "name a service with a build")]
+    shown = ", ".join(lint.display_path(path, settings.project_dir) for path in project.files)
+    checks.append(Check("project", "ok", f"{project.name}: builds {', '.join(names)} ({shown})"))
+    findings = None
+    if client is None or builder is None:
+        checks.append(Check("cache", "skip", "cache sources not checked: no engine"))
+    else:
+        try:
+            prepared = pipeline.plan(project, runner, names, client=client, builder=builder)
+        except UserError as exc:
+            checks.append(Check("cache", "fail", str(exc)))
+        else:
+            checks += plan_checks(prepared.plan)
+            findings = list(prepared.plan.lint)
+    if findings is None:
+        findings = pipeline.lint(project, names)
+    return checks + lint_checks(findings, len(names))
+
+
+def render(checks: Sequence[Check]) -> str:
+    lines = []
+    width = max(len(check.name) for check in checks)
+    for check in checks:
+        lines.append(f"{check.status:<4}  {check.name:<{width}}  {check.detail}")
+        if check.remedy and check.status != "ok":
+            lines.append(f"{'':<4}  {'':<{width}}  fix: {check.remedy}")
+    counts = {status: sum(c.status == status for c in checks) for status in ("ok", "warn", "fail")}
+    lines.append(f"doctor: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
+    return "\n".join(lines)
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "check only this service's cache sources and Dockerfile (repeatable)",
+        "strict": "exit non-zero on warnings too",
+        "json": "print the checks as JSON",
+    },
+)
+@one_line_errors
+def doctor(
+    c: Context, service: list[str] | None = None, strict: bool = False, json: bool = False
+) -> None:
+    """Check the engine, compose, builder, git, settings, cache sources and Dockerfiles."""
+    checks = diagnose(lambda: settings_of(c), service or [])
+    failed = [check for check in checks if check.status == "fail"]
+    warned = [check for check in checks if check.status == "warn"]
+    if json:
+        report.emit_json({"ok": not failed, "checks": [asdict(check) for check in checks]})
+    else:
+        report.say(render(checks))
+    if failed or (strict and warned):
+        raise Exit(code=1)

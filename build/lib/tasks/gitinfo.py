@@ -1,0 +1,103 @@
+"""GIT_COMMIT_HASH: which commit is being built, and whether the tree is dirty."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks import commands
+from tasks.errors import UserError
+from tasks.runner import Runner
+from tasks.settings import Settings
+
+UNKNOWN = "unknown"
+CI_SHA_VARS = ("GITHUB_SHA", "CI_COMMIT_SHA")
+CI_BRANCH_VARS = ("GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
+SHORT = 12
+_LONG_SHA = re.compile(r"^[0-9a-f]{13,64}$")
+_COMMIT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./+-]{0,199}$")
+
+
+def _given(environ: Mapping[str, str], name: str) -> str:
+    """A commit given in a variable: a sha or a ref-like name, nothing a shell or compose reads."""
+    value = environ.get(name, "")
+    if value and not _COMMIT_VALUE.match(value):
+        raise UserError(
+            f"invalid {name}={value!r} (from the environment): expected a commit sha or a name of "
+            "letters, digits and '_./+-'"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    """The commit identity of a build."""
+
+    commit: str  # full sha, '-dirty' appended when enabled and the tree is dirty
+    source: str  # where it came from
+    dirty: bool
+    branch: str  # '' when unknown or detached
+    warning: str = ""
+
+    @property
+    def tag(self) -> str:
+        """Short form for image tags: 12 hex digits, plus '-dirty' if set."""
+        sha, dash, suffix = self.commit.partition("-")
+        if _LONG_SHA.match(sha):
+            return sha[:SHORT] + dash + suffix
+        return tag_safe(self.commit) or UNKNOWN
+
+
+def _git(project_dir: Path, *args: str) -> str | None:
+    done = Runner().run(commands.git(*args), cwd=project_dir)
+    return done.out.strip() if done.ok else None
+
+
+def tag_safe(name: str) -> str:
+    """A branch name made usable as a docker tag."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-")
+    return cleaned[:128]
+
+
+def resolve(
+    project_dir: Path,
+    environ: Mapping[str, str],
+    var: str = "GIT_COMMIT_HASH",
+    dirty_suffix: bool = True,
+) -> GitInfo:
+    """An explicit variable wins, then CI variables, then git; ``unknown`` outside a checkout."""
+    branch = next((environ[v] for v in CI_BRANCH_VARS if environ.get(v)), "")
+    if _given(environ, var):
+        return GitInfo(
+            environ[var],
+            f"environment {var}",
+            environ[var].endswith("-dirty"),
+            tag_safe(branch or _git(project_dir, "branch", "--show-current") or ""),
+        )
+    inside = _git(project_dir, "rev-parse", "--is-inside-work-tree") == "true"
+    branch = branch or (_git(project_dir, "branch", "--show-current") or "" if inside else "")
+    for name in CI_SHA_VARS:
+        if _given(environ, name):
+            return GitInfo(environ[name], f"environment {name}", False, tag_safe(branch))
+    sha = _git(project_dir, "rev-parse", "HEAD") if inside else None
+    if not sha:
+        why = "not a git checkout" if not inside else "no commit yet"
+        return GitInfo(
+            UNKNOWN,
+            "none",
+            False,
+            "",
+            f"{project_dir}: {why}; {var} is '{UNKNOWN}' (set {var} to override)",
+        )
+    changes = _git(project_dir, "status", "--porcelain", "--untracked-files=no")
+    dirty = bool(changes)
+    commit = f"{sha}-dirty" if dirty and dirty_suffix else sha
+    return GitInfo(commit, "git", dirty, tag_safe(branch))
+
+
+def of(settings: Settings) -> GitInfo:
+    """The commit identity of the project the settings describe."""
+    return resolve(settings.project_dir, os.environ, settings.commit_arg, settings.dirty_suffix)

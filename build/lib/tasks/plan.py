@@ -1,0 +1,451 @@
+"""The build plan: pure data from the resolved compose project, settings and git state.
+
+Nothing here talks to Docker: image lookups come in as a function, so the plan can be built,
+printed (``--dry-run``, ``--json``) and unit-tested without an engine.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tasks import mask
+from tasks.commands import compose, extra_env_file
+from tasks.errors import UserError
+from tasks.lint import Finding, ignored
+from tasks.refs import LABEL_COMMIT, LABEL_INLINE, cache_entry, ownership, split_ref
+from tasks.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.gitinfo import GitInfo
+
+INLINE_ARG = "BUILDKIT_INLINE_CACHE"
+OVERRIDE_NAME = "compose.build.yml"
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
+
+    where: str  # "local" | "registry"
+    inline: bool | None
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How compose will build, and which cache backends it can export."""
+
+    name: str
+    exports: tuple[str, ...]
+    bake: bool
+    containerd: bool = False  # the engine stores images in containerd
+
+    def describe(self) -> str:
+        return f"{self.name} (cache export: {', '.join(self.exports) or 'none'})"
+
+
+def builder_from(buildx_inspect: str | None, containerd: bool) -> Builder:
+    """Compose uses buildx bake when buildx exists; the docker driver exports only inline cache.
+
+    ``buildx_inspect`` is the output of ``docker buildx inspect``, None when buildx is missing.
+    """
+    if buildx_inspect is None:
+        exports = ("inline", "registry", "local") if containerd else ("inline",)
+        return Builder(
+            "compose internal builder (buildx not installed)", exports, False, containerd
+        )
+    driver = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in buildx_inspect.splitlines()
+            if line.strip().startswith("Driver:")
+        ),
+        "docker",
+    )
+    if driver == "docker" and not containerd:
+        return Builder("buildx bake, driver docker", ("inline",), True, containerd)
+    capable = ("inline", "registry", "local", "gha")
+    return Builder(f"buildx bake, driver {driver}", capable, True, containerd)
+
+
+Locate = Callable[[str], Found | None]
+
+
+class Status(StrEnum):
+    """What became of a cache entry."""
+
+    LOCAL = "local image"  # an image on this engine
+    REGISTRY = "registry"  # an image its registry confirmed
+    BACKEND = "cache backend"  # a non-image cache (local dir, gha) the builder reads or writes
+    DROPPED = "dropped"  # left out of the build; ``reason`` says why
+
+
+@dataclass(frozen=True)
+class CacheSource:
+    """One cache_from (or cache_to) entry and what became of it."""
+
+    entry: str  # as compose takes it: a bare ref or "type=...,key=value"
+    origin: str  # "compose file" | "branch tag" | "latest"
+    status: Status
+    reason: str = ""  # why it was dropped, or what kind of backend it is
+    inline: bool | None = None  # a local image built with inline cache metadata (None: unknown)
+
+    @property
+    def kept(self) -> bool:
+        return self.status is not Status.DROPPED
+
+    def describe(self) -> str:
+        """Status and reason as one phrase: ``dropped: no such image …``."""
+        return f"{self.status}: {self.reason}" if self.reason else str(self.status)
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What one service's build will do."""
+
+    name: str
+    image: str  # repository, no tag
+    build_ref: str  # image:<commit tag>, what compose builds
+    promote: tuple[str, ...]  # refs moved to the build after every service succeeded
+    sources: tuple[CacheSource, ...]
+    exports: tuple[CacheSource, ...]  # the compose file's cache_to entries, kept or dropped
+    args: Mapping[str, str]  # build args the tool adds
+    labels: Mapping[str, str]
+    context: str
+    dockerfile: str
+
+    @property
+    def cache_from(self) -> list[str]:
+        return [source.entry for source in self.sources if source.kept]
+
+    @property
+    def cache_to(self) -> list[str]:
+        return [export.entry for export in self.exports if export.kept]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything ``invoke build`` will run, as data."""
+
+    project: str
+    project_dir: str
+    compose_files: tuple[str, ...]
+    profiles: tuple[str, ...]
+    env_file: str
+    override_file: str
+    commit_var: str
+    commit: str
+    commit_tag: str
+    commit_source: str
+    builder: str
+    fresh: bool
+    pull: bool
+    services: tuple[ServicePlan, ...]
+    warnings: tuple[str, ...] = field(default=())
+    lint: tuple[Finding, ...] = field(default=())  # Dockerfile cache lint, filled by the caller
+
+    def service_names(self) -> list[str]:
+        return [service.name for service in self.services]
+
+    def compose_argv(self) -> list[str]:
+        """``docker compose`` with the project's files, our override, name and profiles."""
+        return compose(
+            self.project_dir,
+            [*self.compose_files, self.override_file],
+            self.project,
+            self.profiles,
+            self.env_file,
+        )
+
+    def build_argv(self) -> list[str]:
+        """The exact build command."""
+        argv = [*self.compose_argv(), "--progress", "json", "build"]
+        if self.fresh:
+            argv.append("--no-cache")
+        if self.pull:
+            argv.append("--pull")
+        return [*argv, *self.service_names()]
+
+    def env(self) -> dict[str, str]:
+        """Variables exported to the compose process."""
+        return {self.commit_var: self.commit}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for service, plan in zip(data["services"], self.services, strict=True):
+            service["cache_from"] = plan.cache_from
+            service["cache_to"] = plan.cache_to
+        data["argv"] = self.build_argv()
+        data["override"] = override(self)
+        return data
+
+
+class _Override(list[str]):
+    """A sequence written with compose's ``!override`` tag: replaces instead of merging."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _Override, lambda dumper, data: dumper.represent_sequence("!override", list(data))
+)
+
+
+def override(plan: BuildPlan) -> dict[str, Any]:
+    """The generated compose override as data."""
+    services: dict[str, Any] = {}
+    for service in plan.services:
+        build: dict[str, Any] = {
+            "cache_from": service.cache_from,
+            "args": dict(service.args),
+            "labels": dict(service.labels),
+        }
+        if service.exports:
+            build["cache_to"] = service.cache_to
+        services[service.name] = {"image": service.build_ref, "build": build}
+    return {"services": services}
+
+
+def _escaped(value: Any) -> Any:
+    """Every string with ``$`` doubled: compose interpolates the override it reads."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    return value
+
+
+def override_yaml(plan: BuildPlan) -> str:
+    """The override as YAML; ``cache_from`` replaces the compose file's list (compose >= 2.24)."""
+    data = _escaped(override(plan))
+    for service in data["services"].values():
+        for key in ("cache_from", "cache_to"):
+            if key in service["build"]:
+                service["build"][key] = _Override(service["build"][key])
+    header = "# Generated by 'invoke build'; do not edit. Rewritten on every build.\n"
+    return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+
+
+def image_repo(project: str, name: str, service: Mapping[str, Any]) -> str:
+    """The service's image repository: its ``image:`` without tag, else compose's default."""
+    if service.get("image"):
+        return split_ref(str(service["image"]))[0]
+    return f"{project}-{name}"
+
+
+def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> CacheSource:
+    kind, ref = cache_entry(entry)
+    if ref is None:
+        if kind in exports:
+            return CacheSource(entry, origin, Status.BACKEND, f"{kind} cache")
+        return CacheSource(
+            entry,
+            origin,
+            Status.DROPPED,
+            f"'{kind}' cache needs a buildx builder with a docker-container driver",
+        )
+    found = locate(ref)
+    if found is None:
+        return CacheSource(
+            entry, origin, Status.DROPPED, "no such image locally or in its registry"
+        )
+    status = Status.LOCAL if found.where == "local" else Status.REGISTRY
+    return CacheSource(entry, origin, status, inline=found.inline)
+
+
+def _export(entry: str, exports: Sequence[str]) -> CacheSource:
+    """A compose ``cache_to`` entry, dropped when the builder cannot export its type."""
+    kind, _ = cache_entry(entry)
+    if kind in exports:
+        return CacheSource(entry, "compose file", Status.BACKEND, f"{kind} cache export")
+    return CacheSource(
+        entry,
+        "compose file",
+        Status.DROPPED,
+        f"this builder cannot export '{kind}' cache (compose would fail the build; "
+        "needs a buildx builder with a docker-container driver or the containerd image store)",
+    )
+
+
+def _service_plan(
+    project: str,
+    name: str,
+    service: Mapping[str, Any],
+    settings: Settings,
+    git: GitInfo,
+    locate: Locate,
+    builder: Builder,
+    fresh: bool,
+    warnings: list[str],
+) -> ServicePlan:
+    build = service.get("build") or {}
+    image = image_repo(project, name, service)
+    exports = tuple(_export(str(entry), builder.exports) for entry in build.get("cache_to") or ())
+    candidates = [(str(entry), "compose file") for entry in build.get("cache_from") or ()]
+    if settings.branch_tag and git.branch:
+        candidates.append((f"{image}:{git.branch}", "branch tag"))
+    candidates.append((f"{image}:latest", "latest"))
+    sources: list[CacheSource] = []
+    for entry, origin in candidates:
+        if any(entry == seen.entry for seen in sources):
+            continue
+        if fresh:
+            sources.append(
+                CacheSource(entry, origin, Status.DROPPED, "--fresh builds without cache")
+            )
+        else:
+            sources.append(_source(entry, origin, locate, builder.exports))
+    inline = settings.inline_cache and not any(export.kept for export in exports)
+    args = {settings.commit_arg: git.commit}
+    labels = {**ownership(project, name), LABEL_COMMIT: git.commit}
+    if inline:
+        args[INLINE_ARG] = "1"
+        labels[LABEL_INLINE] = "1"
+    for export in exports:
+        if not export.kept:
+            warnings.append(f"{name}: cache_to {export.entry} {export.describe()}")
+    secrets = mask.active()
+    for source in sources:
+        if source.kept and secrets.text(source.entry) != source.entry:
+            warnings.append(
+                f"{name}: cache entry {secrets.text(source.entry)} holds a secret; it is written "
+                "to the generated override (mode 0600) and shown masked"
+            )
+        if source.kept and source.inline is False:
+            warnings.append(
+                f"{name}: cache source {source.entry} has no inline cache metadata; "
+                "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
+            )
+    promote = [f"{image}:latest"]
+    if settings.branch_tag and git.branch:
+        promote.append(f"{image}:{git.branch}")
+    return ServicePlan(
+        name=name,
+        image=image,
+        build_ref=f"{image}:{git.tag}",
+        promote=tuple(promote),
+        sources=tuple(sources),
+        exports=exports,
+        args=args,
+        labels=labels,
+        context=str(build.get("context", "")),
+        dockerfile=str(build.get("dockerfile", "Dockerfile")),
+    )
+
+
+def context_warnings(plan: BuildPlan) -> list[str]:
+    """A build folder inside a build context that its .dockerignore does not exclude."""
+    folder = Path(plan.override_file).parent
+    out = []
+    for service in plan.services:
+        context = Path(plan.project_dir, service.context or ".").resolve()
+        if not folder.is_relative_to(context):
+            continue
+        inside = folder.relative_to(context).as_posix()
+        try:
+            patterns = (context / ".dockerignore").read_text(errors="replace").splitlines()
+        except OSError:
+            patterns = []
+        if not ignored(patterns, inside):
+            out.append(
+                f"{service.name}: build_dir {inside} lies in its build context and .dockerignore "
+                "does not exclude it: the generated override busts the cache and enters the "
+                f"image; add '{inside}' to {context / '.dockerignore'} or unset build_dir"
+            )
+    return out
+
+
+def check_sources(name: str, build: Mapping[str, Any]) -> None:
+    """A local build context and its Dockerfile must exist; say which is missing, in one line."""
+    context = str(build.get("context") or ".")
+    if "://" in context or context.startswith("git@") or build.get("dockerfile_inline"):
+        return
+    folder = Path(context)
+    if not folder.is_dir():
+        raise UserError(f"service '{name}': build context {folder} is not a folder")
+    dockerfile = folder / str(build.get("dockerfile") or "Dockerfile")
+    if not dockerfile.is_file():
+        raise UserError(
+            f"service '{name}': no Dockerfile at {dockerfile} (set build.dockerfile or add it)"
+        )
+
+
+def select(project: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
+    """Services with a build section, narrowed to ``wanted``; unknown names are an error."""
+    services: Mapping[str, Any] = project.get("services") or {}
+    buildable = [name for name, svc in services.items() if svc.get("build")]
+    for name in wanted:
+        if name not in services:
+            raise UserError(f"unknown service '{name}' (services: {', '.join(services) or 'none'})")
+        if name not in buildable:
+            raise UserError(
+                f"service '{name}' has no build section (buildable: "
+                f"{', '.join(buildable) or 'none'})"
+            )
+    chosen = [name for name in buildable if not wanted or name in wanted]
+    if not chosen:
+        raise UserError("the compose project has no service with a build section")
+    return chosen
+
+
+def make_plan(
+    project: Mapping[str, Any],
+    settings: Settings,
+    files: Sequence[Path],
+    git: GitInfo,
+    locate: Locate,
+    builder: Builder,
+    services: Sequence[str] = (),
+    fresh: bool = False,
+    pull: bool = False,
+) -> BuildPlan:
+    """Plan a build of ``services`` (all buildable ones when empty)."""
+    name = str(project.get("name") or settings.project_name)
+    warnings = [git.warning] if git.warning else []
+    plans = tuple(
+        _service_plan(
+            name,
+            service,
+            project["services"][service],
+            settings,
+            git,
+            locate,
+            builder,
+            fresh,
+            warnings,
+        )
+        for service in select(project, services)
+    )
+    plan = BuildPlan(
+        project=name,
+        project_dir=str(settings.project_dir),
+        compose_files=tuple(str(path) for path in files),
+        profiles=settings.profiles,
+        env_file=extra_env_file(settings),
+        override_file=str(settings.build_dir / OVERRIDE_NAME),
+        commit_var=settings.commit_arg,
+        commit=git.commit,
+        commit_tag=git.tag,
+        commit_source=git.source,
+        builder=builder.describe(),
+        fresh=fresh,
+        pull=pull or settings.pull,
+        services=plans,
+        warnings=tuple(warnings),
+    )
+    return replace(plan, warnings=(*plan.warnings, *context_warnings(plan)))
+
+
+def display_argv(argv: Sequence[str]) -> str:
+    """A command for display, with secret values masked."""
+    return mask.active().text(shlex.join(argv))

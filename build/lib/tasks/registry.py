@@ -1,0 +1,193 @@
+"""Images in a registry (Docker Registry HTTP API v2), stdlib only: inspect, list, delete."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.errors import first_line
+from tasks.refs import not_ours_reason, owned_by, split_ref
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+SINGLE_MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json"
+)
+INLINE_CACHE_KEY = "moby.buildkit.cache.v0"  # where BuildKit keeps inline cache in an image config
+TIMEOUT = 10
+
+
+def _plain_http(host: str) -> bool:
+    name = host.rsplit(":", 1)[0]
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def _repo_url(ref: str) -> tuple[str, str]:
+    """``scheme://host/v2/<name>`` of a ref's repository, and its tag (default ``latest``)."""
+    repo, tag = split_ref(ref)
+    host, _, path = repo.partition("/")
+    scheme = "http" if _plain_http(host) else "https"
+    return f"{scheme}://{host}/v2/{path}", tag or "latest"
+
+
+def _url(ref: str) -> str:
+    base, tag = _repo_url(ref)
+    return f"{base}/manifests/{tag}"
+
+
+def _gist(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"registry answered {exc.code}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"registry unreachable ({exc.reason})"
+    return first_line(exc, 120)
+
+
+def _get_json(url: str, accept: str) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+        data = json.loads(response.read())
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def inline_cache(ref: str) -> bool | None:
+    """Whether a registry image's config carries BuildKit inline cache metadata (None: unknown).
+
+    Reads the manifest and the config blob anonymously; a registry that wants credentials, or
+    a multi-platform index, gives None.
+    """
+    url = _url(ref)
+    try:
+        manifest = _get_json(url, SINGLE_MANIFEST_TYPES)
+        digest = str((manifest.get("config") or {}).get("digest") or "")
+        if not digest:
+            return None
+        config = _get_json(url.rsplit("/manifests/", 1)[0] + "/blobs/" + digest, "*/*")
+    except (OSError, ValueError):
+        return None
+    return INLINE_CACHE_KEY in config
+
+
+def digest(ref: str) -> str | None:
+    """The manifest digest a tag points to; None when the tag does not exist. OSError otherwise."""
+    head = urllib.request.Request(_url(ref), method="HEAD", headers={"Accept": MANIFEST_TYPES})  # noqa: S310
+    try:
+        with urllib.request.urlopen(head, timeout=TIMEOUT) as response:  # noqa: S310
+            found = str(response.headers.get("Docker-Content-Digest", ""))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise OSError(_gist(exc)) from None
+    if not found:
+        raise OSError(f"registry gave no digest for {ref}")
+    return found
+
+
+def tags(ref: str) -> list[str]:
+    """Every tag of the ref's repository."""
+    base, _ = _repo_url(ref)
+    try:
+        data = _get_json(f"{base}/tags/list", "application/json")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise OSError(_gist(exc)) from None
+    return [str(tag) for tag in data.get("tags") or []]
+
+
+def labels(ref: str) -> dict[str, str]:
+    """The image config's labels of a single-platform image in a registry."""
+    manifest = _get_json(_url(ref), SINGLE_MANIFEST_TYPES)
+    config_digest = str((manifest.get("config") or {}).get("digest") or "")
+    if not config_digest:
+        raise ValueError("the manifest names no image config")
+    config = _get_json(_url(ref).rsplit("/manifests/", 1)[0] + "/blobs/" + config_digest, "*/*")
+    found = (config.get("config") or {}).get("Labels") or {}
+    return {str(key): str(value) for key, value in found.items()}
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What a clear may do with one registry tag: the digest to delete, or why it stays."""
+
+    ref: str
+    digest: str = ""  # set: delete this manifest
+    kept: str = ""  # set: why the tag stays
+
+
+def _judge(ref: str, project: str) -> Deletion:
+    try:
+        found = digest(ref)
+        if found is None:
+            return Deletion(ref, kept="already gone")
+        image_labels = labels(ref)
+    except (OSError, ValueError) as exc:
+        return Deletion(ref, kept=f"cannot prove it is ours: {_gist(exc)}")
+    if not owned_by(image_labels, project):
+        return Deletion(ref, kept=f"not ours: {not_ours_reason(image_labels, project)}")
+    return Deletion(ref, digest=found)
+
+
+def plan_deletions(refs: Sequence[str], project: str) -> list[Deletion]:
+    """Which of ``refs`` may go: only our images, and never a manifest another tag points to.
+
+    The registry API deletes manifests by digest, which removes every tag on it; so a tag is
+    deleted only when no tag outside ``refs`` shares its digest.
+    """
+    judged = [_judge(ref, project) for ref in dict.fromkeys(refs)]
+    ours = {item.ref for item in judged if item.digest}
+    out: list[Deletion] = []
+    for item in judged:
+        if not item.digest:
+            out.append(item)
+            continue
+        repo, _ = split_ref(item.ref)
+        try:
+            sharing = [
+                tag
+                for tag in tags(item.ref)
+                if f"{repo}:{tag}" not in ours and digest(f"{repo}:{tag}") == item.digest
+            ]
+        except (OSError, ValueError) as exc:
+            out.append(Deletion(item.ref, kept=f"cannot list the other tags: {_gist(exc)}"))
+            continue
+        if sharing:
+            shared = ", ".join(":" + tag for tag in sharing)
+            item = Deletion(
+                item.ref,
+                kept=f"not deleted: manifest shared with {shared} (the registry deletes by "
+                "digest, which would remove those tags too)",
+            )
+        out.append(item)
+    return out
+
+
+def delete(ref: str, manifest: str) -> str:
+    """Delete one manifest by digest; return what happened, raise OSError on failure."""
+    target = _url(ref).rsplit("/", 1)[0] + "/" + manifest
+    request = urllib.request.Request(target, method="DELETE")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT):  # noqa: S310
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return "already gone"
+        if exc.code == 405:
+            raise OSError("the registry does not allow deletes (storage.delete.enabled)") from None
+        raise OSError(f"{_gist(exc)} deleting {ref}") from None
+    except urllib.error.URLError as exc:
+        raise OSError(_gist(exc)) from None
+    return f"deleted {manifest[:19]}"

@@ -1,0 +1,117 @@
+"""Rendering plans and results for people (tables) and programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from tasks import mask
+from tasks.plan import BuildPlan, override_yaml
+from tasks.progress import Step
+
+if TYPE_CHECKING:
+    from tasks.pipeline import BuildResult, ServiceResult
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain left-aligned text table."""
+    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def say(text: str, err: bool = False) -> None:
+    """Print a line (to stderr when ``err``), secrets masked."""
+    print(mask.active().text(text), file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def emit_json(data: Any) -> None:
+    """Print data as JSON on stdout: secrets are masked in the data, so the JSON stays valid."""
+    masked = mask.active().data(json.loads(json.dumps(data, default=str)))
+    print(json.dumps(masked, indent=2), flush=True)
+
+
+def plan_text(plan: BuildPlan) -> str:
+    """The plan as people read it: cache sources per service, the command and the override."""
+    out = [
+        f"project {plan.project} in {plan.project_dir}",
+        f"commit  {plan.commit_var}={plan.commit} ({plan.commit_source}); tag :{plan.commit_tag}",
+        f"builder {plan.builder}",
+    ]
+    for service in plan.services:
+        out.append(
+            f"service {service.name}: builds {service.build_ref}, then tags "
+            f"{', '.join(service.promote)}"
+        )
+        for source in service.sources:
+            out.append(f"  cache_from {source.entry}  [{source.origin}] {source.describe()}")
+        if not service.sources:
+            out.append("  cache_from (none)")
+        for export in service.exports:
+            out.append(f"  cache_to   {export.entry}  {export.describe()}")
+    return "\n".join(out + warning_lines(plan))
+
+
+def warning_lines(plan: BuildPlan) -> list[str]:
+    """The plan's warnings and Dockerfile lint findings, a line each."""
+    return [f"warning: {text}" for text in [*plan.warnings, *map(str, plan.lint)]]
+
+
+def step_line(step: Step) -> str:
+    """One finished step, as shown while the build runs."""
+    state = "ERROR" if step.error else ("CACHED" if step.cached else f"{step.seconds:.1f}s")
+    label = step.label if len(step.label) <= 70 else step.label[:67] + "..."
+    return f"  {step.service:<14} {state:>7}  {label}"
+
+
+def result_table(results: Sequence[ServiceResult]) -> str:
+    """The closing per-service table."""
+    return table(
+        ["service", "image", "steps", "cached", "rebuilt", "first rebuilt step", "time"],
+        [
+            [
+                row.service,
+                row.image,
+                row.steps,
+                row.cached,
+                row.rebuilt,
+                row.first_rebuilt[:50] or "-",
+                f"{row.seconds:.1f}s",
+            ]
+            for row in results
+        ],
+    )
+
+
+def build_summary(plan: BuildPlan, result: BuildResult) -> str:
+    """The closing text: the per-service table and what happened to the cache tags."""
+    lines = [result_table(result.services)]
+    if result.ok:
+        lines.append(f"cache sources moved: {', '.join(result.promoted)}")
+    else:
+        names = ", ".join(result.failed) or "unknown service"
+        lines.append(f"build failed in {names}: {result.error}")
+        lines.append(
+            "cache tags left unchanged: "
+            + ", ".join(ref for service in plan.services for ref in service.promote)
+        )
+    return "\n".join(lines)
+
+
+def dry_run_text(plan: BuildPlan, display: str) -> str:
+    """What ``--dry-run`` prints: the plan, the exact argv and the override YAML."""
+    return "\n".join(
+        [
+            plan_text(plan),
+            "",
+            f"command: {display}",
+            f"override ({plan.override_file}):",
+            override_yaml(plan).rstrip(),
+        ]
+    )

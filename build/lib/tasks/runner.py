@@ -1,0 +1,116 @@
+"""The one way to run external commands (``docker``, ``docker compose``, ``git``): argv lists.
+
+Every subprocess of the tool goes through a ``Runner``; its errors map to one-line ``UserError``s
+with the command's first meaningful line, secrets masked. Tests pass a stand-in with the same
+methods, so orchestration is checked without a daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks import mask
+from tasks.errors import UserError
+
+NOT_FOUND = 127  # the shell's code for a command that is not installed
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished command."""
+
+    argv: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+def meaningful_line(text: str) -> str:
+    """The first line of an error output that is not a warning (compose prefixes those)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if not line.upper().startswith(("WARN", "WARNING"))]
+    return mask.active().text((errors or lines or [""])[0])
+
+
+def missing(argv: Sequence[str]) -> str:
+    """What to say when a command is not installed."""
+    if argv[:2] == ["docker", "compose"]:
+        return "the docker CLI is not installed (needed for 'docker compose')"
+    return f"{argv[0]} is not installed"
+
+
+class Runner:
+    """Runs argv lists with the process environment plus ``env``; never through a shell."""
+
+    def environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        return {**os.environ, **(env or {})}
+
+    def run(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Result:
+        """Run to the end and capture the output; a command that is not installed gives 127."""
+        try:
+            done = subprocess.run(
+                list(argv),
+                capture_output=True,
+                text=True,
+                errors="replace",
+                env=self.environment(env),
+                cwd=cwd,
+                check=False,
+            )
+        except OSError:
+            return Result(tuple(argv), NOT_FOUND, "", missing(list(argv)))
+        return Result(tuple(argv), done.returncode, done.stdout, done.stderr)
+
+    def check(
+        self,
+        argv: Sequence[str],
+        what: str,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> str:
+        """Run and return stdout; a failure is a UserError: ``<what> failed: <first line>``."""
+        done = self.run(argv, env, cwd)
+        if done.code == NOT_FOUND and not done.out:
+            raise UserError(done.err)
+        if not done.ok:
+            why = meaningful_line(done.err) or meaningful_line(done.out) or f"exit {done.code}"
+            raise UserError(f"{what} failed: {why}")
+        return done.out
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        on_line: Callable[[str], None],
+        env: Mapping[str, str] | None = None,
+    ) -> int:
+        """Run, passing each merged stdout/stderr line to ``on_line``; return the exit code."""
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                env=self.environment(env),
+                bufsize=1,
+            )
+        except OSError:
+            raise UserError(missing(list(argv))) from None
+        with proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                on_line(line.rstrip("\n"))
+            return proc.wait()

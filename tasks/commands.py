@@ -1,0 +1,65 @@
+"""Every docker and compose command line, built in one place from plain data (no subprocess)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.settings import Settings
+
+
+def compose(
+    project_dir: str,
+    files: Sequence[str],
+    project: str = "",
+    profiles: Sequence[str] = (),
+    env_file: str = "",
+) -> list[str]:
+    """``docker compose`` with a project's directory, files, name, profiles and env file."""
+    argv = ["docker", "compose", "--project-directory", project_dir]
+    for path in files:
+        argv += ["-f", path]
+    if project:
+        argv += ["-p", project]
+    for profile in profiles:
+        argv += ["--profile", profile]
+    if env_file:
+        argv += ["--env-file", env_file]
+    return argv
+
+
+def extra_env_file(settings: Settings) -> str:
+    """The env file to pass explicitly: compose reads ``.env`` in the project dir by itself."""
+    path = settings.env_file
+    return str(path) if path.name != ".env" and path.is_file() else ""
+
+
+def compose_of(settings: Settings, files: Sequence[Path]) -> list[str]:
+    """``docker compose`` for the project as the settings describe it."""
+    return compose(
+        str(settings.project_dir),
+        [str(path) for path in files],
+        settings.project_name,
+        settings.profiles,
+        extra_env_file(settings),
+    )
+
+
+def compose_version() -> list[str]:
+    return ["docker", "compose", "version", "--short"]
+
+
+def buildx_inspect() -> list[str]:
+    return ["docker", "buildx", "inspect"]
+
+
+def buildx_version() -> list[str]:
+    return ["docker", "buildx", "version"]
+
+
+def context_host(name: str) -> list[str]:
+    return ["docker", "context", "inspect", name, "--format", "{{.Endpoints.docker.Host}}"]
+
+
+def git(*args: str) -> list[str]:
+    return ["git", *args]

@@ -1,0 +1,51 @@
+"""The one command runner: output, exit codes and one-line errors (real processes, no docker)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tasks import mask
+from tasks.errors import UserError
+from tasks.runner import NOT_FOUND, Runner, meaningful_line
+
+PY = sys.executable
+
+
+def test_run_captures_and_passes_the_environment() -> None:
+    done = Runner().run([PY, "-c", "import os; print(os.environ['X_RUNNER'])"], {"X_RUNNER": "1"})
+    assert (done.ok, done.out.strip()) == (True, "1")
+
+
+def test_a_missing_command_is_127_and_a_clear_line() -> None:
+    done = Runner().run(["no-such-command-here", "x"])
+    assert (done.code, done.err) == (NOT_FOUND, "no-such-command-here is not installed")
+    with pytest.raises(UserError, match=r"^no-such-command-here is not installed$"):
+        Runner().check(["no-such-command-here"], "it")
+    with pytest.raises(UserError, match="is not installed"):
+        Runner().stream(["no-such-command-here"], print)
+
+
+def test_check_maps_a_failure_to_its_first_meaningful_line() -> None:
+    script = (
+        "import sys; sys.stderr.write('WARN[0000] version is obsolete\\n"
+        "yaml: line 2: did not find expected node\\nmore\\n'); sys.exit(15)"
+    )
+    with pytest.raises(UserError) as info:
+        Runner().check([PY, "-c", script], "compose config")
+    assert str(info.value) == "compose config failed: yaml: line 2: did not find expected node"
+
+
+def test_error_lines_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mask, "_active", mask.Masker(["s3cr3t-value"]))
+    assert meaningful_line("invalid hostPort: s3cr3t-value") == f"invalid hostPort: {mask.MASK}"
+    assert meaningful_line("") == ""
+    assert meaningful_line("WARN only") == "WARN only"
+
+
+def test_stream_merges_stdout_and_stderr_line_by_line() -> None:
+    lines: list[str] = []
+    script = "import sys; print('a', flush=True); sys.stderr.write('b\\n'); sys.exit(3)"
+    assert Runner().stream([PY, "-c", script], lines.append) == 3
+    assert sorted(lines) == ["a", "b"]
