@@ -12,10 +12,9 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import registry, report
+from tasks import engine, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.dockerfile import parse
-from tasks.engine import APIError, ImageNotFound
 from tasks.errors import UserError, first_line
 from tasks.pipeline import Prepared, generated_files, prepare, remove_generated
 from tasks.plan import BuildPlan, Status
@@ -102,7 +101,7 @@ def _users(client: Any) -> dict[str, list[str]]:
 def _safe_list(client: Any, **query: Any) -> list[Any]:
     try:
         return list(client.images.list(**query))
-    except APIError:
+    except engine.APIError:
         return []
 
 
@@ -140,7 +139,7 @@ class _Collector:
             return
         try:
             self.image(self.client.images.get(ref), ref, kind, force)
-        except (APIError, ImageNotFound) as exc:
+        except (engine.APIError, engine.ImageNotFound) as exc:
             if kind != "base image":
                 self.seen.add(ref)
                 why = f"cannot look it up: {first_line(exc, 120)}"
@@ -225,10 +224,10 @@ def collect(
 def _remove_image(client: Any, item: Item) -> None:
     try:
         answer = client.api.remove_image(item.name)
-    except ImageNotFound:
+    except engine.ImageNotFound:
         item.result = "already gone"
         return
-    except APIError as exc:
+    except engine.APIError as exc:
         if exc.status_code != 409:
             raise
         if item.kind == "dangling image":
@@ -262,7 +261,7 @@ def carry_out(
                 removed = remove_generated(settings)
                 reclaimed["build folder"] = item.size
                 item.result = f"removed {removed} generated file(s)"
-        except (APIError, OSError) as exc:
+        except (engine.APIError, OSError) as exc:
             item.ok = False
             item.result = "failed: " + first_line(exc, 120)
     reclaimed["images"] = max(0, layers_before - int(client.df().get("LayersSize") or 0))

@@ -1,18 +1,16 @@
 """The Docker engine through the SDK: connect, look up and tag images, detect the builder.
 
-The only module that imports the SDK; others take its error types from here.
+The only module that uses the SDK, and it loads it on first use, so tasks that never talk to
+the engine (``--list``, ``config``, ``history``) do not pay for it. Other modules take the SDK's
+error types from here (``engine.APIError``), evaluated only when an error is being handled.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from typing import Any
-
-import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-
-__all__ = ["APIError", "ImageNotFound", "Images", "connect", "detect_builder"]
 
 from tasks import commands
 from tasks.errors import UserError
@@ -20,13 +18,28 @@ from tasks.plan import Builder, Found, builder_from
 from tasks.refs import LABEL_INLINE, has_registry, short_name, split_ref
 from tasks.runner import Runner
 
+_ERRORS = ("APIError", "DockerException", "ImageNotFound", "NotFound")
+
+
+def _errors() -> Any:
+    """The SDK's ``docker.errors`` module, loaded on first use."""
+    return importlib.import_module("docker.errors")
+
+
+def __getattr__(name: str) -> Any:
+    """The SDK's error types as attributes of this module (``engine.APIError``)."""
+    if name in _ERRORS:
+        return getattr(_errors(), name)
+    raise AttributeError(name)
+
 
 def connect() -> Any:
     """A live client for the engine named by DOCKER_HOST (or the default socket)."""
+    docker = importlib.import_module("docker")
     try:
         client = docker.from_env()
         client.ping()
-    except DockerException as exc:
+    except docker.errors.DockerException as exc:
         host = os.environ.get("DOCKER_HOST") or "the default socket"
         raise UserError(f"cannot reach the Docker engine at {host}: {_first_line(exc)}") from None
     return client
@@ -60,7 +73,7 @@ class Images:
         if self._local is None:
             try:
                 listed = self.client.api.images()
-            except APIError as exc:
+            except _errors().APIError as exc:
                 raise UserError(f"engine error listing images: {_first_line(exc)}") from None
             self._local = {
                 tag: (image.get("Labels") or {}).get(LABEL_INLINE) == "1"
@@ -80,16 +93,16 @@ class Images:
             return None
         try:
             self.client.images.get_registry_data(ref)
-        except (APIError, NotFound):
+        except (_errors().APIError, _errors().NotFound):
             return None
         return Found("registry", None)
 
     def _get(self, ref: str) -> Found | None:
         try:
             image = self.client.images.get(ref)
-        except ImageNotFound:
+        except _errors().ImageNotFound:
             return None
-        except APIError as exc:
+        except _errors().APIError as exc:
             raise UserError(f"engine error looking up {ref}: {_first_line(exc)}") from None
         labels = (image.attrs.get("Config") or {}).get("Labels") or {}
         return Found("local", labels.get(LABEL_INLINE) == "1")
@@ -103,7 +116,7 @@ class Images:
         """The image id behind a ref, or None."""
         try:
             return str(self.client.images.get(ref).id)
-        except ImageNotFound:
+        except _errors().ImageNotFound:
             return None
 
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import yaml
 
-from tasks import commands
-from tasks.engine import APIError
+from tasks import commands, engine
 from tasks.pipeline import DEPLOY_OVERRIDE, Prepared, write_generated
 from tasks.plan import display_argv
 from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
@@ -121,7 +120,7 @@ def prune_old(prepared: Prepared, keep: int, protect: set[str]) -> list[str]:
         for _, ref in sorted(tagged, reverse=True)[keep:]:
             try:
                 client.api.remove_image(ref)
-            except APIError:
+            except engine.APIError:
                 continue
             removed.append(ref)
     return removed

@@ -317,24 +317,13 @@ def load(
         else _outside(project_dir, name, environ)
         for name in ("build_dir", "state_dir")
     )
-    return Settings(
-        project_dir=project_dir,
-        env_file=env_file,
-        compose_files=values["compose_files"],
-        project_name=values["project_name"],
-        profiles=values["profiles"],
-        build_dir=build_dir,
-        commit_arg=values["commit_arg"],
-        dirty_suffix=values["dirty_suffix"],
-        branch_tag=values["branch_tag"],
-        inline_cache=values["inline_cache"],
-        pull=values["pull"],
-        state_dir=state_dir,
-        deploy_timeout=values["deploy_timeout"],
-        keep_images=values["keep_images"],
-        sources=sources,
-        dotenv=dotenv,
-    )
+    paths = {
+        "project_dir": project_dir,
+        "env_file": env_file,
+        "build_dir": build_dir,
+        "state_dir": state_dir,
+    }
+    return Settings(**{**values, **paths}, sources=sources, dotenv=dotenv)
 
 
 def describe(settings: Settings) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from tasks import mask
 from tasks.errors import UserError
 from tasks.mask import MASK
-from tasks.settings import describe, load
+from tasks.settings import SPECS, Settings, describe, load
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -106,3 +107,8 @@ def test_generated_folders_default_outside_the_project(tmp_path: Path) -> None:
     assert str(settings.state_dir).startswith(f"/s/compose-tasks/{tmp_path.name}-")
     inside = load({"build_dir": "gen/build"}, environ={}, cwd=tmp_path)
     assert inside.build_dir == tmp_path.resolve() / "gen" / "build"
+
+
+def test_settings_fields_are_the_settings_table() -> None:
+    names = [field.name for field in fields(Settings)]
+    assert names == [spec.name for spec in SPECS] + ["sources", "dotenv"]
