@@ -1,13 +1,17 @@
 """Benchmark: the seed's configuration (raw ``docker compose build``) against ``invoke build``.
 
-Both drive the same fixture stack (two services, each with a slow dependency step and a code
+Both drive the same fixture stacks (two services, each with a slow dependency step and a code
 layer after ``ARG GIT_COMMIT_HASH``, a bare ``cache_from: <image>:latest`` as the seed had), in
 two copies with their own project names and file contents, so neither can feed the other's
-cache. Every scenario runs once per repeat for each configuration; the table shows the median
-wall time and the cached/total step counts. Also measures planning a generated 100-service
-project against one ``docker compose config`` call.
+cache. Two fixtures: ``single`` (one stage) and ``multi`` (deps -> build -> runtime, the install
+in a stage the final image reaches only through ``COPY --from``). Every scenario runs once per
+repeat for each configuration; the table shows the median wall time and the cached/total step
+counts. The fresh-runner scenario removes every local image and the builder cache; ``invoke``
+pushed to the registry on 127.0.0.1:5000 before (``--push``), the seed has nothing to push.
+Also measures planning a generated 100-service project against one ``docker compose config``.
 
-Needs a Docker engine, Compose v2 and ``busybox:1.36`` (``nox -s images``). Run: ``nox -s bench``.
+Needs a Docker engine, Compose v2, ``busybox:1.36`` (``nox -s images``) and a registry on
+127.0.0.1:5000 (``.ci/run`` starts one). Run: ``nox -s bench``.
 """
 
 from __future__ import annotations
@@ -43,12 +47,27 @@ ARG GIT_COMMIT_HASH=unknown
 COPY src/ ./src/
 RUN echo "$GIT_COMMIT_HASH" > /app/VERSION && cat src/main.txt >> /app/VERSION
 """
+MULTI_DOCKERFILE = f"""\
+FROM {BASE_IMAGE} AS deps
+WORKDIR /app
+COPY deps.txt ./
+RUN cp deps.txt /deps-installed && sleep {DEPENDENCY_SECONDS}
+FROM deps AS build
+ARG GIT_COMMIT_HASH=unknown
+COPY src/ ./src/
+RUN echo "$GIT_COMMIT_HASH" > /app/VERSION && cat src/main.txt >> /app/VERSION
+FROM {BASE_IMAGE}
+COPY --from=build /app/VERSION /VERSION
+"""
+FIXTURES = {"single": DOCKERFILE, "multi": MULTI_DOCKERFILE}
+REGISTRY = "127.0.0.1:5000"
 SCENARIOS = (
     ("cold", "cold: no image, builder cache empty"),
     ("no-change", "no change at all"),
     ("code-change", "code-only change (new commit)"),
     ("builder-pruned", "builder cache pruned, previous image present"),
     ("after-clear", "right after invoke clear-caches"),
+    ("fresh-runner", "fresh runner: no local image, no builder cache"),
 )
 CONFIGS = ("seed", "invoke")
 CONFIG_TITLES = {"seed": "seed config, raw compose", "invoke": "invoke build"}
@@ -101,18 +120,20 @@ def invoke_argv(*args: str) -> list[str]:
 class Stack:
     """One copy of the fixture project, driven one way."""
 
-    def __init__(self, base: Path, config: str, nonce: str) -> None:
+    def __init__(self, base: Path, config: str, nonce: str, fixture: str) -> None:
         self.config = config
-        self.name = f"bench{config}{nonce}"
-        self.root = base / config
+        self.name = f"bench{fixture}{config}{nonce}"
+        self.root = base / fixture / config
         self.env = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
+        self.env["INVOKE_STACK_REGISTRY"] = f"{REGISTRY}/{self.name}"
         self.edits = 0
         services = ""
         for service in SERVICES:
-            self.write(f"{service}/Dockerfile", DOCKERFILE)
+            # Distinct paths per service: no step is shared between the two services.
+            self.write(f"{service}/Dockerfile", FIXTURES[fixture].replace("/app", f"/{service}"))
             self.write(f"{service}/deps.txt", f"dependency list of {self.name}-{service}\n")
             self.write(f"{service}/.dockerignore", ".git\n")
-            self.write(f"{service}/src/main.txt", "v0\n")
+            self.write(f"{service}/src/main.txt", f"{service} v0\n")
             image = f"{self.name}-{service}:latest"
             services += (
                 f"  {service}:\n    image: {image}\n    build:\n      context: ./{service}\n"
@@ -137,18 +158,24 @@ class Stack:
     def change_code(self) -> None:
         self.edits += 1
         for service in SERVICES:
-            self.write(f"{service}/src/main.txt", f"v{self.edits}\n")
+            self.write(f"{service}/src/main.txt", f"{service} v{self.edits}\n")
         self.commit()
 
     def remove_images(self) -> None:
-        listed = sh(
-            ["docker", "images", "-q", "--filter", f"reference={self.name}-*"], self.root
-        ).stdout.split()
+        listed: list[str] = []
+        for pattern in (f"{self.name}-*", f"{REGISTRY}/{self.name}/*"):
+            argv = ["docker", "images", "-q", "--filter", f"reference={pattern}"]
+            listed += sh(argv, self.root).stdout.split()
         if listed:
             sh(["docker", "rmi", "-f", *sorted(set(listed))], self.root)
 
     def clear(self) -> None:
         sh(invoke_argv("clear-caches", "--yes"), self.root, self.env)
+
+    def push(self) -> None:
+        """What a CI run does after its build: push to the shared registry (``invoke`` only)."""
+        if self.config == "invoke":
+            sh(invoke_argv("build", "--push"), self.root, self.env)
 
     def build(self) -> Sample:
         """Build once the configuration's way; wall time and cached/total steps."""
@@ -173,6 +200,7 @@ def prune_builder(cwd: Path) -> None:
 def run_scenarios(stack: Stack) -> dict[str, Sample]:
     """One pass over every scenario, in order, for one configuration."""
     out: dict[str, Sample] = {}
+    stack.clear()  # also the registry tags an earlier repeat pushed
     stack.remove_images()
     prune_builder(stack.root)
     out["cold"] = stack.build()
@@ -183,6 +211,10 @@ def run_scenarios(stack: Stack) -> dict[str, Sample]:
     out["builder-pruned"] = stack.build()
     stack.clear()
     out["after-clear"] = stack.build()
+    stack.push()
+    stack.remove_images()
+    prune_builder(stack.root)
+    out["fresh-runner"] = stack.build()
     return out
 
 
@@ -222,8 +254,22 @@ def ratio(top: float, bottom: float) -> float:
     return round(top / bottom, 2) if bottom else float("nan")
 
 
-def summarize(cells: dict[str, dict[str, Cell]]) -> dict[str, float]:
+def summarize(
+    cells: dict[str, dict[str, Cell]], multi: dict[str, dict[str, Cell]]
+) -> dict[str, float]:
     return {
+        "invoke_over_seed_fresh_runner": ratio(
+            cells["invoke"]["fresh-runner"].median, cells["seed"]["fresh-runner"].median
+        ),
+        "multi_invoke_over_seed_builder_pruned": ratio(
+            multi["invoke"]["builder-pruned"].median, multi["seed"]["builder-pruned"].median
+        ),
+        "multi_invoke_over_seed_fresh_runner": ratio(
+            multi["invoke"]["fresh-runner"].median, multi["seed"]["fresh-runner"].median
+        ),
+        "multi_cold_invoke_over_seed": ratio(
+            multi["invoke"]["cold"].median, multi["seed"]["cold"].median
+        ),
         "seed_warm_over_cold": ratio(
             cells["seed"]["no-change"].median, cells["seed"]["cold"].median
         ),
@@ -240,8 +286,8 @@ def summarize(cells: dict[str, dict[str, Cell]]) -> dict[str, float]:
 
 
 def markdown(
-    meta: dict[str, str], cells: dict[str, dict[str, Cell]], ratios: dict[str, float],
-    plan: dict[str, float | int], repeats: int,
+    meta: dict[str, str], fixtures: dict[str, dict[str, dict[str, Cell]]],
+    ratios: dict[str, float], plan: dict[str, float | int], repeats: int,
 ) -> str:  # fmt: skip
     lines = [
         f"# Build benchmark ({meta['date']})",
@@ -251,14 +297,16 @@ def markdown(
         f"ARG GIT_COMMIT_HASH. Wall time is the median of {repeats} runs; steps are cached/total "
         "over both services (FROM not counted).",
         "",
-        "| scenario | seed config, raw compose | cached | invoke build | cached |",
-        "|---|---:|---:|---:|---:|",
+        "| fixture | scenario | seed config, raw compose | cached | invoke build | cached |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for key, title in SCENARIOS:
-        seed, ours = cells["seed"][key], cells["invoke"][key]
-        lines.append(
-            f"| {title} | {seed.median:.2f} s | {seed.steps} | {ours.median:.2f} s | {ours.steps} |"
-        )
+    for fixture, cells in fixtures.items():
+        for key, title in SCENARIOS:
+            seed, ours = cells["seed"][key], cells["invoke"][key]
+            lines.append(
+                f"| {fixture} | {title} | {seed.median:.2f} s | {seed.steps} | "
+                f"{ours.median:.2f} s | {ours.steps} |"
+            )
     lines += [
         "",
         "| ratio | value |",
@@ -267,6 +315,13 @@ def markdown(
         f"| warm/cold, invoke build | {ratios['invoke_warm_over_cold']} |",
         f"| invoke/seed, no-change build | {ratios['invoke_over_seed_no_change']} |",
         f"| invoke/seed, builder pruned | {ratios['invoke_over_seed_builder_pruned']} |",
+        f"| invoke/seed, fresh runner | {ratios['invoke_over_seed_fresh_runner']} |",
+        "| multi-stage: invoke/seed, builder pruned | "
+        f"{ratios['multi_invoke_over_seed_builder_pruned']} |",
+        "| multi-stage: invoke/seed, fresh runner | "
+        f"{ratios['multi_invoke_over_seed_fresh_runner']} |",
+        "| multi-stage: invoke/seed, cold (cost of the stage cache targets) | "
+        f"{ratios['multi_cold_invoke_over_seed']} |",
         "",
         f"Planning a generated {plan['services']}-service project (`invoke build --dry-run`: "
         "settings, git, compose config, an image lookup per service, Dockerfile lint) took "
@@ -298,34 +353,44 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cpus": str(os.cpu_count()),
         "python": platform.python_version(),
     }
-    cells: dict[str, dict[str, Cell]] = {c: {k: Cell() for k, _ in SCENARIOS} for c in CONFIGS}
+    fixtures = {
+        fixture: {c: {k: Cell() for k, _ in SCENARIOS} for c in CONFIGS} for fixture in FIXTURES
+    }
     with tempfile.TemporaryDirectory(prefix="compose-tasks-bench-") as tmp:
         base = Path(tmp)
-        stacks = {config: Stack(base, config, nonce) for config in CONFIGS}
+        stacks = [(f, c, Stack(base, c, nonce, f)) for f in FIXTURES for c in CONFIGS]
         try:
             for run in range(args.repeats):
-                for config, stack in stacks.items():
-                    print(f"bench: run {run + 1}/{args.repeats}, {config}", file=sys.stderr)
+                for fixture, config, stack in stacks:
+                    print(
+                        f"bench: run {run + 1}/{args.repeats}, {fixture}, {config}", file=sys.stderr
+                    )
                     for key, sample in run_scenarios(stack).items():
-                        cells[config][key].samples.append(sample)
+                        fixtures[fixture][config][key].samples.append(sample)
             print(f"bench: planning {args.services} services", file=sys.stderr)
             plan = plan_time(base, nonce, args.services, args.repeats)
         finally:
-            for stack in stacks.values():
+            for _, _, stack in stacks:
                 stack.remove_images()
-    ratios = summarize(cells)
-    text = markdown(meta, cells, ratios, plan, args.repeats)
+    ratios = summarize(fixtures["single"], fixtures["multi"])
+    text = markdown(meta, fixtures, ratios, plan, args.repeats)
     data = {
         "meta": meta,
         "repeats": args.repeats,
         "fixture": {"services": list(SERVICES), "dependency_seconds": DEPENDENCY_SECONDS},
         "builds": {
-            config: {key: [asdict(s) for s in cell.samples] for key, cell in scenarios.items()}
-            for config, scenarios in cells.items()
+            fixture: {
+                config: {key: [asdict(s) for s in cell.samples] for key, cell in scenarios.items()}
+                for config, scenarios in cells.items()
+            }
+            for fixture, cells in fixtures.items()
         },
         "medians": {
-            config: {key: round(cell.median, 3) for key, cell in scenarios.items()}
-            for config, scenarios in cells.items()
+            fixture: {
+                config: {key: round(cell.median, 3) for key, cell in scenarios.items()}
+                for config, scenarios in cells.items()
+            }
+            for fixture, cells in fixtures.items()
         },
         "ratios": ratios,
         "plan": plan,

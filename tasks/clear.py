@@ -24,6 +24,7 @@ from tasks.refs import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     cache_entry,
+    has_registry,
     not_ours_reason,
     owned_by,
     split_ref,
@@ -182,9 +183,36 @@ class _Collector:
                     remote.append(ref)
                 else:
                     self.ref(ref)
+        copies, unlisted = _registry_copies(self.plan)
+        remote += copies
+        self.items += unlisted
         for deletion in registry.plan_deletions(remote, self.plan.project):
             item = Item("registry ref", deletion.ref, 0, kept=deletion.kept, digest=deletion.digest)
             self.items.append(item)
+
+
+def _ours_by_name(plan: BuildPlan) -> re.Pattern[str]:
+    """The tags this tool pushes: commit tags, cache tags (latest, branch) and stage caches."""
+    fixed = {split_ref(ref)[1] for service in plan.services for ref in service.promote}
+    names = "|".join(re.escape(tag) for tag in sorted(fixed))
+    return re.compile(rf"^(?:[0-9a-f]{{12}}(?:-dirty)?|unknown|cache-[\w.-]+|{names})$")
+
+
+def _registry_copies(plan: BuildPlan) -> tuple[list[str], list[Item]]:
+    """Tags this project pushed to the registry of each service image that names one."""
+    pattern = _ours_by_name(plan)
+    refs: list[str] = []
+    kept: list[Item] = []
+    for service in plan.services:
+        if not has_registry(service.image):
+            continue
+        try:
+            tags = registry.tags(service.image)
+        except OSError as exc:
+            kept.append(Item("registry ref", service.image, 0, kept=f"cannot list tags: {exc}"))
+            continue
+        refs += [f"{service.image}:{tag}" for tag in tags if pattern.match(tag)]
+    return refs, kept
 
 
 def collect(

@@ -63,3 +63,7 @@ def context_host(name: str) -> list[str]:
 
 def git(*args: str) -> list[str]:
     return ["git", *args]
+
+
+def push(ref: str) -> list[str]:
+    return ["docker", "push", "--quiet", ref]

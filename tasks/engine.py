@@ -15,7 +15,7 @@ from typing import Any
 from tasks import commands
 from tasks.errors import UserError
 from tasks.plan import Builder, Found, builder_from
-from tasks.refs import LABEL_INLINE, has_registry, short_name, split_ref
+from tasks.refs import LABEL_INLINE, short_name, split_ref
 from tasks.runner import Runner
 
 _ERRORS = ("APIError", "DockerException", "ImageNotFound", "NotFound")
@@ -45,6 +45,13 @@ def connect() -> Any:
     return client
 
 
+def _absent(exc: Any) -> bool:
+    """Whether a registry lookup failed because the image is not there (not: unreachable)."""
+    text = str(exc).lower()
+    gone = ("not found", "does not exist", "denied", "unauthorized", "manifest unknown")
+    return getattr(exc, "status_code", None) in (401, 403, 404) or any(w in text for w in gone)
+
+
 def _first_line(exc: BaseException) -> str:
     """An error's gist: the OS error inside a connection failure, else its first line."""
     text = str(exc).strip()
@@ -63,11 +70,13 @@ class Images:
         self._memo: dict[str, Found | None] = {}
         self._local: dict[str, bool] | None = None  # "repo:tag" -> has inline cache label
 
-    def locate(self, ref: str) -> Found | None:
-        """Local image first; a ref with a registry host is then asked of its registry."""
-        if ref not in self._memo:
-            self._memo[ref] = self._locate(ref)
-        return self._memo[ref]
+    def locate(self, ref: str, remote: bool = True) -> Found | None:
+        """Local image first; then, with ``remote``, its registry (Docker Hub for a ref without
+        a registry host). A registry that cannot be reached gives ``unverified``, not None."""
+        key = f"{ref}|{remote}"
+        if key not in self._memo:
+            self._memo[key] = self._locate(ref, remote)
+        return self._memo[key]
 
     def _local_tags(self) -> dict[str, bool]:
         if self._local is None:
@@ -82,19 +91,22 @@ class Images:
             }
         return self._local
 
-    def _locate(self, ref: str) -> Found | None:
+    def _locate(self, ref: str, remote: bool) -> Found | None:
         if "@" in ref:
-            return self._get(ref)
-        repo, tag = split_ref(short_name(ref))
-        inline = self._local_tags().get(f"{repo}:{tag or 'latest'}")
-        if inline is not None:
-            return Found("local", inline)
-        if not has_registry(ref):
+            found = self._get(ref)
+            if found is not None or not remote:
+                return found
+        else:
+            repo, tag = split_ref(short_name(ref))
+            inline = self._local_tags().get(f"{repo}:{tag or 'latest'}")
+            if inline is not None:
+                return Found("local", inline)
+        if not remote:
             return None
         try:
             self.client.images.get_registry_data(ref)
-        except (_errors().APIError, _errors().NotFound):
-            return None
+        except _errors().APIError as exc:
+            return None if _absent(exc) else Found("unverified", None)
         return Found("registry", None)
 
     def _get(self, ref: str) -> Found | None:

@@ -84,6 +84,20 @@ def _name_list(raw: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+
+
+def _registry(raw: Any) -> str:
+    text = _text(raw).strip().rstrip("/")
+    if text and (
+        not _REGISTRY.match(text) or ("/" not in text and "." not in text and ":" not in text)
+    ):
+        raise ValueError(
+            "a registry host with an optional path, lowercase (127.0.0.1:5000/team, ghcr.io/org)"
+        )
+    return text
+
+
 def _project_name(raw: Any) -> str:
     text = _text(raw).strip()
     if text and not _PROJECT_NAME.match(text):
@@ -174,6 +188,13 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec("deploy_timeout", 120, _count(86400), "seconds a deploy waits for health checks"),
     Spec("keep_images", 5, _count(1000), "sha-tagged images kept per service after a deploy"),
+    Spec(
+        "registry",
+        "",
+        _registry,
+        "registry prefix for image names (e.g. 127.0.0.1:5000/team, ghcr.io/org); the shared cache",
+    ),
+    Spec("push", False, _flag, "push images and cache tags to the registry after a build"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -207,6 +228,8 @@ class Settings:
     state_dir: Path  # resolved; outside the project unless set
     deploy_timeout: int
     keep_images: int
+    registry: str
+    push: bool
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)
 

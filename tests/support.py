@@ -224,9 +224,9 @@ def new_stack(root: Path, prefix: str = "ct") -> Stack:
     return project
 
 
-def clear(stack: Stack, *args: str) -> dict[str, Any]:
+def clear(stack: Stack, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``invoke clear-caches --yes --json`` and its parsed result; fails the test on exit 1."""
-    done = invoke(stack.root, "clear-caches", "--yes", "--json", *args)
+    done = invoke(stack.root, "clear-caches", "--yes", "--json", *args, env=env)
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
     data: dict[str, Any] = json.loads(done.stdout)
     return data
@@ -265,7 +265,7 @@ def plan_for(
         settings,
         [tmp_path / "compose.yaml"],
         GIT,
-        found.get,
+        lambda ref, _remote: found.get(ref),
         kwargs.pop("builder", INLINE_ONLY),
         **kwargs,
     )

@@ -17,23 +17,29 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = sh(
         sys.executable, str(ROOT / "benchmarks" / "bench.py"),
-        "--repeats", "1", "--services", "5", "--out", str(out),
+        "--repeats", "1", "--services", "5", "--out", str(out), check=False,
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     [result] = out.glob("bench-*.json")
     data = json.loads(result.read_text())
     steps = {
-        config: {key: (s[0]["cached"], s[0]["total"]) for key, s in runs.items()}
-        for config, runs in data["builds"].items()
+        (fixture, config): {key: (s[0]["cached"], s[0]["total"]) for key, s in runs.items()}
+        for fixture, configs in data["builds"].items()
+        for config, runs in configs.items()
     }
-    # Two services of 5 counted steps each; 3 of each are dependency steps.
-    assert steps["seed"] == {
-        "cold": (0, 10),
-        "no-change": (10, 10),
-        "code-change": (6, 10),
-        "builder-pruned": (0, 10),
-        "after-clear": (0, 10),
+    # What each configuration keeps: "all" = every counted step cached, 0 = none.
+    # (BuildKit may merge an identical step of the two services, so totals are not fixed.)
+    expected = {
+        "seed": {"cold": 0, "no-change": "all", "builder-pruned": 0, "fresh-runner": 0},
+        "invoke": {"cold": 0, "no-change": "all", "builder-pruned": "all", "fresh-runner": "all"},
     }
-    assert steps["invoke"] == {**steps["seed"], "builder-pruned": (10, 10)}
+    for (fixture, config), runs in steps.items():
+        for scenario, want in {**expected[config], "after-clear": 0}.items():
+            cached, total = runs[scenario]
+            assert total >= 10, (fixture, config, scenario)
+            assert cached == (total if want == "all" else 0), (fixture, config, scenario)
+        cached, total = runs["code-change"]
+        assert 4 <= cached < total, (fixture, config)  # the dependency steps, not the code
     assert data["plan"]["services"] == 5
-    assert "| builder cache pruned, previous image present |" in done.stdout
+    assert "| multi | fresh runner: no local image, no builder cache |" in done.stdout
     assert list(out.glob("bench-*.md"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
+    REGISTRY,
     ROOT,
     Stack,
     build_json,
@@ -17,6 +18,7 @@ from tests.support import (
     invoke,
     raw_compose_build,
     remove_images,
+    require_registry,
     services,
     sh,
 )
@@ -116,7 +118,8 @@ def test_failed_service_leaves_every_latest_unchanged(stack: Stack) -> None:
 
 
 def test_missing_cache_ref_is_dropped_not_queried(stack: Stack) -> None:
-    missing = f"nonexistent-{uuid.uuid4().hex[:8]}:latest"
+    require_registry()
+    missing = f"{REGISTRY}/nonexistent-{uuid.uuid4().hex[:8]}:latest"
     stack.use_cache_from(missing)
     stack.commit("bad cache ref")
     done = invoke(stack.root, "build", "--json")
@@ -171,3 +174,15 @@ def test_cache_to_the_builder_cannot_export_is_dropped_not_fatal(stack: Stack) -
     prune_builder()
     row = services(build_json(stack.root))["app"]
     assert row["cached"] == TOTAL_STEPS, "inline cache should still serve after a prune"
+
+
+def test_docker_hub_ref_that_cannot_be_checked_is_kept_unverified(stack: Stack) -> None:
+    hub = f"myorg-{uuid.uuid4().hex[:8]}/app:cache"  # no registry host: Docker Hub
+    stack.use_cache_from(hub)
+    stack.commit("hub cache ref")
+    done = invoke(stack.root, "build", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    (source, *_) = data["plan"]["services"][0]["sources"]
+    assert (source["entry"], source["status"]) == (hub, "unverified")
+    assert hub in data["plan"]["services"][0]["cache_from"]  # never silently dropped

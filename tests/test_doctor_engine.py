@@ -79,6 +79,7 @@ RUN sh install-deps.sh
 def test_each_lint_rule_is_reported_with_file_and_line(stack: Stack) -> None:
     stack.write("app/Dockerfile", LINT_FIXTURE)
     stack.write("app/install-deps.sh", "echo deps\n")
+    stack.write("app/.env", "LOCAL_ONLY=1\n")  # sent into the build by COPY . .
     (stack.root / "app" / ".dockerignore").unlink()
     stack.commit("bad dockerfile")
     code, checks = doctor(stack)

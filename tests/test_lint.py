@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dockerfile import parse
-from tasks.lint import Finding, ignored, lint_dockerfile, lint_project, lint_service
+from tasks.dockerfile import dependency_stages, parse, target_stage
+from tasks.lint import (
+    Finding,
+    dependency_step,
+    ignored,
+    lint_dockerfile,
+    lint_project,
+    lint_service,
+)
 
 
 def rules(text: str, commit_arg: str = "GIT_COMMIT_HASH") -> list[tuple[str, int | None]]:
@@ -136,6 +143,7 @@ def test_arg_scope_is_per_stage() -> None:
         "RUN go build -ldflags=-X=main.commit=$GIT_COMMIT_HASH ./...\n"
         "FROM python:3.11\n"
         "RUN pip install flask\n"
+        "COPY --from=build /app /app\n"
     )
     assert rules(text) == []
     assert rules(text.replace("RUN go build", "RUN go mod download && go build")) == [
@@ -150,8 +158,35 @@ def test_dependency_install_inside_a_heredoc_counts() -> None:
     assert rules(text) == [("commit-arg", 2)]
 
 
-def test_commented_out_install_does_not_count() -> None:
-    assert rules("FROM node:20\nARG GIT_COMMIT_HASH\n# RUN npm ci\nRUN echo hi\n") == []
+def test_any_run_after_the_arg_that_does_not_use_it_is_flagged() -> None:
+    text = "FROM node:20\nARG GIT_COMMIT_HASH\n# RUN npm ci\nRUN ./setup.sh\n"
+    (finding,) = lint_dockerfile(parse(text), "GIT_COMMIT_HASH")
+    assert (finding.rule, finding.line) == ("commit-arg", 2)
+    assert "the RUN at line 4, which does not use it" in finding.message
+    uses = "FROM node:20\nARG GIT_COMMIT_HASH\nRUN echo ${GIT_COMMIT_HASH} > /v\n"
+    assert rules(uses) == []
+
+
+def test_stages_that_are_not_built_are_not_linted() -> None:
+    text = (
+        "FROM node:20 AS test\nARG GIT_COMMIT_HASH\nRUN npm ci\n"
+        "FROM node:20 AS app\nCOPY package.json .\nRUN npm ci\n"
+    )
+    assert rules(text) == []
+    findings = lint_dockerfile(parse(text), "GIT_COMMIT_HASH", target="test")
+    assert [(f.rule, f.line) for f in findings] == [("commit-arg", 2)]
+
+
+def test_copy_all_inherited_from_a_parent_stage() -> None:
+    text = "FROM node:20 AS src\nCOPY . .\nFROM src AS deps\nRUN npm ci\n"
+    assert rules(text) == [("copy-all", 2)]
+
+
+def test_an_unnamed_dependency_stage_cannot_be_cached() -> None:
+    text = "FROM golang:1.22\nRUN go mod download\nFROM scratch\nCOPY --from=0 /app /app\n"
+    findings = lint_dockerfile(parse(text), "GIT_COMMIT_HASH")
+    assert [(f.rule, f.line) for f in findings] == [("stage-cache", 1)]
+    assert "FROM golang:1.22 AS <name>" in findings[0].remedy
 
 
 # --- copy-all ----------------------------------------------------------------------------------
@@ -198,8 +233,8 @@ def test_copy_all_false_positives(text: str) -> None:
     ],
 )
 def test_dependency_step_detection(command: str, installs: bool) -> None:
-    text = f"FROM x\nARG GIT_COMMIT_HASH\nRUN {command}\n"
-    assert bool(rules(text)) is installs
+    run = parse(f"FROM x\nRUN {command}\n").instructions[1]
+    assert bool(dependency_step(run)) is installs
 
 
 # --- secret-arg --------------------------------------------------------------------------------
@@ -245,7 +280,7 @@ def test_dockerignore_matching(lines: list[str], excluded: bool) -> None:
 
 
 def _context(tmp_path: Path, ignore: str | None, git: bool = True) -> list[Finding]:
-    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY . /app\n")
     if git:
         (tmp_path / ".git").mkdir()
     if ignore is not None:
@@ -254,9 +289,21 @@ def _context(tmp_path: Path, ignore: str | None, git: bool = True) -> list[Findi
 
 
 def test_missing_dockerignore_is_flagged(tmp_path: Path) -> None:
-    findings = _context(tmp_path, None, git=False)
+    findings = _context(tmp_path, None)
     assert [f.rule for f in findings] == ["dockerignore"]
-    assert "no .dockerignore" in findings[0].message
+    assert findings[0].message.startswith("no .dockerignore: COPY . /app (line 2) sends .git")
+
+
+def test_dockerignore_only_matters_for_broad_copies(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY package.json app.py /app/\n")
+    build = {"context": str(tmp_path)}
+    assert lint_service("app", build, "GIT_COMMIT_HASH", tmp_path) == []
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY src /app/src\n")
+    (finding,) = lint_service("app", build, "GIT_COMMIT_HASH", tmp_path)
+    assert "sends .git, node_modules" in finding.message
 
 
 def test_dockerignore_letting_git_in_is_flagged(tmp_path: Path) -> None:
@@ -305,3 +352,36 @@ def test_the_demo_stack_is_clean() -> None:
     for service in ("backend", "frontend"):
         context = root / "demo" / service
         assert lint_service(service, {"context": str(context)}, "GIT_COMMIT_HASH", root) == []
+
+
+MULTI = """\
+FROM node:20 AS deps
+COPY package.json ./
+RUN npm ci
+FROM deps AS build
+COPY . .
+RUN npm run build
+FROM maven:3 AS unused
+RUN mvn dependency:go-offline
+FROM busybox:1.36 AS tools
+FROM nginx:1.27
+COPY --from=build /app/dist /usr/share/nginx/html
+RUN --mount=type=bind,from=tools,source=/bin/sh,target=/x true
+"""
+
+
+def test_dependency_stages_follow_from_copy_from_and_mounts() -> None:
+    parsed = parse(MULTI)
+    names = [stage.name for stage in dependency_stages(parsed)]
+    assert names == ["build", "tools", "deps"]
+    assert [s.name for s in dependency_stages(parsed, "build")] == ["deps"]
+    assert dependency_stages(parsed, "deps") == []
+    assert dependency_stages(parsed, "nope") == []
+    assert target_stage(parsed, "BUILD") is not None
+
+
+def test_copy_from_an_index_and_an_image() -> None:
+    parsed = parse(
+        "FROM a\nRUN x\nFROM b AS second\nCOPY --from=0 /a /a\nCOPY --from=img:1 /b /b\n"
+    )
+    assert [stage.index for stage in dependency_stages(parsed)] == [0]

@@ -27,10 +27,14 @@ class FakeRunner(Runner):
         argv: Sequence[str],
         on_line: Callable[[str], None],
         env: Mapping[str, str] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        idle: float = 15.0,
     ) -> int:
         self.calls.append((list(argv), dict(env or {})))
         for line in self.lines:
             on_line(line)
+            if on_idle is not None:
+                on_idle()  # as if the build had been quiet for ``idle`` seconds
         return self.code
 
 
@@ -86,3 +90,21 @@ def test_a_failed_service_moves_no_cache_tag(tmp_path: Path) -> None:
     result = pipeline.execute(ready)
     assert (result.ok, result.failed, result.promoted) == (False, ("api",), ())
     assert images.tags == []
+
+
+def test_a_long_step_is_reported_while_it_runs(tmp_path: Path) -> None:
+    started = json.dumps(
+        {
+            "vertexes": [
+                {
+                    "name": "[api 2/3] RUN npm ci",
+                    "digest": "[api 2/3] RUN npm ci",
+                    "started": "2026-01-01T00:00:00Z",
+                }
+            ]
+        }
+    )
+    ready, _ = prepared(tmp_path, FakeRunner([started, vertex("[api 2/3] RUN npm ci")]))
+    seen: list[tuple[str, bool]] = []
+    pipeline.execute(ready, on_running=lambda step, seconds: seen.append((step.label, seconds > 0)))
+    assert seen == [("[2/3] RUN npm ci", True)]  # once while running, not after it finished

@@ -181,3 +181,52 @@ def test_builder_from_buildx_inspect() -> None:
     container = builder_from("Name: ci\nDriver:   docker-container\n", containerd=False)
     assert container.name == "buildx bake, driver docker-container"
     assert "registry" in container.exports and "gha" in container.exports
+
+
+def test_dependency_stages_become_cache_images_with_an_inline_builder(tmp_path: Path) -> None:
+    build = {"context": "/p", "target": "runtime", "args": {"NODE_ENV": "prod$1"}}
+    existing = {"shop-web:cache-deps": Found("local", True)}
+    plan = plan_for(
+        project(web={"build": build}), tmp_path, existing, stages={"web": ["deps", "build"]}
+    )
+    (web,) = plan.services
+    assert web.strategy == "stage images"
+    assert [(t.service, t.stage, t.ref) for t in web.stages] == [
+        ("web--cache-deps", "deps", "shop-web:cache-deps"),
+        ("web--cache-build", "build", "shop-web:cache-build"),
+    ]
+    assert web.cache_from == ["shop-web:cache-deps"]  # the others do not exist yet
+    assert [s.origin for s in web.sources] == ["latest", "stage cache", "stage cache"]
+    argv = plan.build_argv()
+    assert argv[-3:] == ["web", "web--cache-deps", "web--cache-build"]
+    assert argv[argv.index("--parallel") + 1] == "1"  # BuildKit 20.10 races on shared exports
+    assert plan.aliases() == {"web--cache-deps": "web", "web--cache-build": "web"}
+    data = yaml.safe_load(override_yaml(plan).replace("!override", ""))["services"]
+    extra = data["web--cache-deps"]
+    assert extra["image"] == "shop-web:cache-deps"
+    assert extra["build"]["target"] == "deps"
+    assert extra["build"]["context"] == "/p"
+    assert extra["build"]["args"] == {
+        "NODE_ENV": "prod$$1",
+        "GIT_COMMIT_HASH": SHA,
+        "BUILDKIT_INLINE_CACHE": "1",
+    }
+    assert extra["build"]["cache_from"] == data["web"]["build"]["cache_from"]
+    assert extra["build"]["labels"]["org.compose-tasks.project"] == "shop"
+
+
+def test_a_cache_to_builder_needs_no_stage_images(tmp_path: Path) -> None:
+    build = {"context": "/p", "cache_to": ["type=local,dest=/c"]}
+    capable = Builder("buildx bake, driver docker-container", ("inline", "local"), bake=True)
+    plan = plan_for(
+        project(web={"build": build}), tmp_path, builder=capable, stages={"web": ["deps"]}
+    )
+    assert (plan.services[0].strategy, plan.services[0].stages) == ("cache_to", ())
+    no_inline = plan_for(
+        project(web={"build": {"context": "/p"}}),
+        tmp_path,
+        config={"inline_cache": False},
+        stages={"web": ["deps"]},
+    )
+    assert no_inline.services[0].stages == ()
+    assert any("stages deps are not cached" in w for w in no_inline.warnings)

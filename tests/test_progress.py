@@ -65,3 +65,21 @@ def test_failure_names_the_service_not_the_cancelled_ones() -> None:
     assert progress.failed_services() == ["web"]
     assert progress.error == "failed to solve: exit code: 1"
     assert "exit code: 1" in progress.service("web").error
+
+
+def test_an_unreadable_cache_source_is_a_warning_not_a_failure() -> None:
+    progress = BuildProgress()
+    line = json.dumps(
+        {
+            "vertexes": [
+                {
+                    "name": "[app] importing cache manifest from docker.io/myorg/app:cache",
+                    "digest": "x",
+                    "error": "failed to do request: dial tcp: lookup registry-1.docker.io",
+                }
+            ]
+        }
+    )
+    progress.feed(line)
+    assert progress.failed_services() == []
+    assert progress.messages[0].startswith("warning: [app] importing cache manifest")

@@ -49,3 +49,11 @@ def test_stream_merges_stdout_and_stderr_line_by_line() -> None:
     script = "import sys; print('a', flush=True); sys.stderr.write('b\\n'); sys.exit(3)"
     assert Runner().stream([PY, "-c", script], lines.append) == 3
     assert sorted(lines) == ["a", "b"]
+
+
+def test_stream_calls_on_idle_while_the_command_is_quiet() -> None:
+    ticks: list[int] = []
+    script = "import time; time.sleep(0.7); print('done')"
+    code = Runner().stream([PY, "-c", script], print, on_idle=lambda: ticks.append(1), idle=0.2)
+    assert code == 0
+    assert len(ticks) >= 2
