@@ -19,7 +19,7 @@ from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
 from tasks.refs import COMPOSE_SERVICE as SERVICE_LABEL
 from tasks.refs import owned_by, split_ref
 from tasks.runner import meaningful_line
-from tasks.state import Target, last_good, record
+from tasks.state import EngineState
 
 POLL = 1.0
 Log = Callable[[str], None]
@@ -162,20 +162,21 @@ class Release:
 
 
 def release(
-    prepared: Prepared, target: Target, sha: str, action: str, timeout: float, log: Log
+    prepared: Prepared, state: EngineState, sha: str, action: str, timeout: float, log: Log
 ) -> Release:
     """Bring ``sha`` up; on failure bring back what ran before (the running containers, else the
     last good sha of the history), through the same health gate. Records every step."""
     settings = prepared.project.settings
     client = prepared.images.client
+    target = state.target
     running = running_sha(prepared)
-    previous = running if running and running != sha else last_good(settings, target, sha)
+    previous = running if running and running != sha else state.last_good(sha)
     started = time.monotonic()
     log(f"{action} {target.project} at :{sha} (timeout {timeout:.0f}s)")
     ok, why = up(prepared, sha, timeout, log)
     seconds = round(time.monotonic() - started, 1)
     entry = {"action": action, "sha": sha, "result": "ok" if ok else "failed", "detail": why}
-    record(settings, target, {**entry, "seconds": seconds})
+    state.record({**entry, "seconds": seconds})
     if ok:
         pruned = prune_old(prepared, settings.keep_images, {sha, previous})
         return Release(action, sha, True, why, seconds, pruned=tuple(pruned))
@@ -189,9 +190,5 @@ def release(
     started = time.monotonic()
     back_ok, back_why = up(prepared, previous, timeout, log)
     back = {"action": "rollback", "sha": previous, "result": "ok" if back_ok else "failed"}
-    record(
-        settings,
-        target,
-        {**back, "detail": back_why, "seconds": round(time.monotonic() - started, 1)},
-    )
+    state.record({**back, "detail": back_why, "seconds": round(time.monotonic() - started, 1)})
     return Release(action, sha, False, why, seconds, diagnosis, previous, back_ok, back_why)

@@ -180,12 +180,6 @@ SPECS: tuple[Spec, ...] = (
         "build with BUILDKIT_INLINE_CACHE=1 so images serve as cache (off when cache_to is set)",
     ),
     Spec("pull", False, _flag, "always try to pull newer base images"),
-    Spec(
-        "state_dir",
-        "",
-        _relative_path,
-        "deploy history and lock folder; empty: outside the project, in the user's state directory",
-    ),
     Spec("deploy_timeout", 120, _count(86400), "seconds a deploy waits for health checks"),
     Spec("keep_images", 5, _count(1000), "sha-tagged images kept per service after a deploy"),
     Spec(
@@ -225,7 +219,6 @@ class Settings:
     branch_tag: bool
     inline_cache: bool
     pull: bool
-    state_dir: Path  # resolved; outside the project unless set
     deploy_timeout: int
     keep_images: int
     registry: str
@@ -288,16 +281,13 @@ def _inside(project_dir: Path, raw: str, name: str, source: str, may_be_file: bo
     return path
 
 
-def _outside(project_dir: Path, name: str, environ: Mapping[str, str]) -> Path:
-    """The per-project folder outside every build context: the user's cache or state directory."""
+def _outside(project_dir: Path, environ: Mapping[str, str]) -> Path:
+    """The project's folder for generated files, outside every build context: under the user's
+    cache directory, one per project directory."""
     home = Path(environ.get("HOME") or Path.home())
-    if name == "build_dir":
-        base = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
-    else:
-        base = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
+    base = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
     digest = hashlib.sha256(str(project_dir).encode()).hexdigest()[:12]
-    folder = base / TOOL_DIR / f"{project_dir.name or 'root'}-{digest}"
-    return folder / ("build" if name == "build_dir" else "deploy")
+    return base / TOOL_DIR / f"{project_dir.name or 'root'}-{digest}" / "build"
 
 
 def load(
@@ -334,18 +324,12 @@ def load(
     for spec in SPECS:
         if spec.name not in values:
             resolve(spec.name, dotenv, label)
-    build_dir, state_dir = (
-        _inside(project_dir, values[name], name, sources[name])
-        if values[name]
-        else _outside(project_dir, name, environ)
-        for name in ("build_dir", "state_dir")
+    build_dir = (
+        _inside(project_dir, values["build_dir"], "build_dir", sources["build_dir"])
+        if values["build_dir"]
+        else _outside(project_dir, environ)
     )
-    paths = {
-        "project_dir": project_dir,
-        "env_file": env_file,
-        "build_dir": build_dir,
-        "state_dir": state_dir,
-    }
+    paths = {"project_dir": project_dir, "env_file": env_file, "build_dir": build_dir}
     return Settings(**{**values, **paths}, sources=sources, dotenv=dotenv)
 
 

@@ -32,17 +32,14 @@ def sh(
 
 
 def user_dirs(project: Path) -> dict[str, str]:
-    """Cache and state folders for a test project, beside it (never inside it)."""
-    return {
-        "XDG_CACHE_HOME": str(project.parent / "xdg-cache"),
-        "XDG_STATE_HOME": str(project.parent / "xdg-state"),
-    }
+    """The cache folder of a test project, beside it (never inside it)."""
+    return {"XDG_CACHE_HOME": str(project.parent / "xdg-cache")}
 
 
-def generated(project: Path, kind: str = "build") -> list[Path]:
-    """The tool's generated folders of a test project (``build`` or ``deploy``)."""
-    home = user_dirs(project)["XDG_CACHE_HOME" if kind == "build" else "XDG_STATE_HOME"]
-    return sorted(Path(home).glob(f"compose-tasks/*/{kind}"))
+def generated(project: Path) -> list[Path]:
+    """The tool's generated folders of a test project."""
+    home = user_dirs(project)["XDG_CACHE_HOME"]
+    return sorted(Path(home).glob("compose-tasks/*/build"))
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -191,6 +188,11 @@ class Stack:
             check=False,
         )
         remove_images(self.name)
+        for kind in ("volume", "network"):  # the deploy state this project left on the engine
+            listed = sh("docker", kind, "ls", "-q", "--filter",
+                        f"label=org.compose-tasks.project={self.name}", check=False)  # fmt: skip
+            if listed.stdout.split():
+                sh("docker", kind, "rm", *listed.stdout.split(), check=False)
 
 
 def engine_problem() -> str:

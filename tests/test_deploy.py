@@ -1,62 +1,110 @@
-"""Deploy lock and history without an engine."""
+"""The deploy lock and history on the target, against an in-memory stand-in for the engine."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tasks.errors import UserError
-from tasks.settings import Settings, load
-from tasks.state import Target, deploy_lock, last_good, read_history, record
+from tasks.state import LABEL_ENTRY, EngineState, Target, deploy_lock
 
 TARGET = Target("ssh://deploy@prod", "shop")
 
 
-def settings_in(tmp_path: Path) -> Settings:
-    """Settings of a project in ``tmp_path/proj`` whose user folders are in ``tmp_path/home``."""
-    (tmp_path / "proj").mkdir()
-    home = {"HOME": str(tmp_path / "home")}
-    return load({}, environ=home, cwd=tmp_path / "proj")
+class Conflict(Exception):
+    status_code = 409
 
 
-def test_history_is_appended_and_last_good_skips_failures(tmp_path: Path) -> None:
-    settings = settings_in(tmp_path)
-    record(settings, TARGET, {"action": "deploy", "sha": "aaa", "result": "ok"})
-    record(settings, TARGET, {"action": "deploy", "sha": "bbb", "result": "failed"})
-    record(settings, TARGET, {"action": "rollback", "sha": "aaa", "result": "ok"})
-    entries = read_history(settings, TARGET)
+class Obj:
+    def __init__(self, store: dict[str, Obj], name: str, labels: dict[str, str]) -> None:
+        self.store, self.name = store, name
+        self.attrs: dict[str, Any] = {"Name": name, "Labels": labels}
+
+    def remove(self) -> None:
+        del self.store[self.name]
+
+
+class Collection:
+    """Just what EngineState uses of ``client.networks`` / ``client.volumes``."""
+
+    def __init__(self, exclusive: bool) -> None:
+        self.exclusive = exclusive
+        self.items: dict[str, Obj] = {}
+
+    def create(self, name: str, labels: dict[str, str], **_: Any) -> Obj:
+        if name in self.items:
+            if self.exclusive:
+                raise Conflict(f"network with name {name} already exists")
+            return self.items[name]
+        self.items[name] = Obj(self.items, name, labels)
+        return self.items[name]
+
+    def list(self, filters: dict[str, list[str]]) -> list[Obj]:
+        wanted = dict(item.split("=", 1) for item in filters["label"])
+        return [
+            item
+            for item in self.items.values()
+            if all(item.attrs["Labels"].get(k) == v for k, v in wanted.items())
+        ]
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.networks = Collection(exclusive=True)
+        self.volumes = Collection(exclusive=False)
+
+
+@pytest.fixture(autouse=True)
+def conflicts_are_api_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks import engine
+
+    monkeypatch.setattr(engine, "APIError", Conflict, raising=False)
+
+
+def test_history_is_append_only_and_last_good_skips_failures() -> None:
+    state = EngineState(FakeEngine(), TARGET)
+    state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
+    state.record({"action": "deploy", "sha": "bbb", "result": "failed", "detail": "x" * 900})
+    state.record({"action": "rollback", "sha": "aaa", "result": "ok"})
+    entries = state.history()
     assert [e["sha"] for e in entries] == ["aaa", "bbb", "aaa"]
-    assert {"time", "user", "host", "project"} <= set(entries[0])
-    assert last_good(settings, TARGET) == "aaa"
-    assert last_good(settings, TARGET, other_than="aaa") == ""
-    assert settings.state_dir.is_relative_to(tmp_path / "home" / ".local" / "state")
-    assert list((tmp_path / "proj").iterdir()) == []  # nothing written into the project
+    assert {"time", "user", "machine", "host", "project"} <= set(entries[0])
+    assert len(entries[1]["detail"]) == 300
+    assert state.last_good() == "aaa"
+    assert state.last_good(other_than="aaa") == ""
+    other = EngineState(state.client, Target("local", "blog"))
+    assert other.history() == []  # per project
 
 
-def test_lock_refuses_live_holder_and_detects_dead_one(tmp_path: Path) -> None:
-    settings = settings_in(tmp_path)
-    with deploy_lock(settings, TARGET, break_lock=False):
-        (lock,) = settings.state_dir.glob("lock-*.json")
-        assert json.loads(lock.read_text())["pid"] == os.getpid()
-        with (
-            pytest.raises(UserError, match="is locked by"),
-            deploy_lock(settings, TARGET, break_lock=False),
-        ):
+def test_a_second_lock_is_refused_with_the_holder() -> None:
+    state = EngineState(FakeEngine(), TARGET)
+    with deploy_lock(state, break_lock=False):
+        assert (
+            json.loads(state.client.networks.items[state.lock_name].attrs["Labels"][LABEL_ENTRY])[
+                "pid"
+            ]
+            == os.getpid()
+        )
+        with pytest.raises(UserError, match="is locked by"), deploy_lock(state, break_lock=True):
             pass
-    assert not lock.exists()
-    dead = {"pid": 2**22 + 7, "user": "bob", "machine": socket.gethostname(), "since": "then"}
-    lock.write_text(json.dumps(dead))
-    with (
-        pytest.raises(UserError, match="stale deploy lock: bob@"),
-        deploy_lock(settings, TARGET, break_lock=False),
-    ):
+    assert state.holder() is None
+
+
+def held_by(state: EngineState, holder: dict[str, object]) -> None:
+    assert state.acquire(holder)
+
+
+def test_a_dead_holder_is_stale_and_only_break_lock_removes_it() -> None:
+    state = EngineState(FakeEngine(), TARGET)
+    held_by(state, {"pid": 2**22 + 7, "user": "bob", "machine": socket.gethostname(), "since": "t"})
+    with pytest.raises(UserError, match="stale deploy lock: bob@"), deploy_lock(state, False):
         pass
-    with deploy_lock(settings, TARGET, break_lock=True):
-        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    with deploy_lock(state, break_lock=True):
+        assert (state.holder() or {})["pid"] == os.getpid()
 
 
 @pytest.mark.parametrize(
@@ -67,25 +115,20 @@ def test_lock_refuses_live_holder_and_detects_dead_one(tmp_path: Path) -> None:
         {"user": "ann"},  # no pid
     ],
 )
-def test_break_lock_refuses_a_holder_not_proven_gone(
-    tmp_path: Path, holder: dict[str, object]
-) -> None:
-    settings = settings_in(tmp_path)
-    settings.state_dir.mkdir(parents=True)
-    lock = settings.state_dir / f"lock-{TARGET.key}.json"
-    lock.write_text(json.dumps(holder))
-    with (
-        pytest.raises(UserError, match="is locked by ann@"),
-        deploy_lock(settings, TARGET, break_lock=True),
-    ):
+def test_break_lock_refuses_a_holder_not_proven_gone(holder: dict[str, object]) -> None:
+    state = EngineState(FakeEngine(), TARGET)
+    held_by(state, holder)
+    with pytest.raises(UserError, match="is locked by ann@"), deploy_lock(state, True):
         pass
-    assert json.loads(lock.read_text()) == holder
+    assert state.holder() == holder
 
 
-def test_corrupt_history_line_is_one_clear_error(tmp_path: Path) -> None:
-    settings = settings_in(tmp_path)
-    record(settings, TARGET, {"action": "deploy", "sha": "aaa", "result": "ok"})
-    path = next(settings.state_dir.glob("history-*.jsonl"))
-    path.write_text(path.read_text() + '{"time": "2026-01-01", "act')
-    with pytest.raises(UserError, match=r"corrupt deploy history .* line 2"):
-        read_history(settings, TARGET)
+def test_a_history_object_without_an_entry_is_one_clear_error() -> None:
+    state = EngineState(FakeEngine(), TARGET)
+    state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
+    labels = {"org.compose-tasks.state": "history", "org.compose-tasks.project": "shop"}
+    state.client.volumes.create(
+        "compose-tasks-history-shop-bad", labels={**labels, LABEL_ENTRY: "{"}
+    )
+    with pytest.raises(UserError, match="corrupt deploy history on the target"):
+        state.history()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BASE_IMAGE, Stack, generated, invoke, sh
+from tests.support import BASE_IMAGE, Stack, invoke, sh
 
 pytestmark = pytest.mark.engine
 
@@ -147,22 +147,33 @@ def test_rollback_to_sha_serves_it(web: Stack) -> None:
     assert read_volume(web) == "precious"
 
 
-def lock_path(stack: Stack) -> Path:
-    (path,) = generated(stack.root, "deploy")[0].glob("lock-*.json")
-    return path
+def hold_lock(stack: Stack, holder: dict[str, object]) -> str:
+    """Take the project's deploy lock on the engine as another run would."""
+    name = f"compose-tasks-lock-{stack.name}"
+    sh("docker", "network", "create", "--internal",
+       "--label", "org.compose-tasks.state=lock",
+       "--label", f"org.compose-tasks.project={stack.name}",
+       "--label", f"org.compose-tasks.entry={json.dumps(holder)}", name)  # fmt: skip
+    return name
+
+
+def lock_held(name: str) -> bool:
+    return sh("docker", "network", "inspect", name, check=False).returncode == 0
 
 
 def test_concurrent_deploy_refused_and_stale_lock_detected(web: Stack) -> None:
     assert deploy(web).returncode == 0
     holder = subprocess.Popen(["sleep", "60"])
     try:
-        lock = generated(web.root, "deploy")[0] / f"lock-{web.name}@local.json"
         held = {"pid": holder.pid, "user": "alice", "machine": socket.gethostname()}
-        lock.write_text(json.dumps({**held, "since": "earlier"}))
+        lock = hold_lock(web, {**held, "since": "earlier"})
         done = deploy(web, "--no-build")
         assert done.returncode == 1
         assert "locked by alice@" in done.stderr
-        assert lock_path(web).exists()
+        done = deploy(web, "--no-build", "--break-lock")
+        assert done.returncode == 1
+        assert "cannot be proven gone" in done.stderr  # a live holder is never broken
+        assert lock_held(lock)
     finally:
         holder.kill()
         holder.wait()
@@ -171,7 +182,7 @@ def test_concurrent_deploy_refused_and_stale_lock_detected(web: Stack) -> None:
     assert "stale deploy lock" in done.stderr and "--break-lock" in done.stderr
     done = deploy(web, "--no-build", "--break-lock")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert not list(generated(web.root, "deploy")[0].glob("lock-*.json"))
+    assert not lock_held(lock)
 
 
 def test_context_flag_targets_that_engine(web: Stack) -> None:
@@ -205,7 +216,16 @@ def test_fresh_clone_rolls_back_to_what_runs_not_to_nothing(web: Stack, tmp_path
     assert f"rolled back to :{v1[:12]}, healthy" in done.stderr.splitlines()[-1]
     assert serving(web) == v1
     assert read_volume(web) == "precious"
+    # The history lives on the engine: the second clone sees the first clone's deploy too.
     assert [(e["action"], e["result"]) for e in history(clone)] == [
+        ("deploy", "ok"),
         ("deploy", "failed"),
         ("rollback", "ok"),
     ]
+    assert history(web) == history(clone)
+    lock = hold_lock(web, {"pid": 4242, "user": "alice", "machine": "runner-a", "since": "now"})
+    done = deploy(clone, "--break-lock")
+    assert done.returncode == 1
+    assert "locked by alice@runner-a (pid 4242) since now" in done.stderr.splitlines()[-1]
+    assert lock_held(lock)
+    sh("docker", "network", "rm", lock)

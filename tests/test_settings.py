@@ -64,7 +64,6 @@ def test_compose_file_and_profiles_lists(tmp_path: Path) -> None:
         ({"INVOKE_STACK_BUILD_DIR": ".."}, "resolves to outside the project"),
         ({"INVOKE_STACK_BUILD_DIR": "."}, "resolves to the project directory itself"),
         ({"INVOKE_STACK_BUILD_DIR": "a/../.."}, "resolves to outside the project"),
-        ({"INVOKE_STACK_STATE_DIR": "/tmp/x"}, "state_dir='/tmp/x'"),
         ({"INVOKE_STACK_ENV_FILE": "../other.env"}, "env_file='../other.env'"),
         ({"INVOKE_STACK_ENV_FILE": "/etc/passwd"}, "resolves to outside the project"),
     ],
@@ -102,9 +101,8 @@ def test_symlink_escape_is_refused(tmp_path: Path) -> None:
 
 
 def test_generated_folders_default_outside_the_project(tmp_path: Path) -> None:
-    settings = load({}, environ={"XDG_CACHE_HOME": "/c", "XDG_STATE_HOME": "/s"}, cwd=tmp_path)
+    settings = load({}, environ={"XDG_CACHE_HOME": "/c"}, cwd=tmp_path)
     assert str(settings.build_dir).startswith(f"/c/compose-tasks/{tmp_path.name}-")
-    assert str(settings.state_dir).startswith(f"/s/compose-tasks/{tmp_path.name}-")
     inside = load({"build_dir": "gen/build"}, environ={}, cwd=tmp_path)
     assert inside.build_dir == tmp_path.resolve() / "gen" / "build"
 
