@@ -98,6 +98,13 @@ def _registry(raw: Any) -> str:
     return text
 
 
+def _orchestrator(raw: Any) -> str:
+    text = _text(raw).strip().lower()
+    if text not in ("compose", "swarm"):
+        raise ValueError("compose or swarm")
+    return text
+
+
 def _project_name(raw: Any) -> str:
     text = _text(raw).strip()
     if text and not _PROJECT_NAME.match(text):
@@ -189,6 +196,12 @@ SPECS: tuple[Spec, ...] = (
         "registry prefix for image names (e.g. 127.0.0.1:5000/team, ghcr.io/org); the shared cache",
     ),
     Spec("push", False, _flag, "push images and cache tags to the registry after a build"),
+    Spec(
+        "orchestrator",
+        "compose",
+        _orchestrator,
+        "deploy target: compose (containers on one engine) or swarm (a stack with rolling updates)",
+    ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -223,6 +236,7 @@ class Settings:
     keep_images: int
     registry: str
     push: bool
+    orchestrator: str
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import socket
 import subprocess
+import tempfile
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -91,13 +95,52 @@ def remove_images(project: str) -> None:
         sh("docker", "rmi", "-f", *refs, check=False)
 
 
-def require_registry() -> None:
-    """Fail (not skip) without the local registry: .ci/run starts one."""
+def _answers(address: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3):
-            return
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=3):
+            return True
     except OSError:
-        pytest.fail(f"no registry on {REGISTRY} (.ci/run starts one)")
+        return False
+
+
+def _start_registry() -> str:
+    """Debian's docker-registry on a free loopback port, deletes enabled, stopped at exit."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail(
+            f"no registry on {REGISTRY} and docker-registry is not installed "
+            "(apt-get install docker-registry; .ci/run installs it)"
+        )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = Path(tempfile.mkdtemp(prefix="compose-tasks-registry-"))
+    config = folder / "config.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+        f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    atexit.register(proc.terminate)
+    address = f"127.0.0.1:{port}"
+    for _ in range(50):
+        if _answers(address):
+            return address
+        time.sleep(0.2)
+    pytest.fail(f"docker-registry did not answer on {address}")
+
+
+_registry: list[str] = []
+
+
+def require_registry() -> str:
+    """The tests' registry: the one on 127.0.0.1:5000 when it answers (``.ci/run``, the CI
+    workflow's service), else a docker-registry started for this run on a free port."""
+    if not _registry:
+        _registry.append(REGISTRY if _answers(REGISTRY) else _start_registry())
+    return _registry[0]
 
 
 def raw_compose_build(root: Path) -> BuildProgress:
@@ -157,8 +200,7 @@ class Stack:
 
     def push_registry_cache(self) -> str:
         """Build with a registry ``cache_from`` ref, push the build there, drop the local tag."""
-        require_registry()
-        remote = f"{REGISTRY}/{self.name}/app:cache"
+        remote = f"{require_registry()}/{self.name}/app:cache"
         self.use_cache_from(remote)
         self.commit("registry cache")
         build_json(self.root)

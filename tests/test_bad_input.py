@@ -60,6 +60,8 @@ SETTINGS = {
     "build-dir-file": env("INVOKE_STACK_BUILD_DIR", "compose.yaml", "build", "is not a folder"),
     "env-file-outside": env("INVOKE_STACK_ENV_FILE", "/etc/passwd", "config", "env_file="),
     "env-file-parent": env("INVOKE_STACK_ENV_FILE", "../x.env", "config", "outside"),
+    "orchestrator-k8s": env("INVOKE_STACK_ORCHESTRATOR", "k8s", "deploy", "compose or swarm"),
+    "registry-upper": env("INVOKE_STACK_REGISTRY", "Reg.IO/Team", "build", "registry="),
     "commit-arg-path": env("INVOKE_STACK_COMMIT_ARG", "PATH", "build", "another meaning"),
     "commit-arg-home": env("INVOKE_STACK_COMMIT_ARG", "HOME", "build", "another meaning"),
     "commit-arg-docker": env("INVOKE_STACK_COMMIT_ARG", "DOCKER_HOST", "build", "another meaning"),
@@ -197,6 +199,7 @@ ENGINE = {
     ),
     "compose-missing": case("build", "Compose v2 is not available", {"HOME": "/nonexistent-home"}),
     "context-unknown": case("deploy --context no-such-context", "unknown docker context"),
+    "push-without-registry": case("build --push", "--push needs a registry"),
 }
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
-    REGISTRY,
     ROOT,
     Stack,
     build_json,
@@ -118,8 +117,7 @@ def test_failed_service_leaves_every_latest_unchanged(stack: Stack) -> None:
 
 
 def test_missing_cache_ref_is_dropped_not_queried(stack: Stack) -> None:
-    require_registry()
-    missing = f"{REGISTRY}/nonexistent-{uuid.uuid4().hex[:8]}:latest"
+    missing = f"{require_registry()}/nonexistent-{uuid.uuid4().hex[:8]}:latest"
     stack.use_cache_from(missing)
     stack.commit("bad cache ref")
     done = invoke(stack.root, "build", "--json")

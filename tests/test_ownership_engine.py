@@ -17,7 +17,6 @@ import pytest
 
 from tests.support import (
     BASE_IMAGE,
-    REGISTRY,
     Stack,
     build_json,
     clear,
@@ -37,7 +36,8 @@ def by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def registry_tags(repo: str) -> list[str]:
-    with urllib.request.urlopen(f"http://{REGISTRY}/v2/{repo}/tags/list", timeout=5) as answer:
+    url = f"http://{require_registry()}/v2/{repo}/tags/list"
+    with urllib.request.urlopen(url, timeout=5) as answer:
         return sorted(json.loads(answer.read()).get("tags") or [])
 
 
@@ -112,8 +112,7 @@ def test_registry_tag_sharing_a_manifest_is_never_deleted(stack: Stack) -> None:
 
 
 def test_foreign_registry_image_in_cache_from_is_kept(stack: Stack) -> None:
-    require_registry()
-    foreign = f"{REGISTRY}/{stack.name}/base:1"
+    foreign = f"{require_registry()}/{stack.name}/base:1"
     sh("docker", "tag", BASE_IMAGE, foreign)
     sh("docker", "push", foreign)
     sh("docker", "rmi", foreign)

@@ -16,7 +16,6 @@ import pytest
 
 from tests.support import (
     BASE_IMAGE,
-    REGISTRY,
     Stack,
     build_json,
     clear,
@@ -96,8 +95,7 @@ def test_prune_and_code_change_keep_every_dependency_step(stack: Stack, shape: s
 def test_fresh_runner_gets_every_stage_from_the_registry_and_clear_clears_it(
     stack: Stack, tmp_path: Path
 ) -> None:
-    require_registry()
-    registry = f"{REGISTRY}/{stack.name}"
+    registry = f"{require_registry()}/{stack.name}"
     env = {"INVOKE_STACK_REGISTRY": registry}
     multi_stage(stack, "node")
     pushed = build_json(stack.root, "--push", env=env)["result"]["pushed"]
