@@ -60,6 +60,13 @@ def build(
     else:
         report.say(report.build_summary(plan, result))
     if not result.ok:
+        missing = pipeline.missing_bases(prepared)
+        if missing:
+            raise UserError(
+                f"base image {', '.join(missing)} is not on this engine and could not be pulled: "
+                "pull or load it where a registry is reachable (docker pull / docker load), or "
+                "make local stand-ins (bash scripts/base-images.sh for the demo)"
+            )
         raise UserError(
             f"build failed ({', '.join(result.failed) or 'compose'}); :latest not moved"
         )

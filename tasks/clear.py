@@ -6,7 +6,6 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
@@ -14,9 +13,8 @@ from invoke.tasks import task
 
 from tasks import engine, registry, report
 from tasks.cli import one_line_errors, settings_of
-from tasks.dockerfile import parse
 from tasks.errors import UserError, first_line
-from tasks.pipeline import Prepared, generated_files, prepare, remove_generated
+from tasks.pipeline import Prepared, base_images, generated_files, prepare, remove_generated
 from tasks.plan import BuildPlan, Status
 from tasks.refs import (
     COMPOSE_PROJECT,
@@ -69,25 +67,6 @@ def human(size: int) -> str:
             return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1000
     return f"{value:.1f}TB"
-
-
-def base_images(plan: BuildPlan) -> list[str]:
-    """Images named in the services' Dockerfile FROM lines (earlier stages excluded)."""
-    found: list[str] = []
-    for service in plan.services:
-        path = Path(service.context) / service.dockerfile
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        names: set[str] = set()
-        for stage in parse(text, str(path)).stages:
-            base = stage.base
-            if base.lower() not in names and base != "scratch" and base not in found:
-                found.append(base)
-            if stage.name:
-                names.add(stage.name.lower())
-    return found
 
 
 def _users(client: Any) -> dict[str, list[str]]:

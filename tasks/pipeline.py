@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import commands, compose, engine, gitinfo
-from tasks.dockerfile import dependency_stages
+from tasks.dockerfile import dependency_stages, parse
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
 from tasks.lint import Finding, lint_project, read_dockerfile
@@ -128,6 +128,34 @@ def prepare(
     """Resolve and plan in one call."""
     runner = runner or Runner()
     return plan(resolve(settings, runner), runner, services, fresh, pull, push=push)
+
+
+def base_images(plan: BuildPlan) -> list[str]:
+    """Images named in the services' Dockerfile FROM lines (earlier stages excluded)."""
+    found: list[str] = []
+    for service in plan.services:
+        path = Path(service.context) / service.dockerfile
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        names: set[str] = set()
+        for stage in parse(text, str(path)).stages:
+            base = stage.base
+            if base.lower() not in names and base != "scratch" and base not in found:
+                found.append(base)
+            if stage.name:
+                names.add(stage.name.lower())
+    return found
+
+
+def missing_bases(prepared: Prepared) -> list[str]:
+    """Base images the Dockerfiles name that are not on this engine (a ``$`` ref is skipped)."""
+    return [
+        ref
+        for ref in base_images(prepared.plan)
+        if "$" not in ref and prepared.images.locate(ref, False) is None
+    ]
 
 
 # --- generated files ---------------------------------------------------------------------

@@ -334,6 +334,46 @@ def _export(entry: str, exports: Sequence[str]) -> CacheSource:
     )
 
 
+def _checked(
+    candidates: Sequence[tuple[str, str]], locate: Locate, exports: Sequence[str], fresh: bool
+) -> list[CacheSource]:
+    """Each distinct candidate (entry, origin), checked (all dropped with ``--fresh``)."""
+    sources: list[CacheSource] = []
+    for entry, origin in candidates:
+        if any(entry == seen.entry for seen in sources):
+            continue
+        if fresh:
+            why = "--fresh builds without cache"
+            sources.append(CacheSource(entry, origin, Status.DROPPED, why))
+        else:
+            sources.append(_source(entry, origin, locate, exports))
+    return sources
+
+
+def _source_warnings(
+    name: str, sources: Sequence[CacheSource], exports: Sequence[CacheSource]
+) -> list[str]:
+    """What a user should know about a service's cache entries."""
+    out = [
+        f"{name}: cache_to {export.entry} {export.describe()}"
+        for export in exports
+        if not export.kept
+    ]
+    secrets = mask.active()
+    for source in sources:
+        if source.kept and secrets.text(source.entry) != source.entry:
+            out.append(
+                f"{name}: cache entry {secrets.text(source.entry)} holds a secret; it is written "
+                "to the generated override (mode 0600) and shown masked"
+            )
+        if source.kept and source.inline is False:
+            out.append(
+                f"{name}: cache source {source.entry} has no inline cache metadata; "
+                "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
+            )
+    return out
+
+
 def _service_plan(
     project: str,
     name: str,
@@ -360,37 +400,14 @@ def _service_plan(
     )
     if inline_only and settings.inline_cache:
         candidates += [(target.ref, "stage cache") for target in stage_targets]
-    sources: list[CacheSource] = []
-    for entry, origin in candidates:
-        if any(entry == seen.entry for seen in sources):
-            continue
-        if fresh:
-            sources.append(
-                CacheSource(entry, origin, Status.DROPPED, "--fresh builds without cache")
-            )
-        else:
-            sources.append(_source(entry, origin, locate, builder.exports))
+    sources = _checked(candidates, locate, builder.exports, fresh)
     inline = settings.inline_cache and not any(export.kept for export in exports)
     args = {settings.commit_arg: git.commit}
     labels = {**ownership(project, name), LABEL_COMMIT: git.commit}
     if inline:
         args[INLINE_ARG] = "1"
         labels[LABEL_INLINE] = "1"
-    for export in exports:
-        if not export.kept:
-            warnings.append(f"{name}: cache_to {export.entry} {export.describe()}")
-    secrets = mask.active()
-    for source in sources:
-        if source.kept and secrets.text(source.entry) != source.entry:
-            warnings.append(
-                f"{name}: cache entry {secrets.text(source.entry)} holds a secret; it is written "
-                "to the generated override (mode 0600) and shown masked"
-            )
-        if source.kept and source.inline is False:
-            warnings.append(
-                f"{name}: cache source {source.entry} has no inline cache metadata; "
-                "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
-            )
+    warnings += _source_warnings(name, sources, exports)
     promote = [f"{image}:latest"]
     if settings.branch_tag and git.branch:
         promote.append(f"{image}:{git.branch}")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.clear import base_images, human, parse_size
+from tasks.clear import human, parse_size
 from tasks.errors import UserError
+from tasks.pipeline import base_images
 from tests.support import plan_for, project
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 
 from invoke.context import Context
@@ -21,6 +22,8 @@ from tasks.plan import display_argv
         "pull": "always try to pull newer base images",
         "dry-run": "print the plan, the exact command and the override; build nothing",
         "json": "print the plan and the result as JSON (progress goes to stderr)",
+        "push": "after every service built, push the commit tag, cache tags and stage cache "
+        "images to the registry (setting push; needs setting registry or registry image names)",
     },
 )
 @one_line_errors
@@ -31,9 +34,10 @@ def build(
     pull: bool = False,
     dry_run: bool = False,
     json: bool = False,
+    push: bool = False,
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
-    settings = settings_of(c, pull=pull or None)
+    settings = settings_of(c, pull=pull or None, push=push or None)
     prepared = pipeline.prepare(settings, service or [], fresh, pull)
     plan = prepared.plan
     if dry_run:
@@ -44,7 +48,13 @@ def build(
         return
     report.say(report.plan_text(plan), err=json)
     report.say(f"$ {display_argv(plan.build_argv())}", err=json)
-    result = pipeline.execute(prepared, lambda step: report.say(report.step_line(step), err=json))
+    live = sys.stderr.isatty()
+    result = pipeline.execute(
+        prepared,
+        lambda step: report.say(report.step_line(step), err=json),
+        lambda step, seconds: report.say(report.running_line(step, seconds), err=True),
+        every=5.0 if live else 15.0,
+    )
     if json:
         report.emit_json({"plan": plan.to_dict(), "result": asdict(result)})
     else:

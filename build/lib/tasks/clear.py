@@ -6,18 +6,15 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import registry, report
+from tasks import engine, registry, report
 from tasks.cli import one_line_errors, settings_of
-from tasks.dockerfile import parse
-from tasks.engine import APIError, ImageNotFound
 from tasks.errors import UserError, first_line
-from tasks.pipeline import Prepared, generated_files, prepare, remove_generated
+from tasks.pipeline import Prepared, base_images, generated_files, prepare, remove_generated
 from tasks.plan import BuildPlan, Status
 from tasks.refs import (
     COMPOSE_PROJECT,
@@ -25,6 +22,7 @@ from tasks.refs import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     cache_entry,
+    has_registry,
     not_ours_reason,
     owned_by,
     split_ref,
@@ -71,25 +69,6 @@ def human(size: int) -> str:
     return f"{value:.1f}TB"
 
 
-def base_images(plan: BuildPlan) -> list[str]:
-    """Images named in the services' Dockerfile FROM lines (earlier stages excluded)."""
-    found: list[str] = []
-    for service in plan.services:
-        path = Path(service.context) / service.dockerfile
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        names: set[str] = set()
-        for stage in parse(text, str(path)).stages:
-            base = stage.base
-            if base.lower() not in names and base != "scratch" and base not in found:
-                found.append(base)
-            if stage.name:
-                names.add(stage.name.lower())
-    return found
-
-
 def _users(client: Any) -> dict[str, list[str]]:
     """Image id -> containers using it, as 'name (status)'."""
     users: dict[str, list[str]] = {}
@@ -102,7 +81,7 @@ def _users(client: Any) -> dict[str, list[str]]:
 def _safe_list(client: Any, **query: Any) -> list[Any]:
     try:
         return list(client.images.list(**query))
-    except APIError:
+    except engine.APIError:
         return []
 
 
@@ -140,7 +119,7 @@ class _Collector:
             return
         try:
             self.image(self.client.images.get(ref), ref, kind, force)
-        except (APIError, ImageNotFound) as exc:
+        except (engine.APIError, engine.ImageNotFound) as exc:
             if kind != "base image":
                 self.seen.add(ref)
                 why = f"cannot look it up: {first_line(exc, 120)}"
@@ -183,9 +162,36 @@ class _Collector:
                     remote.append(ref)
                 else:
                     self.ref(ref)
+        copies, unlisted = _registry_copies(self.plan)
+        remote += copies
+        self.items += unlisted
         for deletion in registry.plan_deletions(remote, self.plan.project):
             item = Item("registry ref", deletion.ref, 0, kept=deletion.kept, digest=deletion.digest)
             self.items.append(item)
+
+
+def _ours_by_name(plan: BuildPlan) -> re.Pattern[str]:
+    """The tags this tool pushes: commit tags, cache tags (latest, branch) and stage caches."""
+    fixed = {split_ref(ref)[1] for service in plan.services for ref in service.promote}
+    names = "|".join(re.escape(tag) for tag in sorted(fixed))
+    return re.compile(rf"^(?:[0-9a-f]{{12}}(?:-dirty)?|unknown|cache-[\w.-]+|{names})$")
+
+
+def _registry_copies(plan: BuildPlan) -> tuple[list[str], list[Item]]:
+    """Tags this project pushed to the registry of each service image that names one."""
+    pattern = _ours_by_name(plan)
+    refs: list[str] = []
+    kept: list[Item] = []
+    for service in plan.services:
+        if not has_registry(service.image):
+            continue
+        try:
+            tags = registry.tags(service.image)
+        except OSError as exc:
+            kept.append(Item("registry ref", service.image, 0, kept=f"cannot list tags: {exc}"))
+            continue
+        refs += [f"{service.image}:{tag}" for tag in tags if pattern.match(tag)]
+    return refs, kept
 
 
 def collect(
@@ -225,10 +231,10 @@ def collect(
 def _remove_image(client: Any, item: Item) -> None:
     try:
         answer = client.api.remove_image(item.name)
-    except ImageNotFound:
+    except engine.ImageNotFound:
         item.result = "already gone"
         return
-    except APIError as exc:
+    except engine.APIError as exc:
         if exc.status_code != 409:
             raise
         if item.kind == "dangling image":
@@ -262,7 +268,7 @@ def carry_out(
                 removed = remove_generated(settings)
                 reclaimed["build folder"] = item.size
                 item.result = f"removed {removed} generated file(s)"
-        except (APIError, OSError) as exc:
+        except (engine.APIError, OSError) as exc:
             item.ok = False
             item.result = "failed: " + first_line(exc, 120)
     reclaimed["images"] = max(0, layers_before - int(client.df().get("LayersSize") or 0))

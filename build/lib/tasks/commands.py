@@ -63,3 +63,18 @@ def context_host(name: str) -> list[str]:
 
 def git(*args: str) -> list[str]:
     return ["git", *args]
+
+
+def push(ref: str) -> list[str]:
+    return ["docker", "push", "--quiet", ref]
+
+
+def stack_deploy(stack_file: str, stack: str, resolve_image: str) -> list[str]:
+    return [
+        "docker", "stack", "deploy", "--prune",
+        "--resolve-image", resolve_image, "-c", stack_file, stack,
+    ]  # fmt: skip
+
+
+def stack_rm(stack: str) -> list[str]:
+    return ["docker", "stack", "rm", stack]

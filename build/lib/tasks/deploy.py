@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import asdict
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import commands, pipeline, report
+from tasks import commands, engine, pipeline, report, swarm
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
-from tasks.rollout import Release, release, running_sha
+from tasks.rollout import Backend, Release, SwarmBackend, release
 from tasks.runner import Runner
 from tasks.settings import Settings
-from tasks.state import Target, deploy_lock, last_good, read_history, record, target_of
+from tasks.state import EngineState, deploy_lock, target_of
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CONTEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
@@ -26,6 +27,9 @@ TARGET_HELP = {
     "context": "deploy to this docker context's engine (default: DOCKER_HOST or local)",
     "timeout": "seconds to wait for health checks (default: setting deploy_timeout)",
     "break-lock": "remove a lock whose holder is provably gone (same machine, process ended)",
+    "json": "print the outcome as JSON (progress goes to stderr)",
+    "orchestrator": "compose (containers on one engine) or swarm (a stack, rolling updates); "
+    "setting orchestrator",
 }
 
 
@@ -65,18 +69,40 @@ def _log(line: str) -> None:
     report.say(line, err=True)
 
 
-def _begin(c: Context, context: str) -> tuple[Settings, pipeline.Prepared, Target]:
+def _begin(
+    c: Context, context: str, orchestrator: str
+) -> tuple[Settings, pipeline.Prepared, EngineState, Backend]:
     runner = Runner()
     if context:
         use_context(context, runner)
-    settings = settings_of(c)
+    settings = settings_of(c, orchestrator=orchestrator or None)
     prepared = pipeline.prepare(settings, runner=runner)
-    return settings, prepared, target_of(prepared.plan.project)
+    client = prepared.images.client
+    on_swarm = settings.orchestrator == "swarm"
+    if on_swarm:
+        count = swarm.nodes(client)
+        if count == 0:
+            raise UserError(
+                "orchestrator is swarm but this engine is not a swarm manager "
+                "(docker swarm init, or point DOCKER_HOST / --context at a manager)"
+            )
+        if count > 1 and not settings.registry:
+            raise UserError(
+                f"the swarm has {count} nodes: they pull images from a registry; set "
+                "INVOKE_STACK_REGISTRY and deploy with push (INVOKE_STACK_PUSH=1)"
+            )
+    state = EngineState(client, target_of(prepared.plan.project), swarm=on_swarm)
+    backend = SwarmBackend(prepared) if on_swarm else Backend(prepared)
+    return settings, prepared, state, backend
 
 
-def _finish(outcome: Release) -> None:
-    """Print a release's outcome; a failure is the one error line."""
+def _finish(outcome: Release, json: bool) -> None:
+    """Print a release's outcome (``--json``: as data); a failure is the one error line."""
+    if json:
+        report.emit_json(asdict(outcome))
     if outcome.ok:
+        if json:
+            return
         pruned = f"; pruned {len(outcome.pruned)} old images" if outcome.pruned else ""
         report.say(f"{outcome.action} ok: :{outcome.sha} healthy in {outcome.seconds}s{pruned}")
         return
@@ -106,60 +132,78 @@ def deploy(
     timeout: str = "",
     context: str = "",
     break_lock: bool = False,
+    json: bool = False,
+    orchestrator: str = "",
 ) -> None:
     """Build, bring the stack up behind health checks, roll back automatically if unhealthy."""
     if sha:
         valid_tag(sha, "--sha")
     wait = valid_timeout(timeout)
-    settings, prepared, target = _begin(c, context)
-    with deploy_lock(settings, target, break_lock):
+    settings, prepared, state, backend = _begin(c, context, orchestrator)
+    with deploy_lock(state, break_lock):
         if not (no_build or sha):
             for line in report.warning_lines(prepared.plan):
                 _log(line)
-            result = pipeline.execute(prepared, lambda step: _log(report.step_line(step)))
+            result = pipeline.execute(
+                prepared,
+                lambda step: _log(report.step_line(step)),
+                lambda step, seconds: _log(report.running_line(step, seconds)),
+            )
             if not result.ok:
                 entry = {"action": "deploy", "sha": prepared.plan.commit_tag}
-                record(
-                    settings, target, {**entry, "result": "build failed", "detail": result.error}
-                )
+                state.record({**entry, "result": "build failed", "detail": result.error})
                 raise UserError(
                     f"build failed ({', '.join(result.failed) or 'compose'}); "
                     "nothing deployed, the running version is untouched"
                 )
         version = sha or prepared.plan.commit_tag
         wait = wait or settings.deploy_timeout
-        _finish(release(prepared, target, version, "deploy", wait, _log))
+        outcome = release(prepared, state, version, "deploy", wait, _log, backend)
+        _finish(outcome, json)
 
 
 @task(help={"to": "redeploy this sha (default: the one before the current deploy)", **TARGET_HELP})
 @one_line_errors
 def rollback(
-    c: Context, to: str = "", timeout: str = "", context: str = "", break_lock: bool = False
+    c: Context,
+    to: str = "",
+    timeout: str = "",
+    context: str = "",
+    break_lock: bool = False,
+    json: bool = False,
+    orchestrator: str = "",
 ) -> None:
     """Redeploy an earlier sha without building, through the same health gate."""
     if to:
         valid_tag(to, "--to")
     wait = valid_timeout(timeout)
-    settings, prepared, target = _begin(c, context)
-    current = running_sha(prepared) or last_good(settings, target)
-    sha = to or last_good(settings, target, other_than=current)
+    settings, prepared, state, backend = _begin(c, context, orchestrator)
+    current = backend.running() or state.last_good()
+    sha = to or state.last_good(other_than=current)
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
-    with deploy_lock(settings, target, break_lock):
+    with deploy_lock(state, break_lock):
         wait = wait or settings.deploy_timeout
-        _finish(release(prepared, target, sha, "rollback", wait, _log))
+        _finish(release(prepared, state, sha, "rollback", wait, _log, backend), json)
 
 
-@task(help={"json": "print the history as JSON", "context": TARGET_HELP["context"]})
+@task(
+    help={
+        "json": "print the history as JSON",
+        "context": TARGET_HELP["context"],
+        "orchestrator": TARGET_HELP["orchestrator"],
+    }
+)
 @one_line_errors
-def history(c: Context, json: bool = False, context: str = "") -> None:
+def history(c: Context, json: bool = False, context: str = "", orchestrator: str = "") -> None:
     """Show every deploy and rollback of this target: sha, time, user, host, result."""
     runner = Runner()
     if context:
         use_context(context, runner)
-    settings = settings_of(c)
+    settings = settings_of(c, orchestrator=orchestrator or None)
     target = target_of(pipeline.resolve(settings, runner).name)
-    entries = read_history(settings, target)
+    on_swarm = settings.orchestrator == "swarm"
+    entries = EngineState(engine.connect(), target, swarm=on_swarm).history()
     if json:
         report.emit_json(entries)
         return

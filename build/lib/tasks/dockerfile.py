@@ -177,3 +177,50 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
             stage += 1
         instructions.append(Instruction(start, keyword, tuple(flags), rest, tuple(heredocs), stage))
     return Dockerfile(path, directives, tuple(instructions))
+
+
+def _stage_refs(dockerfile: Dockerfile, stage: Stage) -> list[str]:
+    """Names (or indexes) this stage builds on: its FROM, ``COPY --from``, ``RUN --mount=from=``."""
+    refs = [stage.base]
+    for item in dockerfile.in_stage(stage.index):
+        source = item.flag("from")
+        if source is not None and item.keyword in {"COPY", "ADD"}:
+            refs.append(source)
+        for mount in (
+            flag[len("--mount=") :] for flag in item.flags if flag.startswith("--mount=")
+        ):
+            fields = dict(part.split("=", 1) for part in mount.split(",") if "=" in part)
+            if fields.get("from"):
+                refs.append(fields["from"])
+    return refs
+
+
+def target_stage(dockerfile: Dockerfile, target: str = "") -> Stage | None:
+    """The stage a build produces: ``target`` (by name) or the last one."""
+    stages = dockerfile.stages
+    if not target:
+        return stages[-1] if stages else None
+    return next((s for s in stages if s.name.lower() == target.lower()), None)
+
+
+def dependency_stages(dockerfile: Dockerfile, target: str = "") -> list[Stage]:
+    """The earlier stages the target stage needs, nearest first, each once.
+
+    These are what inline cache (final stage only) loses after a builder prune.
+    """
+    stages = dockerfile.stages
+    by_name = {stage.name.lower(): stage for stage in stages if stage.name}
+    by_index = {str(stage.index): stage for stage in stages}
+    final = target_stage(dockerfile, target)
+    if final is None:
+        return []
+    found: list[Stage] = []
+    pending = [final]
+    while pending:
+        stage = pending.pop(0)
+        for ref in _stage_refs(dockerfile, stage):
+            needed = by_name.get(ref.lower()) or by_index.get(ref)
+            if needed is not None and needed.index < stage.index and needed not in found:
+                found.append(needed)
+                pending.append(needed)
+    return found

@@ -151,6 +151,13 @@ def source_check(service: str, source: CacheSource, others_serve: bool = False) 
         if others_serve:
             return Check(name, "ok", f"{label}: not built yet (the next build creates it)")
         return Check(name, "warn", f"{label}: {reason}; the next build is cold", "run invoke build")
+    if source.status is Status.UNVERIFIED:
+        return Check(
+            name,
+            "warn",
+            f"{label}: {source.reason}",
+            "check the registry is reachable from here (network, credentials)",
+        )
     if source.status is Status.BACKEND:
         return Check(name, "ok", f"{label}: {source.reason}, read by the builder")
     inline = source.inline

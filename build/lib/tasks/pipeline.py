@@ -11,13 +11,15 @@ import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import compose, engine, gitinfo
+from tasks import commands, compose, engine, gitinfo
+from tasks.dockerfile import dependency_stages, parse
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
-from tasks.lint import Finding, lint_project
+from tasks.lint import Finding, lint_project, read_dockerfile
 from tasks.plan import (
     OVERRIDE_NAME,
     Builder,
@@ -71,6 +73,18 @@ def lint(project: Project, services: Sequence[str]) -> list[Finding]:
     return lint_project(project.data, services, project.settings.commit_arg, Path.cwd())
 
 
+def stages_of(project: Project) -> dict[str, list[str]]:
+    """Per buildable service, the named Dockerfile stages its target depends on."""
+    found: dict[str, list[str]] = {}
+    for name, service in (project.data.get("services") or {}).items():
+        build = service.get("build") or {}
+        dockerfile = read_dockerfile(name, build, Path.cwd()) if build else None
+        if dockerfile is not None:
+            needed = dependency_stages(dockerfile, str(build.get("target") or ""))
+            found[name] = [stage.name for stage in reversed(needed) if stage.name]
+    return found
+
+
 def plan(
     project: Project,
     runner: Runner,
@@ -79,6 +93,7 @@ def plan(
     pull: bool = False,
     client: Any = None,
     builder: Builder | None = None,
+    push: bool = False,
 ) -> Prepared:
     """Plan the build: look up every cache source, check contexts, lint. Changes nothing."""
     client = client or engine.connect()
@@ -93,6 +108,8 @@ def plan(
         services,
         fresh,
         pull,
+        stages_of(project),
+        push,
     )
     for name in built.service_names():
         check_sources(name, project.data["services"][name]["build"])
@@ -106,10 +123,39 @@ def prepare(
     fresh: bool = False,
     pull: bool = False,
     runner: Runner | None = None,
+    push: bool = False,
 ) -> Prepared:
     """Resolve and plan in one call."""
     runner = runner or Runner()
-    return plan(resolve(settings, runner), runner, services, fresh, pull)
+    return plan(resolve(settings, runner), runner, services, fresh, pull, push=push)
+
+
+def base_images(plan: BuildPlan) -> list[str]:
+    """Images named in the services' Dockerfile FROM lines (earlier stages excluded)."""
+    found: list[str] = []
+    for service in plan.services:
+        path = Path(service.context) / service.dockerfile
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        names: set[str] = set()
+        for stage in parse(text, str(path)).stages:
+            base = stage.base
+            if base.lower() not in names and base != "scratch" and base not in found:
+                found.append(base)
+            if stage.name:
+                names.add(stage.name.lower())
+    return found
+
+
+def missing_bases(prepared: Prepared) -> list[str]:
+    """Base images the Dockerfiles name that are not on this engine (a ``$`` ref is skipped)."""
+    return [
+        ref
+        for ref in base_images(prepared.plan)
+        if "$" not in ref and prepared.images.locate(ref, False) is None
+    ]
 
 
 # --- generated files ---------------------------------------------------------------------
@@ -171,6 +217,7 @@ class ServiceResult:
     first_rebuilt: str
     seconds: float
     error: str
+    rebuilt_steps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +231,7 @@ class BuildResult:
     promoted: tuple[str, ...]
     messages: tuple[str, ...] = field(default=())
     error: str = ""
+    pushed: tuple[str, ...] = ()
 
 
 def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceResult, ...]:
@@ -201,23 +249,36 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
                 stats.first_rebuilt,
                 round(stats.seconds, 2),
                 stats.error,
+                tuple(step.label for step in stats.steps if not step.cached),
             )
         )
     return tuple(rows)
 
 
-def execute(prepared: Prepared, on_step: Callable[[Step], None] = lambda _: None) -> BuildResult:
-    """Write the override, run the build (each finished step to ``on_step``), and move the
-    cache tags only when every service built."""
+def execute(
+    prepared: Prepared,
+    on_step: Callable[[Step], None] = lambda _: None,
+    on_running: Callable[[Step, float], None] | None = None,
+    every: float = 15.0,
+) -> BuildResult:
+    """Write the override, run the build (each finished step to ``on_step``; each step still
+    running, with its elapsed seconds, to ``on_running`` every ``every`` seconds without
+    output), and move the cache tags only when every service built."""
     built = prepared.plan
     write_generated(prepared.project.settings, Path(built.override_file), override_yaml(built))
-    progress = BuildProgress()
+    progress = BuildProgress(built.aliases())
 
     def on_line(line: str) -> None:
         for step in progress.feed(line):
             on_step(step)
 
-    code = prepared.runner.stream(built.build_argv(), on_line, built.env())
+    def on_idle() -> None:
+        now = datetime.now(UTC)
+        for step in progress.running():
+            if on_running is not None and step.started is not None:
+                on_running(step, (now - step.started).total_seconds())
+
+    code = prepared.runner.stream(built.build_argv(), on_line, built.env(), on_idle, every)
     failed = tuple(progress.failed_services())
     ok = code == 0 and not failed
     promoted: list[str] = []
@@ -229,6 +290,14 @@ def execute(prepared: Prepared, on_step: Callable[[Step], None] = lambda _: None
     why = ""
     if not ok:
         why = progress.error or (progress.messages[-1] if progress.messages else f"exit {code}")
+    pushed: list[str] = []
+    if ok and built.push:
+        try:
+            for ref in built.pushed_refs():
+                prepared.runner.check(commands.push(ref), f"docker push {ref}")
+                pushed.append(ref)
+        except UserError as exc:
+            ok, why = False, str(exc)
     return BuildResult(
         ok,
         code,
@@ -237,4 +306,5 @@ def execute(prepared: Prepared, on_step: Callable[[Step], None] = lambda _: None
         tuple(promoted),
         tuple(progress.messages[-20:]),
         why,
+        tuple(pushed),
     )

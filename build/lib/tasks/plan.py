@@ -19,7 +19,14 @@ from tasks import mask
 from tasks.commands import compose, extra_env_file
 from tasks.errors import UserError
 from tasks.lint import Finding, ignored
-from tasks.refs import LABEL_COMMIT, LABEL_INLINE, cache_entry, ownership, split_ref
+from tasks.refs import (
+    LABEL_COMMIT,
+    LABEL_INLINE,
+    cache_entry,
+    has_registry,
+    ownership,
+    split_ref,
+)
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,7 +40,7 @@ OVERRIDE_NAME = "compose.build.yml"
 class Found:
     """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
 
-    where: str  # "local" | "registry"
+    where: str  # "local" | "registry" | "unverified"
     inline: bool | None
 
 
@@ -74,7 +81,7 @@ def builder_from(buildx_inspect: str | None, containerd: bool) -> Builder:
     return Builder(f"buildx bake, driver {driver}", capable, True, containerd)
 
 
-Locate = Callable[[str], Found | None]
+Locate = Callable[[str, bool], Found | None]  # (ref, ask its registry too) -> where it is
 
 
 class Status(StrEnum):
@@ -82,6 +89,7 @@ class Status(StrEnum):
 
     LOCAL = "local image"  # an image on this engine
     REGISTRY = "registry"  # an image its registry confirmed
+    UNVERIFIED = "unverified"  # its registry could not be reached: kept, the builder may find it
     BACKEND = "cache backend"  # a non-image cache (local dir, gha) the builder reads or writes
     DROPPED = "dropped"  # left out of the build; ``reason`` says why
 
@@ -106,6 +114,18 @@ class CacheSource:
 
 
 @dataclass(frozen=True)
+class StageTarget:
+    """A dependency stage built as its own image so that its layers carry inline cache."""
+
+    service: str  # the extra compose service in the override: ``<service>--cache-<stage>``
+    stage: str
+    ref: str  # ``<image>:cache-<stage>``
+
+
+STAGE_SEPARATOR = "--cache-"
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     """What one service's build will do."""
 
@@ -119,6 +139,9 @@ class ServicePlan:
     labels: Mapping[str, str]
     context: str
     dockerfile: str
+    strategy: str = "inline"  # how the cache survives a prune: "inline", "stage images", "cache_to"
+    stages: tuple[StageTarget, ...] = ()  # dependency stages built as their own cache images
+    build: Mapping[str, Any] = field(default_factory=dict)  # the compose build section, resolved
 
     @property
     def cache_from(self) -> list[str]:
@@ -147,11 +170,24 @@ class BuildPlan:
     fresh: bool
     pull: bool
     services: tuple[ServicePlan, ...]
+    push: bool = False  # push every built ref to its registry after every service built
     warnings: tuple[str, ...] = field(default=())
     lint: tuple[Finding, ...] = field(default=())  # Dockerfile cache lint, filled by the caller
 
     def service_names(self) -> list[str]:
         return [service.name for service in self.services]
+
+    def pushed_refs(self) -> list[str]:
+        """What a push sends: each service's commit tag, cache tags and stage cache images."""
+        return [
+            ref
+            for s in self.services
+            for ref in (s.build_ref, *s.promote, *(stage.ref for stage in s.stages))
+        ]
+
+    def aliases(self) -> dict[str, str]:
+        """Extra stage services -> the service they belong to (for counting steps)."""
+        return {stage.service: s.name for s in self.services for stage in s.stages}
 
     def compose_argv(self) -> list[str]:
         """``docker compose`` with the project's files, our override, name and profiles."""
@@ -164,13 +200,19 @@ class BuildPlan:
         )
 
     def build_argv(self) -> list[str]:
-        """The exact build command."""
-        argv = [*self.compose_argv(), "--progress", "json", "build"]
+        """The exact build command.
+
+        With stage cache targets the builds run one at a time: the engine's BuildKit (20.10)
+        crashes ("concurrent map writes" in the inline cache exporter) when concurrent builds
+        share steps and export inline cache, which a service and its stage targets always do.
+        """
+        parallel = ["--parallel", "1"] if self.aliases() else []
+        argv = [*self.compose_argv(), *parallel, "--progress", "json", "build"]
         if self.fresh:
             argv.append("--no-cache")
         if self.pull:
             argv.append("--pull")
-        return [*argv, *self.service_names()]
+        return [*argv, *self.service_names(), *self.aliases()]
 
     def env(self) -> dict[str, str]:
         """Variables exported to the compose process."""
@@ -211,7 +253,17 @@ def override(plan: BuildPlan) -> dict[str, Any]:
         if service.exports:
             build["cache_to"] = service.cache_to
         services[service.name] = {"image": service.build_ref, "build": build}
+        for stage in service.stages:
+            extra = {key: value for key, value in service.build.items() if key not in _NOT_COPIED}
+            extra.update(build, target=stage.stage)
+            extra["args"] = {**dict(service.build.get("args") or {}), **service.args}
+            extra.pop("cache_to", None)
+            services[stage.service] = {"image": stage.ref, "build": extra}
     return {"services": services}
+
+
+# Keys of a build section a stage's extra target does not take from its service.
+_NOT_COPIED = {"target", "tags", "cache_to", "cache_from", "args", "labels"}
 
 
 def _escaped(value: Any) -> Any:
@@ -236,14 +288,16 @@ def override_yaml(plan: BuildPlan) -> str:
     return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
-def image_repo(project: str, name: str, service: Mapping[str, Any]) -> str:
-    """The service's image repository: its ``image:`` without tag, else compose's default."""
-    if service.get("image"):
-        return split_ref(str(service["image"]))[0]
-    return f"{project}-{name}"
+def image_repo(project: str, name: str, service: Mapping[str, Any], registry: str = "") -> str:
+    """The service's image repository: its ``image:`` without tag, else compose's default;
+    with a ``registry`` setting, under it (unless ``image:`` names a registry host itself)."""
+    repo = split_ref(str(service["image"]))[0] if service.get("image") else f"{project}-{name}"
+    return f"{registry}/{repo}" if registry and not has_registry(repo) else repo
 
 
 def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> CacheSource:
+    """Check one entry. Entries the compose file names are asked of their registry (Docker Hub
+    when the ref names none); refs the tool derives only when they name a registry host."""
     kind, ref = cache_entry(entry)
     if ref is None:
         if kind in exports:
@@ -254,11 +308,14 @@ def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> 
             Status.DROPPED,
             f"'{kind}' cache needs a buildx builder with a docker-container driver",
         )
-    found = locate(ref)
+    found = locate(ref, origin == "compose file" or has_registry(ref))
     if found is None:
         return CacheSource(
             entry, origin, Status.DROPPED, "no such image locally or in its registry"
         )
+    if found.where == "unverified":
+        why = "its registry could not be reached; kept, the builder may still find it"
+        return CacheSource(entry, origin, Status.UNVERIFIED, why)
     status = Status.LOCAL if found.where == "local" else Status.REGISTRY
     return CacheSource(entry, origin, status, inline=found.inline)
 
@@ -277,6 +334,46 @@ def _export(entry: str, exports: Sequence[str]) -> CacheSource:
     )
 
 
+def _checked(
+    candidates: Sequence[tuple[str, str]], locate: Locate, exports: Sequence[str], fresh: bool
+) -> list[CacheSource]:
+    """Each distinct candidate (entry, origin), checked (all dropped with ``--fresh``)."""
+    sources: list[CacheSource] = []
+    for entry, origin in candidates:
+        if any(entry == seen.entry for seen in sources):
+            continue
+        if fresh:
+            why = "--fresh builds without cache"
+            sources.append(CacheSource(entry, origin, Status.DROPPED, why))
+        else:
+            sources.append(_source(entry, origin, locate, exports))
+    return sources
+
+
+def _source_warnings(
+    name: str, sources: Sequence[CacheSource], exports: Sequence[CacheSource]
+) -> list[str]:
+    """What a user should know about a service's cache entries."""
+    out = [
+        f"{name}: cache_to {export.entry} {export.describe()}"
+        for export in exports
+        if not export.kept
+    ]
+    secrets = mask.active()
+    for source in sources:
+        if source.kept and secrets.text(source.entry) != source.entry:
+            out.append(
+                f"{name}: cache entry {secrets.text(source.entry)} holds a secret; it is written "
+                "to the generated override (mode 0600) and shown masked"
+            )
+        if source.kept and source.inline is False:
+            out.append(
+                f"{name}: cache source {source.entry} has no inline cache metadata; "
+                "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
+            )
+    return out
+
+
 def _service_plan(
     project: str,
     name: str,
@@ -287,48 +384,43 @@ def _service_plan(
     builder: Builder,
     fresh: bool,
     warnings: list[str],
+    stages: Sequence[str] = (),
 ) -> ServicePlan:
     build = service.get("build") or {}
-    image = image_repo(project, name, service)
+    image = image_repo(project, name, service, settings.registry)
     exports = tuple(_export(str(entry), builder.exports) for entry in build.get("cache_to") or ())
     candidates = [(str(entry), "compose file") for entry in build.get("cache_from") or ()]
     if settings.branch_tag and git.branch:
         candidates.append((f"{image}:{git.branch}", "branch tag"))
     candidates.append((f"{image}:latest", "latest"))
-    sources: list[CacheSource] = []
-    for entry, origin in candidates:
-        if any(entry == seen.entry for seen in sources):
-            continue
-        if fresh:
-            sources.append(
-                CacheSource(entry, origin, Status.DROPPED, "--fresh builds without cache")
-            )
-        else:
-            sources.append(_source(entry, origin, locate, builder.exports))
+    inline_only = builder.exports == ("inline",)
+    stage_targets = tuple(
+        StageTarget(f"{name}{STAGE_SEPARATOR}{stage}", stage, f"{image}:cache-{stage}")
+        for stage in stages
+    )
+    if inline_only and settings.inline_cache:
+        candidates += [(target.ref, "stage cache") for target in stage_targets]
+    sources = _checked(candidates, locate, builder.exports, fresh)
     inline = settings.inline_cache and not any(export.kept for export in exports)
     args = {settings.commit_arg: git.commit}
     labels = {**ownership(project, name), LABEL_COMMIT: git.commit}
     if inline:
         args[INLINE_ARG] = "1"
         labels[LABEL_INLINE] = "1"
-    for export in exports:
-        if not export.kept:
-            warnings.append(f"{name}: cache_to {export.entry} {export.describe()}")
-    secrets = mask.active()
-    for source in sources:
-        if source.kept and secrets.text(source.entry) != source.entry:
-            warnings.append(
-                f"{name}: cache entry {secrets.text(source.entry)} holds a secret; it is written "
-                "to the generated override (mode 0600) and shown masked"
-            )
-        if source.kept and source.inline is False:
-            warnings.append(
-                f"{name}: cache source {source.entry} has no inline cache metadata; "
-                "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
-            )
+    warnings += _source_warnings(name, sources, exports)
     promote = [f"{image}:latest"]
     if settings.branch_tag and git.branch:
         promote.append(f"{image}:{git.branch}")
+    strategy = "inline"
+    if any(export.kept for export in exports):
+        strategy = "cache_to"
+    elif stage_targets and inline and inline_only:
+        strategy = "stage images"
+    elif stage_targets:
+        warnings.append(
+            f"{name}: stages {', '.join(t.stage for t in stage_targets)} are not cached by "
+            "inline cache (final stage only): after a builder prune they rebuild"
+        )
     return ServicePlan(
         name=name,
         image=image,
@@ -340,6 +432,9 @@ def _service_plan(
         labels=labels,
         context=str(build.get("context", "")),
         dockerfile=str(build.get("dockerfile", "Dockerfile")),
+        strategy=strategy,
+        stages=stage_targets if strategy == "stage images" else (),
+        build=dict(build),
     )
 
 
@@ -408,8 +503,14 @@ def make_plan(
     services: Sequence[str] = (),
     fresh: bool = False,
     pull: bool = False,
+    stages: Mapping[str, Sequence[str]] | None = None,
+    push: bool = False,
 ) -> BuildPlan:
-    """Plan a build of ``services`` (all buildable ones when empty)."""
+    """Plan a build of ``services`` (all buildable ones when empty).
+
+    ``stages`` names, per service, the Dockerfile stages its target depends on (read by the
+    caller); with an inline-only builder each becomes its own cache image.
+    """
     name = str(project.get("name") or settings.project_name)
     warnings = [git.warning] if git.warning else []
     plans = tuple(
@@ -423,6 +524,7 @@ def make_plan(
             builder,
             fresh,
             warnings,
+            (stages or {}).get(service, ()),
         )
         for service in select(project, services)
     )
@@ -441,8 +543,16 @@ def make_plan(
         fresh=fresh,
         pull=pull or settings.pull,
         services=plans,
+        push=push or settings.push,
         warnings=tuple(warnings),
     )
+    if plan.push:
+        local = [s.image for s in plan.services if not has_registry(s.image)]
+        if local:
+            raise UserError(
+                f"--push needs a registry: {', '.join(local)} names none (set "
+                "INVOKE_STACK_REGISTRY, e.g. 127.0.0.1:5000/team, or give image: a registry host)"
+            )
     return replace(plan, warnings=(*plan.warnings, *context_warnings(plan)))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ _STEP = re.compile(
 )
 _SERVICE = re.compile(r"^\[(?P<service>[^\] ]+)[\] ]")
 CANCELED = "context canceled"
+CACHE_IMPORT = "importing cache manifest"
 
 
 def _time(value: str | None) -> datetime | None:
@@ -46,13 +48,32 @@ class Step:
 
 @dataclass
 class ServiceStats:
-    """Step counts of one service's build."""
+    """Step counts of one service's build (its extra stage targets included)."""
 
-    steps: list[Step] = field(default_factory=list)
+    vertices: list[Step] = field(default_factory=list)  # as BuildKit reported them
     started: datetime | None = None
     completed: datetime | None = None
     built: bool = False
     error: str = ""
+
+    @property
+    def steps(self) -> list[Step]:
+        """One step per instruction: BuildKit reports a step shared by several targets of one
+        service once per target; it counts as cached only when no target ran it. A vertex that
+        never finished (merged into another) does not count."""
+        merged: dict[str, Step] = {}
+        for vertex in self.vertices:
+            if not (vertex.completed or vertex.cached or vertex.error):
+                continue
+            step = merged.get(vertex.label)
+            if step is None:
+                merged[vertex.label] = replace(vertex)
+                continue
+            step.cached = step.cached and vertex.cached
+            step.error = step.error or vertex.error
+            if not vertex.cached and vertex.completed:
+                step.started, step.completed = vertex.started, vertex.completed
+        return list(merged.values())
 
     @property
     def total(self) -> int:
@@ -80,9 +101,11 @@ class ServiceStats:
 class BuildProgress:
     """Fed compose's output lines, it keeps per-service step stats and reports finished steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
+        self.aliases = dict(aliases or {})  # extra build targets -> the service they serve
         self.services: dict[str, ServiceStats] = {}
         self._steps: dict[tuple[str, str], Step] = {}
+        self._shown: set[tuple[str, str]] = set()
         self.messages: list[str] = []  # non-JSON lines and compose's own messages
         self.error = ""
 
@@ -102,7 +125,10 @@ class BuildProgress:
         finished: list[Step] = []
         for vertex in data.get("vertexes") or []:
             step = self._vertex(vertex)
-            if step is not None and (step.completed or step.cached) and step not in finished:
+            if step is None or not (step.completed or step.cached) or step in finished:
+                continue
+            if (step.service, step.label) not in self._shown:  # once per instruction
+                self._shown.add((step.service, step.label))
                 finished.append(step)
         self._compose_message(data)
         return finished
@@ -120,32 +146,50 @@ class BuildProgress:
         head = _SERVICE.match(name)
         if head is None:
             return None
-        stats = self.service(head["service"])
+        service = self.aliases.get(head["service"], head["service"])
+        stats = self.service(service)
         started, completed = _time(vertex.get("started")), _time(vertex.get("completed"))
         if started and (stats.started is None or started < stats.started):
             stats.started = started
         if completed and (stats.completed is None or completed > stats.completed):
             stats.completed = completed
         error = str(vertex.get("error") or "")
-        if error and CANCELED not in error and not stats.error:
+        if error and CACHE_IMPORT in name:
+            # A cache source that cannot be read: BuildKit logs it and builds on without it.
+            warning = f"warning: {name}: {error}"
+            if warning not in self.messages:
+                self.messages.append(warning)
+        elif error and CANCELED not in error and not stats.error:
             stats.error = f"{name}: {error}"
         match = _STEP.match(name)
         if match is None or match["command"].startswith("FROM "):
             return None
-        key = (head["service"], str(vertex.get("digest", name)))
+        key = (service, str(vertex.get("digest", name)))
         step = self._steps.get(key)
         if step is None:
             stage = f"{match['stage']} " if match["stage"] else ""
             label = f"[{stage}{match['index']}/{match['count']}] {match['command']}"
-            step = Step(head["service"], label)
+            step = Step(service, label)
             self._steps[key] = step
-            stats.steps.append(step)
+            stats.vertices.append(step)
         was_done = bool(step.completed or step.cached)
-        step.cached = step.cached or bool(vertex.get("cached"))
+        # One service's targets share vertices: a step that already ran in one target stays
+        # rebuilt when another target reports the same vertex as cached.
+        ran = bool(step.completed) and not step.cached
+        step.cached = step.cached or (bool(vertex.get("cached")) and not ran)
         step.started = step.started or started
         step.completed = completed or step.completed
         step.error = error or step.error
         return None if was_done else step
+
+    def running(self) -> list[Step]:
+        """Steps that started and have not finished yet."""
+        return [
+            step
+            for stats in self.services.values()
+            for step in stats.vertices
+            if step.started and not step.completed and not step.cached and not step.error
+        ]
 
     def failed_services(self) -> list[str]:
         """Services whose build reported an error of its own (not a cancellation)."""

@@ -47,8 +47,10 @@ def plan_text(plan: BuildPlan) -> str:
     for service in plan.services:
         out.append(
             f"service {service.name}: builds {service.build_ref}, then tags "
-            f"{', '.join(service.promote)}"
+            f"{', '.join(service.promote)}; cache strategy: {service.strategy}"
         )
+        for stage in service.stages:
+            out.append(f"  stage      {stage.stage} -> {stage.ref} (its own inline cache image)")
         for source in service.sources:
             out.append(f"  cache_from {source.entry}  [{source.origin}] {source.describe()}")
         if not service.sources:
@@ -68,6 +70,12 @@ def step_line(step: Step) -> str:
     state = "ERROR" if step.error else ("CACHED" if step.cached else f"{step.seconds:.1f}s")
     label = step.label if len(step.label) <= 70 else step.label[:67] + "..."
     return f"  {step.service:<14} {state:>7}  {label}"
+
+
+def running_line(step: Step, seconds: float) -> str:
+    """A step still running, as shown while the build waits on it."""
+    label = step.label if len(step.label) <= 70 else step.label[:67] + "..."
+    return f"  {step.service:<14} {seconds:>6.0f}s  {label} (running)"
 
 
 def result_table(results: Sequence[ServiceResult]) -> str:
@@ -94,6 +102,8 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
     lines = [result_table(result.services)]
     if result.ok:
         lines.append(f"cache sources moved: {', '.join(result.promoted)}")
+        if result.pushed:
+            lines.append(f"pushed: {', '.join(result.pushed)}")
     else:
         names = ", ".join(result.failed) or "unknown service"
         lines.append(f"build failed in {names}: {result.error}")

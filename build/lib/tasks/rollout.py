@@ -12,15 +12,14 @@ from typing import Any
 
 import yaml
 
-from tasks import commands
-from tasks.engine import APIError
+from tasks import commands, engine, swarm
 from tasks.pipeline import DEPLOY_OVERRIDE, Prepared, write_generated
 from tasks.plan import display_argv
 from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
 from tasks.refs import COMPOSE_SERVICE as SERVICE_LABEL
 from tasks.refs import owned_by, split_ref
 from tasks.runner import meaningful_line
-from tasks.state import Target, last_good, record
+from tasks.state import EngineState
 
 POLL = 1.0
 Log = Callable[[str], None]
@@ -121,7 +120,7 @@ def prune_old(prepared: Prepared, keep: int, protect: set[str]) -> list[str]:
         for _, ref in sorted(tagged, reverse=True)[keep:]:
             try:
                 client.api.remove_image(ref)
-            except APIError:
+            except engine.APIError:
                 continue
             removed.append(ref)
     return removed
@@ -162,37 +161,86 @@ class Release:
     pruned: tuple[str, ...] = ()
 
 
+class Backend:
+    """How a version is brought up on the target: compose containers (this default) or a
+    Swarm stack (``SwarmBackend``)."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+
+    def running(self) -> str:
+        return running_sha(self.prepared)
+
+    def up(self, sha: str, timeout: float, log: Log) -> tuple[bool, str, bool]:
+        ok, why = up(self.prepared, sha, timeout, log)
+        return ok, why, False
+
+    def diagnose(self) -> str:
+        return diagnose(self.prepared.images.client, self.prepared.plan.project)
+
+    def stop(self) -> None:
+        stop(self.prepared)
+
+
+class SwarmBackend(Backend):
+    """A Swarm stack: ``docker stack deploy`` with start-first rolling updates."""
+
+    def running(self) -> str:
+        return swarm.running_sha(self.prepared)
+
+    def up(self, sha: str, timeout: float, log: Log) -> tuple[bool, str, bool]:
+        return swarm.up(self.prepared, sha, timeout, log)
+
+    def diagnose(self) -> str:
+        return swarm.diagnose(self.prepared)
+
+    def stop(self) -> None:
+        swarm.remove(self.prepared)
+
+
 def release(
-    prepared: Prepared, target: Target, sha: str, action: str, timeout: float, log: Log
+    prepared: Prepared,
+    state: EngineState,
+    sha: str,
+    action: str,
+    timeout: float,
+    log: Log,
+    backend: Backend | None = None,
 ) -> Release:
-    """Bring ``sha`` up; on failure bring back what ran before (the running containers, else the
-    last good sha of the history), through the same health gate. Records every step."""
+    """Bring ``sha`` up; on failure bring back what ran before (what runs now, else the last
+    good sha of the history) through the same health gate, unless Swarm already rolled the
+    update back by itself. Records every step."""
     settings = prepared.project.settings
-    client = prepared.images.client
-    running = running_sha(prepared)
-    previous = running if running and running != sha else last_good(settings, target, sha)
+    target = state.target
+    backend = backend or Backend(prepared)
+    running = backend.running()
+    previous = running if running and running != sha else state.last_good(sha)
     started = time.monotonic()
     log(f"{action} {target.project} at :{sha} (timeout {timeout:.0f}s)")
-    ok, why = up(prepared, sha, timeout, log)
+    ok, why, rolled_back = backend.up(sha, timeout, log)
     seconds = round(time.monotonic() - started, 1)
     entry = {"action": action, "sha": sha, "result": "ok" if ok else "failed", "detail": why}
-    record(settings, target, {**entry, "seconds": seconds})
+    state.record({**entry, "seconds": seconds})
     if ok:
         pruned = prune_old(prepared, settings.keep_images, {sha, previous})
         return Release(action, sha, True, why, seconds, pruned=tuple(pruned))
-    diagnosis = diagnose(client, target.project)
+    diagnosis = backend.diagnose()
+    if rolled_back:
+        log(diagnosis)
+        now = backend.running()
+        back = {"action": "rollback", "sha": now, "result": "ok", "seconds": seconds}
+        state.record({**back, "detail": "rolled back by Swarm (update_config failure_action)"})
+        return Release(
+            action, sha, False, why, seconds, diagnosis, now, True, "rolled back by Swarm"
+        )
     if not previous:
-        stop(prepared)
+        backend.stop()
         return Release(action, sha, False, why, seconds, diagnosis)
     log(f"{action} of :{sha} failed: {why}")
     log(diagnosis)
     log(f"rolling back to :{previous}")
     started = time.monotonic()
-    back_ok, back_why = up(prepared, previous, timeout, log)
+    back_ok, back_why, _ = backend.up(previous, timeout, log)
     back = {"action": "rollback", "sha": previous, "result": "ok" if back_ok else "failed"}
-    record(
-        settings,
-        target,
-        {**back, "detail": back_why, "seconds": round(time.monotonic() - started, 1)},
-    )
+    state.record({**back, "detail": back_why, "seconds": round(time.monotonic() - started, 1)})
     return Release(action, sha, False, why, seconds, diagnosis, previous, back_ok, back_why)

@@ -8,7 +8,9 @@ methods, so orchestration is checked without a daemon.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +97,12 @@ class Runner:
         argv: Sequence[str],
         on_line: Callable[[str], None],
         env: Mapping[str, str] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        idle: float = 15.0,
     ) -> int:
-        """Run, passing each merged stdout/stderr line to ``on_line``; return the exit code."""
+        """Run, passing each merged stdout/stderr line to ``on_line``; return the exit code.
+
+        ``on_idle`` is called whenever ``idle`` seconds pass without a line (long steps)."""
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -109,8 +115,26 @@ class Runner:
             )
         except OSError:
             raise UserError(missing(list(argv))) from None
-        with proc:
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
-                on_line(line.rstrip("\n"))
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        with proc:
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            while True:
+                try:
+                    line = lines.get(timeout=idle)
+                except queue.Empty:
+                    if on_idle is not None:
+                        on_idle()
+                    continue
+                if line is None:
+                    break
+                on_line(line)
+            reader.join()
             return proc.wait()

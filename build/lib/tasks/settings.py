@@ -84,6 +84,27 @@ def _name_list(raw: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+
+
+def _registry(raw: Any) -> str:
+    text = _text(raw).strip().rstrip("/")
+    if text and (
+        not _REGISTRY.match(text) or ("/" not in text and "." not in text and ":" not in text)
+    ):
+        raise ValueError(
+            "a registry host with an optional path, lowercase (127.0.0.1:5000/team, ghcr.io/org)"
+        )
+    return text
+
+
+def _orchestrator(raw: Any) -> str:
+    text = _text(raw).strip().lower()
+    if text not in ("compose", "swarm"):
+        raise ValueError("compose or swarm")
+    return text
+
+
 def _project_name(raw: Any) -> str:
     text = _text(raw).strip()
     if text and not _PROJECT_NAME.match(text):
@@ -166,14 +187,21 @@ SPECS: tuple[Spec, ...] = (
         "build with BUILDKIT_INLINE_CACHE=1 so images serve as cache (off when cache_to is set)",
     ),
     Spec("pull", False, _flag, "always try to pull newer base images"),
-    Spec(
-        "state_dir",
-        "",
-        _relative_path,
-        "deploy history and lock folder; empty: outside the project, in the user's state directory",
-    ),
     Spec("deploy_timeout", 120, _count(86400), "seconds a deploy waits for health checks"),
     Spec("keep_images", 5, _count(1000), "sha-tagged images kept per service after a deploy"),
+    Spec(
+        "registry",
+        "",
+        _registry,
+        "registry prefix for image names (e.g. 127.0.0.1:5000/team, ghcr.io/org); the shared cache",
+    ),
+    Spec("push", False, _flag, "push images and cache tags to the registry after a build"),
+    Spec(
+        "orchestrator",
+        "compose",
+        _orchestrator,
+        "deploy target: compose (containers on one engine) or swarm (a stack with rolling updates)",
+    ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -204,9 +232,11 @@ class Settings:
     branch_tag: bool
     inline_cache: bool
     pull: bool
-    state_dir: Path  # resolved; outside the project unless set
     deploy_timeout: int
     keep_images: int
+    registry: str
+    push: bool
+    orchestrator: str
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)
 
@@ -265,16 +295,13 @@ def _inside(project_dir: Path, raw: str, name: str, source: str, may_be_file: bo
     return path
 
 
-def _outside(project_dir: Path, name: str, environ: Mapping[str, str]) -> Path:
-    """The per-project folder outside every build context: the user's cache or state directory."""
+def _outside(project_dir: Path, environ: Mapping[str, str]) -> Path:
+    """The project's folder for generated files, outside every build context: under the user's
+    cache directory, one per project directory."""
     home = Path(environ.get("HOME") or Path.home())
-    if name == "build_dir":
-        base = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
-    else:
-        base = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
+    base = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
     digest = hashlib.sha256(str(project_dir).encode()).hexdigest()[:12]
-    folder = base / TOOL_DIR / f"{project_dir.name or 'root'}-{digest}"
-    return folder / ("build" if name == "build_dir" else "deploy")
+    return base / TOOL_DIR / f"{project_dir.name or 'root'}-{digest}" / "build"
 
 
 def load(
@@ -311,30 +338,13 @@ def load(
     for spec in SPECS:
         if spec.name not in values:
             resolve(spec.name, dotenv, label)
-    build_dir, state_dir = (
-        _inside(project_dir, values[name], name, sources[name])
-        if values[name]
-        else _outside(project_dir, name, environ)
-        for name in ("build_dir", "state_dir")
+    build_dir = (
+        _inside(project_dir, values["build_dir"], "build_dir", sources["build_dir"])
+        if values["build_dir"]
+        else _outside(project_dir, environ)
     )
-    return Settings(
-        project_dir=project_dir,
-        env_file=env_file,
-        compose_files=values["compose_files"],
-        project_name=values["project_name"],
-        profiles=values["profiles"],
-        build_dir=build_dir,
-        commit_arg=values["commit_arg"],
-        dirty_suffix=values["dirty_suffix"],
-        branch_tag=values["branch_tag"],
-        inline_cache=values["inline_cache"],
-        pull=values["pull"],
-        state_dir=state_dir,
-        deploy_timeout=values["deploy_timeout"],
-        keep_images=values["keep_images"],
-        sources=sources,
-        dotenv=dotenv,
-    )
+    paths = {"project_dir": project_dir, "env_file": env_file, "build_dir": build_dir}
+    return Settings(**{**values, **paths}, sources=sources, dotenv=dotenv)
 
 
 def describe(settings: Settings) -> dict[str, Any]:

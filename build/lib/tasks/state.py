@@ -1,7 +1,15 @@
-"""Deploy state of a target: the lock, the history, and where they live.
+"""Deploy state, kept on the target engine: the lock and the history.
 
-Kept per target (compose project and engine) in the state folder, outside the project unless
-``state_dir`` is set; details are masked before they are written.
+Any runner, laptop or fresh clone pointed at the same engine (``DOCKER_HOST``, ``--context``)
+sees the same lock and the same history; a throw-away CI runner loses nothing. What runs now is
+read from the running containers (``rollout.running_sha``), not from here.
+
+- Lock: one engine object per project, created exclusively by name (a second create fails): a
+  network on a compose host, a config on a swarm. Its labels say who holds it, where, since
+  when. A holder that is alive, or that cannot be proven gone, is never broken.
+- History: one engine object per entry (a volume on a compose host, a config on a swarm),
+  labelled with the project and holding the entry as JSON in a label: append-only, and neither
+  needs an image or a container.
 """
 
 from __future__ import annotations
@@ -11,93 +19,136 @@ import getpass
 import json
 import os
 import socket
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from tasks import mask
+from tasks import engine, mask
 from tasks.errors import UserError
-from tasks.pipeline import IGNORE_MARK
-from tasks.settings import Settings
+
+PREFIX = "compose-tasks"
+LABEL_KIND = "org.compose-tasks.state"  # "lock" | "history"
+LABEL_PROJECT = "org.compose-tasks.project"
+LABEL_ENTRY = "org.compose-tasks.entry"  # the JSON of a history entry or a lock's holder
+REQUIRED = {"time", "action", "sha", "result"}
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where a deploy goes: the engine and the compose project."""
+    """Where a deploy goes: the engine (as named) and the compose project or stack."""
 
     host: str
     project: str
 
-    @property
-    def key(self) -> str:
-        safe = "".join(ch if ch.isalnum() else "_" for ch in self.host)
-        return f"{self.project}@{safe}"
+
+def target_of(project: str) -> Target:
+    """The target of this run: the project on the engine ``DOCKER_HOST`` names (or local)."""
+    return Target(os.environ.get("DOCKER_HOST") or "local", project)
 
 
-def state_dir(settings: Settings) -> Path:
-    """The deploy state folder (outside the project unless ``state_dir`` is set), created."""
-    path = settings.state_dir
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        ignore = path / ".gitignore"
-        if path.is_relative_to(settings.project_dir) and not ignore.exists():
-            ignore.write_text(f"{IGNORE_MARK}: deploy state (history, lock)\n*\n")
-    except OSError as exc:
-        raise UserError(f"cannot create the deploy state folder {path}: {exc.strerror}") from None
-    return path
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def history_file(settings: Settings, target: Target) -> Path:
-    return state_dir(settings) / f"history-{target.key}.jsonl"
+class EngineState:
+    """The lock and history of one project on its engine (``swarm``: as swarm configs)."""
 
+    def __init__(self, client: Any, target: Target, swarm: bool = False) -> None:
+        self.client = client
+        self.target = target
+        self.swarm = swarm
+        self.lock_name = f"{PREFIX}-lock-{target.project}"
 
-def record(settings: Settings, target: Target, entry: dict[str, Any]) -> None:
-    """Append one entry to the target's history (append-only JSON lines)."""
-    entry = {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "user": getpass.getuser(),
-        "host": target.host,
-        "project": target.project,
-        **entry,
-    }
-    with history_file(settings, target).open("a") as handle:
-        handle.write(json.dumps(mask.active().data(entry)) + "\n")
+    def _labels(self, kind: str, entry: Mapping[str, Any]) -> dict[str, str]:
+        text = json.dumps(mask.active().data(dict(entry)), sort_keys=True)
+        return {LABEL_KIND: kind, LABEL_PROJECT: self.target.project, LABEL_ENTRY: text}
 
+    def _create(self, name: str, labels: dict[str, str]) -> None:
+        if self.swarm:
+            self.client.configs.create(name=name, data=b"{}", labels=labels)
+        elif labels[LABEL_KIND] == "lock":
+            self.client.networks.create(name, check_duplicate=True, internal=True, labels=labels)
+        else:
+            self.client.volumes.create(name=name, labels=labels)
 
-def read_history(settings: Settings, target: Target) -> list[dict[str, Any]]:
-    """Every entry of the target's history; a corrupt line is a UserError naming it."""
-    path = settings.state_dir / f"history-{target.key}.jsonl"  # read only: never created here
-    if not path.exists():
-        return []
-    entries = []
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the deploy history {path}: {exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    def _find(self, kind: str) -> list[Any]:
+        query = {"label": [f"{LABEL_KIND}={kind}", f"{LABEL_PROJECT}={self.target.project}"]}
+        if self.swarm:
+            return list(self.client.configs.list(filters=query))
+        if kind == "lock":
+            return list(self.client.networks.list(filters=query))
+        return list(self.client.volumes.list(filters=query))
+
+    @staticmethod
+    def _entry(item: Any) -> dict[str, Any]:
+        attrs = item.attrs or {}
+        labels = (attrs.get("Spec") or {}).get("Labels") or attrs.get("Labels") or {}
         try:
-            entry = json.loads(line)
+            entry = json.loads(labels.get(LABEL_ENTRY, ""))
         except ValueError:
-            entry = None
-        if not isinstance(entry, dict) or not {"time", "action", "sha", "result"} <= entry.keys():
-            raise UserError(
-                f"corrupt deploy history {path} line {number}: not a history entry "
-                "(fix or remove that line)"
-            )
-        entries.append(entry)
-    return entries
+            return {}
+        return entry if isinstance(entry, dict) else {}
 
+    # --- lock ------------------------------------------------------------------------------
 
-def last_good(settings: Settings, target: Target, other_than: str = "") -> str:
-    """The sha of the newest successful deploy or rollback, other than ``other_than``."""
-    for entry in reversed(read_history(settings, target)):
-        if entry.get("result") == "ok" and entry.get("sha") != other_than:
-            return str(entry["sha"])
-    return ""
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock, or None."""
+        found = [item for item in self._find("lock") if item.name == self.lock_name]
+        return self._entry(found[0]) if found else None
+
+    def acquire(self, holder: Mapping[str, Any]) -> bool:
+        """Take the lock; False when somebody holds it (creation is exclusive)."""
+        try:
+            self._create(self.lock_name, self._labels("lock", holder))
+        except engine.APIError as exc:
+            if getattr(exc, "status_code", None) == 409 or "already exists" in str(exc):
+                return False
+            raise
+        return True
+
+    def release(self) -> None:
+        for item in self._find("lock"):
+            if item.name == self.lock_name:
+                with contextlib.suppress(engine.NotFound):
+                    item.remove()
+
+    # --- history ---------------------------------------------------------------------------
+
+    def record(self, entry: Mapping[str, Any]) -> None:
+        """Append one entry (masked) to the target's history."""
+        full = {
+            "time": _now(),
+            "user": getpass.getuser(),
+            "machine": socket.gethostname(),
+            "host": self.target.host,
+            "project": self.target.project,
+            **entry,
+        }
+        full["detail"] = str(full.get("detail", ""))[:300]
+        name = f"{PREFIX}-history-{self.target.project}-{uuid.uuid4().hex[:12]}"
+        self._create(name, self._labels("history", full))
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every entry, oldest first; an object that is not an entry is a UserError."""
+        entries = []
+        for item in self._find("history"):
+            entry = self._entry(item)
+            if not entry.keys() >= REQUIRED:
+                raise UserError(
+                    f"corrupt deploy history on the target: {item.name} holds no history entry "
+                    "(remove that object)"
+                )
+            entries.append(entry)
+        return sorted(entries, key=lambda entry: str(entry["time"]))
+
+    def last_good(self, other_than: str = "") -> str:
+        """The sha of the newest successful deploy or rollback, other than ``other_than``."""
+        for entry in reversed(self.history()):
+            if entry.get("result") == "ok" and entry.get("sha") != other_than:
+                return str(entry["sha"])
+        return ""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -110,15 +161,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _read_lock(path: Path) -> dict[str, Any]:
-    try:
-        held = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    return held if isinstance(held, dict) else {}
-
-
-def _holder_gone(held: Mapping[str, Any]) -> bool:
+def holder_gone(held: Mapping[str, Any]) -> bool:
     """Whether a lock's holder provably no longer runs: same machine, its pid is gone."""
     pid = held.get("pid")
     if held.get("machine") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
@@ -127,48 +170,31 @@ def _holder_gone(held: Mapping[str, Any]) -> bool:
 
 
 @contextlib.contextmanager
-def deploy_lock(settings: Settings, target: Target, break_lock: bool) -> Iterator[None]:
-    """Hold the target's lock (exclusive create); a live or unknown holder is never broken."""
-    path = state_dir(settings) / f"lock-{target.key}.json"
+def deploy_lock(state: EngineState, break_lock: bool) -> Iterator[None]:
+    """Hold the target's lock; a live or unknown holder is never broken."""
     holder = {
         "pid": os.getpid(),
         "user": getpass.getuser(),
         "machine": socket.gethostname(),
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if path.exists():
-        held = _read_lock(path)
+    project = state.target.project
+    if not state.acquire(holder):
+        held = state.holder() or {}
         who = f"{held.get('user', '?')}@{held.get('machine', '?')} (pid {held.get('pid', '?')})"
         since = held.get("since", "?")
-        if not _holder_gone(held):
-            hint = (
-                " (its holder cannot be proven gone: remove the file by hand once you are sure)"
-                if break_lock
-                else ""
-            )
-            raise UserError(
-                f"deploy of {target.project} is locked by {who} since {since}{hint}: {path}"
-            )
+        if not holder_gone(held):
+            hint = " (its holder cannot be proven gone)" if break_lock else ""
+            raise UserError(f"deploy of {project} is locked by {who} since {since}{hint}")
         if not break_lock:
             raise UserError(
                 f"stale deploy lock: {who} since {since} is no longer running;"
                 " rerun with --break-lock"
             )
-        path.unlink(missing_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        raise UserError(f"deploy of {target.project} was locked by another run just now") from None
-    except OSError as exc:
-        raise UserError(f"cannot create the deploy lock {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(holder))
+        state.release()
+        if not state.acquire(holder):
+            raise UserError(f"deploy of {project} was locked by another run just now")
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
-
-
-def target_of(project: str) -> Target:
-    """The target of this run: the project on the engine ``DOCKER_HOST`` names (or local)."""
-    return Target(os.environ.get("DOCKER_HOST") or "local", project)
+        state.release()
