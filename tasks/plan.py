@@ -266,20 +266,20 @@ def override(plan: BuildPlan) -> dict[str, Any]:
 _NOT_COPIED = {"target", "tags", "cache_to", "cache_from", "args", "labels"}
 
 
-def _escaped(value: Any) -> Any:
-    """Every string with ``$`` doubled: compose interpolates the override it reads."""
+def escaped(value: Any) -> Any:
+    """Every string with ``$`` doubled: compose interpolates the files it reads."""
     if isinstance(value, str):
         return value.replace("$", "$$")
     if isinstance(value, dict):
-        return {key: _escaped(item) for key, item in value.items()}
+        return {key: escaped(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_escaped(item) for item in value]
+        return [escaped(item) for item in value]
     return value
 
 
 def override_yaml(plan: BuildPlan) -> str:
     """The override as YAML; ``cache_from`` replaces the compose file's list (compose >= 2.24)."""
-    data = _escaped(override(plan))
+    data = escaped(override(plan))
     for service in data["services"].values():
         for key in ("cache_from", "cache_to"):
             if key in service["build"]:
