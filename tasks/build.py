@@ -38,7 +38,7 @@ def build(
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
     settings = settings_of(c, pull=pull or None, push=push or None)
-    prepared = pipeline.prepare(settings, service or [], fresh, pull)
+    prepared = pipeline.prepare(settings, service or [], fresh, pull, reuse=True)
     plan = prepared.plan
     if dry_run:
         if json:

@@ -57,6 +57,26 @@ def buildx_version() -> list[str]:
     return ["docker", "buildx", "version"]
 
 
+# One line per image found: its tags, its digests, its labels (all JSON).
+IMAGE_FIELDS = '{{json .RepoTags}}{{"\\t"}}{{json .RepoDigests}}{{"\\t"}}{{json .Config.Labels}}'
+
+
+def image_inspect(refs: Sequence[str]) -> list[str]:
+    return ["docker", "image", "inspect", "--format", IMAGE_FIELDS, "--", *refs]
+
+
+def image_tag(source: str, target: str) -> list[str]:
+    return ["docker", "image", "tag", source, target]
+
+
+def server_version() -> list[str]:
+    return ["docker", "version", "--format", "{{.Server.Version}}"]
+
+
+def engine_storage() -> list[str]:
+    return ["docker", "info", "--format", "{{json .DriverStatus}}"]
+
+
 def context_host(name: str) -> list[str]:
     return ["docker", "context", "inspect", name, "--format", "{{.Endpoints.docker.Host}}"]
 

@@ -7,6 +7,7 @@ character), comment and empty lines inside continuations are dropped, heredocs (
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -130,8 +131,9 @@ def _heredocs(rest: str) -> list[re.Match[str]]:
     return found
 
 
+@functools.lru_cache(maxsize=256)
 def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
-    """Parse a Dockerfile's text."""
+    """Parse a Dockerfile's text (memoised: services sharing a Dockerfile parse it once)."""
     lines = text.removeprefix("\ufeff").splitlines()
     directives, index = _directives(lines)
     escape = directives.get("escape", "\\") or "\\"

@@ -91,8 +91,8 @@ def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
     return Check("buildx", "ok", f"{version}: compose uses its own builder ({why})")
 
 
-def check_builder(client: Any, settings: Settings, runner: Runner) -> tuple[Check, Builder]:
-    builder = engine.detect_builder(client, runner)
+def check_builder(settings: Settings, runner: Runner) -> tuple[Check, Builder]:
+    builder = engine.detect_builder(runner)
     store = (
         "containerd image store" if builder.containerd else "classic image store (no containerd)"
     )
@@ -229,7 +229,7 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         checks.append(check_buildx(compose_version, runner))
     builder = None
     if client is not None:
-        builder_check, builder = check_builder(client, settings, runner)
+        builder_check, builder = check_builder(settings, runner)
         checks.append(builder_check)
     git_check, git = check_git(settings)
     checks.append(git_check)

@@ -8,15 +8,17 @@ error types from here (``engine.APIError``), evaluated only when an error is bei
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from tasks import commands
 from tasks.errors import UserError
 from tasks.plan import Builder, Found, builder_from
 from tasks.refs import LABEL_INLINE, short_name, split_ref
-from tasks.runner import Runner
+from tasks.runner import Result, Runner, meaningful_line
 
 _ERRORS = ("APIError", "DockerException", "ImageNotFound", "NotFound")
 
@@ -62,13 +64,65 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-class Images:
-    """Image lookups with a per-run memo: one listing of local images answers every tag lookup."""
+def familiar(ref: str) -> str:
+    """A ref as the engine lists it in RepoTags/RepoDigests: short name, ``:latest`` default."""
+    name = short_name(ref)
+    return name if "@" in name or split_ref(name)[1] else f"{name}:latest"
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+
+def _missing_line(line: str) -> bool:
+    """Whether a ``docker image inspect`` error line only says that one ref is not there."""
+    lowered = line.lower()
+    return "no such image" in lowered or "invalid reference format" in lowered
+
+
+class Images:
+    """Image lookups and tags on the engine compose builds with.
+
+    Local lookups and tags go through the docker CLI (one ``docker image inspect`` for a batch
+    of refs, tags in parallel), so a build never waits for the SDK to load; registry lookups and
+    the other tasks use the SDK client, connected on first use."""
+
+    def __init__(self, runner: Runner, client: Any = None) -> None:
+        self.runner = runner
+        self._client = client
         self._memo: dict[str, Found | None] = {}
-        self._local: dict[str, bool] | None = None  # "repo:tag" -> has inline cache label
+        self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
+
+    @property
+    def client(self) -> Any:
+        """The SDK client (connects on first use)."""
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def unknown(self, refs: Sequence[str]) -> list[str]:
+        """The refs (engine form) not looked up yet."""
+        return sorted({familiar(ref) for ref in refs} - self._local.keys())
+
+    def absorb(self, wanted: Sequence[str], done: Result) -> None:
+        """Record what ``docker image inspect`` of ``wanted`` found."""
+        errors = [line for line in done.err.splitlines() if line.strip()]
+        if not done.ok and not (errors and all(_missing_line(line) for line in errors)):
+            why = meaningful_line(done.err) or f"exit {done.code}"
+            raise UserError(f"cannot look up images on the Docker engine: {why}")
+        found: dict[str, bool] = {}
+        for line in filter(str.strip, done.out.splitlines()):
+            try:
+                tags, digests, labels = (json.loads(part) for part in line.split("\t"))
+            except ValueError:
+                raise UserError(
+                    f"docker image inspect printed an unexpected line: {line}"
+                ) from None
+            inline = (labels or {}).get(LABEL_INLINE) == "1"
+            found.update({name: inline for name in (tags or []) + (digests or [])})
+        self._local.update({ref: found.get(ref) for ref in wanted})
+
+    def prefetch(self, refs: Sequence[str]) -> None:
+        """Find out in one ``docker image inspect`` which of ``refs`` are local images."""
+        wanted = self.unknown(refs)
+        if wanted:
+            self.absorb(wanted, self.runner.run(commands.image_inspect(wanted)))
 
     def locate(self, ref: str, remote: bool = True) -> Found | None:
         """Local image first; then, with ``remote``, its registry (Docker Hub for a ref without
@@ -78,29 +132,11 @@ class Images:
             self._memo[key] = self._locate(ref, remote)
         return self._memo[key]
 
-    def _local_tags(self) -> dict[str, bool]:
-        if self._local is None:
-            try:
-                listed = self.client.api.images()
-            except _errors().APIError as exc:
-                raise UserError(f"engine error listing images: {_first_line(exc)}") from None
-            self._local = {
-                tag: (image.get("Labels") or {}).get(LABEL_INLINE) == "1"
-                for image in listed
-                for tag in image.get("RepoTags") or ()
-            }
-        return self._local
-
     def _locate(self, ref: str, remote: bool) -> Found | None:
-        if "@" in ref:
-            found = self._get(ref)
-            if found is not None or not remote:
-                return found
-        else:
-            repo, tag = split_ref(short_name(ref))
-            inline = self._local_tags().get(f"{repo}:{tag or 'latest'}")
-            if inline is not None:
-                return Found("local", inline)
+        self.prefetch([ref])
+        inline = self._local[familiar(ref)]
+        if inline is not None:
+            return Found("local", inline)
         if not remote:
             return None
         try:
@@ -109,20 +145,12 @@ class Images:
             return None if _absent(exc) else Found("unverified", None)
         return Found("registry", None)
 
-    def _get(self, ref: str) -> Found | None:
-        try:
-            image = self.client.images.get(ref)
-        except _errors().ImageNotFound:
-            return None
-        except _errors().APIError as exc:
-            raise UserError(f"engine error looking up {ref}: {_first_line(exc)}") from None
-        labels = (image.attrs.get("Config") or {}).get("Labels") or {}
-        return Found("local", labels.get(LABEL_INLINE) == "1")
-
-    def tag(self, source: str, target: str) -> None:
-        """Point ``target`` at the image ``source``."""
-        repo, tag = split_ref(target)
-        self.client.images.get(source).tag(repo, tag or "latest")
+    def tag_all(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Point each target at its source image (``docker image tag``, all at once)."""
+        argvs = [commands.image_tag(source, target) for source, target in pairs]
+        for argv, done in zip(argvs, self.runner.run_all(argvs), strict=True):
+            if not done.ok:
+                raise UserError(f"docker image tag {argv[-1]} failed: {meaningful_line(done.err)}")
 
     def image_id(self, ref: str) -> str | None:
         """The image id behind a ref, or None."""
@@ -132,10 +160,32 @@ class Images:
             return None
 
 
-def detect_builder(client: Any, runner: Runner) -> Builder:
-    """The builder compose will use: one ``buildx inspect`` and the engine's storage driver."""
-    containerd = any(
-        "containerd" in str(value) for _, value in (client.info().get("DriverStatus") or [])
-    )
-    done = runner.run(commands.buildx_inspect())
-    return builder_from(done.out if done.ok else None, containerd)
+CONTAINERD_STORE_SINCE = 24  # the first Engine major version with a containerd image store
+
+
+def detect_builder(
+    runner: Runner, images: Images | None = None, refs: Sequence[str] = ()
+) -> Builder:
+    """The builder compose will use: ``docker buildx inspect``, and whether the engine stores
+    images in containerd (asked with ``docker info`` only of engines new enough to). With
+    ``images``, which of ``refs`` are local is found out at the same time."""
+    wanted = images.unknown(refs) if images is not None else []
+    argvs = [commands.server_version(), commands.buildx_inspect()]
+    if wanted:
+        argvs.append(commands.image_inspect(wanted))
+    version, buildx, *inspected = runner.run_all(argvs)
+    if not version.ok:
+        why = meaningful_line(version.err or version.out) or f"exit {version.code}"
+        raise UserError(f"cannot reach the Docker engine: {why}")
+    if images is not None and inspected:
+        images.absorb(wanted, inspected[0])
+    major = re.match(r"\s*(\d+)\.", version.out)
+    containerd = False
+    if major is None or int(major.group(1)) >= CONTAINERD_STORE_SINCE:
+        info = runner.run(commands.engine_storage())
+        try:
+            status = json.loads(info.out) if info.ok else []
+        except json.JSONDecodeError:
+            status = []
+        containerd = any("containerd" in str(value) for _, value in status or [])
+    return builder_from(buildx.out if buildx.ok else None, containerd)

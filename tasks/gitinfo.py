@@ -51,9 +51,33 @@ class GitInfo:
         return tag_safe(self.commit) or UNKNOWN
 
 
-def _git(project_dir: Path, *args: str) -> str | None:
-    done = Runner().run(commands.git(*args), cwd=project_dir)
-    return done.out.strip() if done.ok else None
+@dataclass(frozen=True)
+class _Status:
+    """What one ``git status`` says about a checkout."""
+
+    sha: str  # '' before the first commit
+    branch: str  # '' when detached
+    dirty: bool  # a tracked file differs from HEAD
+
+
+def _status(project_dir: Path) -> _Status | None:
+    """Commit, branch and dirtiness in one ``git status`` call; None outside a checkout."""
+    done = Runner().run(
+        commands.git("status", "--porcelain=v2", "--branch", "--untracked-files=no"),
+        cwd=project_dir,
+    )
+    if not done.ok:
+        return None
+    sha = branch = ""
+    dirty = False
+    for line in done.out.splitlines():
+        if line.startswith("# branch.oid "):
+            sha = line.split(" ", 2)[2].strip().removeprefix("(initial)")
+        elif line.startswith("# branch.head "):
+            branch = line.split(" ", 2)[2].strip().removeprefix("(detached)")
+        elif line and not line.startswith("#"):
+            dirty = True
+    return _Status(sha, branch, dirty)
 
 
 def tag_safe(name: str) -> str:
@@ -70,21 +94,16 @@ def resolve(
 ) -> GitInfo:
     """An explicit variable wins, then CI variables, then git; ``unknown`` outside a checkout."""
     branch = next((environ[v] for v in CI_BRANCH_VARS if environ.get(v)), "")
+    status = _status(project_dir)
+    branch = branch or (status.branch if status else "")
     if _given(environ, var):
-        return GitInfo(
-            environ[var],
-            f"environment {var}",
-            environ[var].endswith("-dirty"),
-            tag_safe(branch or _git(project_dir, "branch", "--show-current") or ""),
-        )
-    inside = _git(project_dir, "rev-parse", "--is-inside-work-tree") == "true"
-    branch = branch or (_git(project_dir, "branch", "--show-current") or "" if inside else "")
+        value = environ[var]
+        return GitInfo(value, f"environment {var}", value.endswith("-dirty"), tag_safe(branch))
     for name in CI_SHA_VARS:
         if _given(environ, name):
             return GitInfo(environ[name], f"environment {name}", False, tag_safe(branch))
-    sha = _git(project_dir, "rev-parse", "HEAD") if inside else None
-    if not sha:
-        why = "not a git checkout" if not inside else "no commit yet"
+    if status is None or not status.sha:
+        why = "not a git checkout" if status is None else "no commit yet"
         return GitInfo(
             UNKNOWN,
             "none",
@@ -92,10 +111,8 @@ def resolve(
             "",
             f"{project_dir}: {why}; {var} is '{UNKNOWN}' (set {var} to override)",
         )
-    changes = _git(project_dir, "status", "--porcelain", "--untracked-files=no")
-    dirty = bool(changes)
-    commit = f"{sha}-dirty" if dirty and dirty_suffix else sha
-    return GitInfo(commit, "git", dirty, tag_safe(branch))
+    commit = f"{status.sha}-dirty" if status.dirty and dirty_suffix else status.sha
+    return GitInfo(commit, "git", status.dirty, tag_safe(branch))
 
 
 def of(settings: Settings) -> GitInfo:

@@ -374,6 +374,50 @@ def _source_warnings(
     return out
 
 
+def _stage_targets(name: str, image: str, stages: Sequence[str]) -> tuple[StageTarget, ...]:
+    return tuple(
+        StageTarget(f"{name}{STAGE_SEPARATOR}{stage}", stage, f"{image}:cache-{stage}")
+        for stage in stages
+    )
+
+
+def _candidates(
+    service: Mapping[str, Any],
+    image: str,
+    settings: Settings,
+    git: GitInfo,
+    stage_targets: Sequence[StageTarget],
+) -> list[tuple[str, str]]:
+    """A service's possible cache entries with their origins, in priority order."""
+    build = service.get("build") or {}
+    candidates = [(str(entry), "compose file") for entry in build.get("cache_from") or ()]
+    if settings.branch_tag and git.branch:
+        candidates.append((f"{image}:{git.branch}", "branch tag"))
+    candidates.append((f"{image}:latest", "latest"))
+    return candidates + [(target.ref, "stage cache") for target in stage_targets]
+
+
+def cache_refs(
+    project: Mapping[str, Any],
+    settings: Settings,
+    git: GitInfo,
+    services: Sequence[str] = (),
+    stages: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """Every image ref a plan of ``services`` may look up (to look them up in one go)."""
+    name = str(project.get("name") or settings.project_name)
+    refs = []
+    for service in select(project, services):
+        data = project["services"][service]
+        image = image_repo(name, service, data, settings.registry)
+        targets = _stage_targets(service, image, (stages or {}).get(service, ()))
+        for entry, _ in _candidates(data, image, settings, git, targets):
+            ref = cache_entry(entry)[1]
+            if ref is not None:
+                refs.append(ref)
+    return refs
+
+
 def _service_plan(
     project: str,
     name: str,
@@ -389,17 +433,13 @@ def _service_plan(
     build = service.get("build") or {}
     image = image_repo(project, name, service, settings.registry)
     exports = tuple(_export(str(entry), builder.exports) for entry in build.get("cache_to") or ())
-    candidates = [(str(entry), "compose file") for entry in build.get("cache_from") or ()]
-    if settings.branch_tag and git.branch:
-        candidates.append((f"{image}:{git.branch}", "branch tag"))
-    candidates.append((f"{image}:latest", "latest"))
     inline_only = builder.exports == ("inline",)
-    stage_targets = tuple(
-        StageTarget(f"{name}{STAGE_SEPARATOR}{stage}", stage, f"{image}:cache-{stage}")
-        for stage in stages
-    )
-    if inline_only and settings.inline_cache:
-        candidates += [(target.ref, "stage cache") for target in stage_targets]
+    stage_targets = _stage_targets(name, image, stages)
+    candidates = [
+        (entry, origin)
+        for entry, origin in _candidates(service, image, settings, git, stage_targets)
+        if origin != "stage cache" or (inline_only and settings.inline_cache)
+    ]
     sources = _checked(candidates, locate, builder.exports, fresh)
     inline = settings.inline_cache and not any(export.kept for export in exports)
     args = {settings.commit_arg: git.commit}

@@ -76,6 +76,26 @@ class Runner:
             return Result(tuple(argv), NOT_FOUND, "", missing(list(argv)))
         return Result(tuple(argv), done.returncode, done.stdout, done.stderr)
 
+    def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
+        """Run several commands at once (each as ``run``); results in the same order."""
+        slots: dict[int, Result] = {}
+        errors: list[BaseException] = []
+
+        def one(index: int) -> None:
+            try:
+                slots[index] = self.run(argvs[index])
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(argvs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return [slots[index] for index in range(len(argvs))]
+
     def check(
         self,
         argv: Sequence[str],

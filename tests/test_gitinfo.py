@@ -56,3 +56,17 @@ def test_outside_a_checkout_is_unknown_with_warning(tmp_path: Path) -> None:
 
 def test_tag_keeps_short_shas_whole() -> None:
     assert GitInfo("abc1234", "x", False, "").tag == "abc1234"
+
+
+def test_checkout_without_a_commit_is_unknown_with_warning(tmp_path: Path) -> None:
+    sh("git", "init", "-q", "-b", "main", cwd=tmp_path)
+    info = resolve(tmp_path, {})
+    assert (info.commit, info.branch) == (UNKNOWN, "")
+    assert "no commit yet" in info.warning
+
+
+def test_detached_head_has_no_branch(tmp_path: Path) -> None:
+    sha = checkout(tmp_path)
+    sh("git", "checkout", "-q", "--detach", cwd=tmp_path)
+    info = resolve(tmp_path, {})
+    assert (info.commit, info.branch, info.dirty) == (sha, "", False)

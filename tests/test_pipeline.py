@@ -42,8 +42,8 @@ class FakeImages:
     def __init__(self) -> None:
         self.tags: list[tuple[str, str]] = []
 
-    def tag(self, source: str, target: str) -> None:
-        self.tags.append((source, target))
+    def tag_all(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.tags += pairs
 
 
 def vertex(name: str, cached: bool = False, error: str = "") -> str:

@@ -57,3 +57,17 @@ def test_stream_calls_on_idle_while_the_command_is_quiet() -> None:
     code = Runner().stream([PY, "-c", script], print, on_idle=lambda: ticks.append(1), idle=0.2)
     assert code == 0
     assert len(ticks) >= 2
+
+
+def test_run_all_keeps_the_order_of_its_commands() -> None:
+    # the later a command comes, the sooner it finishes
+    sleepy = "import sys, time; time.sleep(0.1 * (3 - int(sys.argv[1]))); print(sys.argv[1])"
+    argvs = [[PY, "-c", sleepy, str(index)] for index in range(4)]
+    results = Runner().run_all(argvs)
+    assert [result.out.strip() for result in results] == ["0", "1", "2", "3"]
+    assert [result.argv for result in results] == [tuple(argv) for argv in argvs]
+
+
+def test_run_all_raises_what_a_command_raised() -> None:
+    with pytest.raises(ValueError):
+        Runner().run_all([[PY, "-c", "pass"], [PY, "-c", "print('nul\0')", "x\0y"]])

@@ -1,0 +1,151 @@
+"""Engine lookups and builder detection through the docker CLI, against a stand-in runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from tasks import engine
+from tasks.errors import UserError
+from tasks.plan import Found
+from tasks.runner import Result, Runner
+
+NO_SUCH = "Error response from daemon: no such image: {0}: No such image: {0}"
+
+
+def line(tags: list[str], digests: list[str] = [], labels: dict[str, str] | None = None) -> str:  # noqa: B006
+    return "\t".join(json.dumps(part) for part in (tags, digests, labels))
+
+
+class Canned(Runner):
+    """Answers each command from a table keyed by its first three words; records every call."""
+
+    def __init__(self, answers: Mapping[str, Result | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def run(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Result:
+        self.calls.append(list(argv))
+        answer = self.answers[" ".join(argv[:3])]
+        if isinstance(answer, Exception):
+            raise answer
+        return Result(tuple(argv), answer.code, answer.out, answer.err)
+
+
+def done(out: str = "", err: str = "", code: int = 0) -> Result:
+    return Result((), code, out, err)
+
+
+def inspected(*lines: str, missing: Sequence[str] = ()) -> Result:
+    err = "\n".join(NO_SUCH.format(ref) for ref in missing)
+    return done("\n".join(lines) + "\n", err, 1 if missing else 0)
+
+
+def test_one_inspect_answers_tags_digests_and_absent_refs() -> None:
+    digest = "busybox@sha256:" + "a" * 64
+    runner = Canned(
+        {
+            "docker image inspect": inspected(
+                line(
+                    ["shop-api:latest", "shop-api:abc"], [], {"org.compose-tasks.inline-cache": "1"}
+                ),
+                line(["busybox:1.36"], [digest]),
+                missing=["shop-web:latest"],
+            )
+        }
+    )
+    images = engine.Images(runner)
+    images.prefetch(["shop-api:latest", "docker.io/library/busybox:1.36", "shop-web", digest])
+    assert len(runner.calls) == 1
+    refs = runner.calls[0][runner.calls[0].index("--") + 1 :]
+    assert refs == sorted(["shop-api:latest", "busybox:1.36", "shop-web:latest", digest])
+    assert images.locate("shop-api:latest", False) == Found("local", True)
+    assert images.locate("busybox:1.36", False) == Found("local", False)
+    assert images.locate(digest, False) == Found("local", False)
+    assert images.locate("shop-web:latest", False) is None
+    assert len(runner.calls) == 1  # every answer came from the one inspect
+
+
+def test_nothing_found_prints_a_blank_line_and_an_invalid_ref_is_absent() -> None:
+    err = "Error response from daemon: no such image: Bad:ref: invalid reference format"
+    runner = Canned({"docker image inspect": done("\n", err, 1)})
+    images = engine.Images(runner)
+    assert images.locate("Bad:ref", False) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        done("", "Cannot connect to the Docker daemon at unix:///x.sock. Is it running?", 1),
+        done("", "", 1),
+        done("not json\n", "", 0),
+    ],
+)
+def test_an_engine_that_cannot_answer_is_one_error_line(answer: Result) -> None:
+    images = engine.Images(Canned({"docker image inspect": answer}))
+    with pytest.raises(UserError) as info:
+        images.locate("shop-api:latest", False)
+    assert "\n" not in str(info.value)
+
+
+def test_tags_run_together_and_a_failure_names_its_target() -> None:
+    runner = Canned({"docker image tag": done()})
+    engine.Images(runner).tag_all([("a:1", "a:latest"), ("b:1", "b:latest")])
+    assert runner.calls == [
+        ["docker", "image", "tag", "a:1", "a:latest"],
+        ["docker", "image", "tag", "b:1", "b:latest"],
+    ]
+    failing = Canned({"docker image tag": done("", "Error: no such image a:1", 1)})
+    with pytest.raises(UserError, match=r"^docker image tag a:latest failed: Error: no such"):
+        engine.Images(failing).tag_all([("a:1", "a:latest")])
+
+
+def builder_runner(version: Result, info: Result | None = None) -> Canned:
+    answers: dict[str, Result | Exception] = {
+        "docker version --format": version,
+        "docker buildx inspect": done("", "docker: 'buildx' is not a docker command.", 1),
+        "docker image inspect": inspected(line(["shop-api:latest"])),
+    }
+    if info is not None:
+        answers["docker info --format"] = info
+    return Canned(answers)
+
+
+def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> None:
+    runner = builder_runner(done("20.10.24+dfsg1\n"))  # no "docker info" answer: asking fails
+    images = engine.Images(runner)
+    builder = engine.detect_builder(runner, images, ["shop-api:latest"])
+    assert (builder.containerd, builder.exports, builder.bake) == (False, ("inline",), False)
+    assert images.locate("shop-api:latest", False) == Found("local", False)
+    assert {" ".join(call[:2]) for call in runner.calls} == {
+        "docker version",
+        "docker buildx",
+        "docker image",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "containerd"),
+    [
+        ([["driver-type", "io.containerd.snapshotter.v1"]], True),
+        ([["Backing Filesystem", "extfs"], ["Supports d_type", "true"]], False),
+    ],
+)
+def test_a_newer_engine_is_asked_which_image_store_it_uses(
+    status: list[list[str]], containerd: bool
+) -> None:
+    runner = builder_runner(done("26.1.5+dfsg1\n"), done(json.dumps(status) + "\n"))
+    builder = engine.detect_builder(runner)
+    assert builder.containerd is containerd
+    assert builder.exports == (("inline", "registry", "local") if containerd else ("inline",))
+
+
+def test_an_unreachable_engine_is_one_line() -> None:
+    gone = done("", "Cannot connect to the Docker daemon at unix:///x.sock. Is it running?", 1)
+    with pytest.raises(UserError, match=r"^cannot reach the Docker engine: Cannot connect"):
+        engine.detect_builder(builder_runner(gone))
