@@ -7,11 +7,15 @@ cache. Two fixtures: ``single`` (one stage) and ``multi`` (deps -> build -> runt
 in a stage the final image reaches only through ``COPY --from``). Every scenario runs once per
 repeat for each configuration; the table shows the median wall time and the cached/total step
 counts. The fresh-runner scenario removes every local image and the builder cache; ``invoke``
-pushed to the registry on 127.0.0.1:5000 before (``--push``), the seed has nothing to push.
-Also measures planning a generated 100-service project against one ``docker compose config``.
+pushed to the registry before (``--push``), the seed has nothing to push. The phases of a warm
+no-change ``invoke build`` come from its own ``--json`` timings. Also measures planning a
+generated 100-service project (with and without the kept resolution) against one ``docker
+compose config``, and the cost of starting the tasks at all (``invoke --list``). Measured
+commands may cache bytecode, as they do after an install.
 
-Needs a Docker engine, Compose v2, ``busybox:1.36`` (``nox -s images``) and a registry on
-127.0.0.1:5000 (``.ci/run`` starts one). Run: ``nox -s bench``.
+Needs a Docker engine, Compose v2, ``busybox:1.36`` (``nox -s images``) and a registry
+(``--registry``, default 127.0.0.1:5000, which ``scripts/setup.sh`` starts). Run:
+``nox -s bench``.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ FROM {BASE_IMAGE}
 COPY --from=build /app/VERSION /VERSION
 """
 FIXTURES = {"single": DOCKERFILE, "multi": MULTI_DOCKERFILE}
-REGISTRY = "127.0.0.1:5000"
+REGISTRY = "127.0.0.1:5000"  # --registry changes it
 SCENARIOS = (
     ("cold", "cold: no image, builder cache empty"),
     ("no-change", "no change at all"),
@@ -78,6 +82,7 @@ class Sample:
     seconds: float
     cached: int
     total: int
+    timings: dict[str, float] = field(default_factory=dict)  # invoke build's own phases
 
 
 @dataclass
@@ -113,6 +118,13 @@ def timed(
     return time.perf_counter() - start, done
 
 
+def clean_env() -> dict[str, str]:
+    """The environment for measured commands: no commit override, and Python may cache bytecode
+    (as after any install; a sandbox's PYTHONDONTWRITEBYTECODE would recompile every run)."""
+    drop = {"GIT_COMMIT_HASH", "PYTHONDONTWRITEBYTECODE"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
 def invoke_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "invoke", "-r", str(ROOT), *args]
 
@@ -120,12 +132,15 @@ def invoke_argv(*args: str) -> list[str]:
 class Stack:
     """One copy of the fixture project, driven one way."""
 
-    def __init__(self, base: Path, config: str, nonce: str, fixture: str) -> None:
+    def __init__(
+        self, base: Path, config: str, nonce: str, fixture: str, registry: str = REGISTRY
+    ) -> None:
         self.config = config
         self.name = f"bench{fixture}{config}{nonce}"
         self.root = base / fixture / config
-        self.env = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
-        self.env["INVOKE_STACK_REGISTRY"] = f"{REGISTRY}/{self.name}"
+        self.env = clean_env()
+        self.registry = registry
+        self.env["INVOKE_STACK_REGISTRY"] = f"{registry}/{self.name}"
         self.edits = 0
         services = ""
         for service in SERVICES:
@@ -162,12 +177,7 @@ class Stack:
         self.commit()
 
     def remove_images(self) -> None:
-        listed: list[str] = []
-        for pattern in (f"{self.name}-*", f"{REGISTRY}/{self.name}/*"):
-            argv = ["docker", "images", "-q", "--filter", f"reference={pattern}"]
-            listed += sh(argv, self.root).stdout.split()
-        if listed:
-            sh(["docker", "rmi", "-f", *sorted(set(listed))], self.root)
+        remove_images([f"{self.name}-*", f"{self.registry}/{self.name}/*"], self.root)
 
     def clear(self) -> None:
         sh(invoke_argv("clear-caches", "--yes"), self.root, self.env)
@@ -189,8 +199,20 @@ class Stack:
             stats = [progress.service(service) for service in SERVICES]
             return Sample(seconds, sum(s.cached for s in stats), sum(s.total for s in stats))
         seconds, done = timed(invoke_argv("build", "--json"), self.root, self.env)
-        rows = json.loads(done.stdout)["result"]["services"]
-        return Sample(seconds, sum(r["cached"] for r in rows), sum(r["steps"] for r in rows))
+        data = json.loads(done.stdout)
+        rows = data["result"]["services"]
+        cached, total = sum(r["cached"] for r in rows), sum(r["steps"] for r in rows)
+        return Sample(seconds, cached, total, data["timings"])
+
+
+def remove_images(patterns: Sequence[str], cwd: Path) -> None:
+    """Remove every local image whose reference matches one of ``patterns``."""
+    listed: list[str] = []
+    for pattern in patterns:
+        argv = ["docker", "images", "-q", "--filter", f"reference={pattern}"]
+        listed += sh(argv, cwd).stdout.split()
+    if listed:
+        sh(["docker", "rmi", "-f", *sorted(set(listed))], cwd)
 
 
 def prune_builder(cwd: Path) -> None:
@@ -235,18 +257,33 @@ def plan_time(base: Path, nonce: str, count: int, repeats: int) -> dict[str, flo
         ["git", "-c", "user.name=b", "-c", "user.email=b@example.invalid", "commit", "-qm", "x"],
         root,
     )
-    env = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
-    config = [timed(["docker", "compose", "config", "--format", "json"], root)[0]]
-    plan = [timed(invoke_argv("build", "--dry-run", "--json"), root, env)[0]]
-    for _ in range(repeats - 1):
-        config.append(timed(["docker", "compose", "config", "--format", "json"], root)[0])
-        plan.append(timed(invoke_argv("build", "--dry-run", "--json"), root, env)[0])
-    config_s, plan_s = statistics.median(config), statistics.median(plan)
+    cache = base / "many-cache"
+    env = {**clean_env(), "XDG_CACHE_HOME": str(cache)}  # where the build folder goes
+    config, cold, warm, startup = [], [], [], []
+    try:
+        sh(invoke_argv("build", "--service", "s000"), root, env)  # keeps the resolved project
+        [kept] = cache.glob("compose-tasks/*/build/compose.resolved.json")
+        config_argv = ["docker", "compose", "config", "--format", "json"]
+        plan_argv = invoke_argv("build", "--dry-run", "--json")
+        for _ in range(repeats):
+            config.append(timed(config_argv, root)[0])
+            warm.append(timed(plan_argv, root, env)[0])  # the kept resolution is reused
+            kept.rename(kept.with_suffix(".aside"))
+            cold.append(timed(plan_argv, root, env)[0])  # compose config runs
+            kept.with_suffix(".aside").rename(kept)
+            startup.append(timed(invoke_argv("--list"), root, env)[0])
+    finally:
+        remove_images([f"{name}-*"], root)
+    config_s = statistics.median(config)
+    cold_s, warm_s = statistics.median(cold), statistics.median(warm)
     return {
         "services": count,
         "compose_config_seconds": round(config_s, 3),
-        "plan_seconds": round(plan_s, 3),
-        "plan_over_config": round(plan_s / config_s, 2),
+        "plan_cold_seconds": round(cold_s, 3),
+        "plan_seconds": round(warm_s, 3),
+        "plan_cold_over_config": ratio(cold_s, config_s),
+        "plan_over_config": ratio(warm_s, config_s),
+        "startup_seconds": round(statistics.median(startup), 3),
     }
 
 
@@ -323,12 +360,37 @@ def markdown(
         "| multi-stage: invoke/seed, cold (cost of the stage cache targets) | "
         f"{ratios['multi_cold_invoke_over_seed']} |",
         "",
-        f"Planning a generated {plan['services']}-service project (`invoke build --dry-run`: "
-        "settings, git, compose config, an image lookup per service, Dockerfile lint) took "
-        f"{plan['plan_seconds']:.2f} s against {plan['compose_config_seconds']:.2f} s for one "
-        f"`docker compose config` call (ratio {plan['plan_over_config']}).",
+        f"Planning a generated {plan['services']}-service project (`invoke build --dry-run "
+        "--json`: settings, git, the resolved project, one image lookup for every ref, Dockerfile "
+        f"lint, the JSON plan): {plan['plan_seconds']:.2f} s reusing the resolved project, "
+        f"{plan['plan_cold_seconds']:.2f} s when compose config must run, against "
+        f"{plan['compose_config_seconds']:.2f} s for one `docker compose config` (ratios "
+        f"{plan['plan_over_config']} and {plan['plan_cold_over_config']}). Starting the tasks "
+        f"and doing nothing (`invoke --list`: Python, invoke, the task modules) takes "
+        f"{plan['startup_seconds']:.2f} s.",
+        "",
+        "Where a warm no-change `invoke build` spends its time (single fixture, medians; "
+        "`timings` of `invoke build --json`, the rest is process start, imports and exit):",
+        "",
+        "| phase | seconds |",
+        "|---|---:|",
+        *breakdown(fixtures["single"]["invoke"]["no-change"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def breakdown(cell: Cell) -> list[str]:
+    """Table rows: the median of each phase, and of the wall time outside them."""
+    phases = list(cell.samples[0].timings)
+    rows = []
+    for phase in phases:
+        rows.append(
+            f"| {phase} | {statistics.median(s.timings[phase] for s in cell.samples):.3f} |"
+        )
+    rest = statistics.median(s.seconds - sum(s.timings.values()) for s in cell.samples)
+    rows.append(f"| process start, imports, settings, exit | {rest:.3f} |")
+    rows.append(f"| total (wall) | {cell.median:.3f} |")
+    return rows
 
 
 def version(argv: Sequence[str]) -> str:
@@ -340,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (default 3)")
     parser.add_argument("--services", type=int, default=100, help="size of the planning fixture")
+    parser.add_argument("--registry", default=REGISTRY, help=f"registry host (default {REGISTRY})")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="output folder")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.services < 1:
@@ -358,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="compose-tasks-bench-") as tmp:
         base = Path(tmp)
-        stacks = [(f, c, Stack(base, c, nonce, f)) for f in FIXTURES for c in CONFIGS]
+        stacks = [
+            (f, c, Stack(base, c, nonce, f, args.registry)) for f in FIXTURES for c in CONFIGS
+        ]
         try:
             for run in range(args.repeats):
                 for fixture, config, stack in stacks:

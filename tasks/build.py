@@ -12,6 +12,7 @@ from tasks import pipeline, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
 from tasks.plan import display_argv
+from tasks.runner import Runner
 
 
 @task(
@@ -38,7 +39,11 @@ def build(
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
     settings = settings_of(c, pull=pull or None, push=push or None)
-    prepared = pipeline.prepare(settings, service or [], fresh, pull, reuse=True)
+    runner, clock = Runner(), pipeline.Clock()
+    project = pipeline.resolve(settings, runner, reuse=True)
+    clock.lap("resolve")
+    prepared = pipeline.plan(project, runner, service or [], fresh, pull)
+    clock.lap("plan")
     plan = prepared.plan
     if dry_run:
         if json:
@@ -56,7 +61,8 @@ def build(
         every=5.0 if live else 15.0,
     )
     if json:
-        report.emit_json({"plan": plan.to_dict(), "result": asdict(result)})
+        timings = {**clock.laps, **result.seconds}
+        report.emit_json({"plan": plan.to_dict(), "result": asdict(result), "timings": timings})
     else:
         report.say(report.build_summary(plan, result))
     if not result.ok:

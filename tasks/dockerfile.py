@@ -226,3 +226,37 @@ def dependency_stages(dockerfile: Dockerfile, target: str = "") -> list[Stage]:
                 found.append(needed)
                 pending.append(needed)
     return found
+
+
+BUILD_STEPS = {"RUN", "COPY", "ADD", "WORKDIR"}  # instructions that add a step to the build
+
+
+def first_steps(dockerfile: Dockerfile, target: str = "") -> frozenset[str]:
+    """What two builds must have in common to share a step beyond their base images: for each
+    stage the target builds, its base (an image, or the stage it extends, recursively) and its
+    first build step, as text. A step's cache key includes every step before it, so builds whose
+    sets do not meet share no step. Text that matches may still differ (another context, an
+    ``ENV`` before it): the answer errs towards sharing."""
+    stages = dockerfile.stages
+    by_ref = {stage.name.lower(): stage for stage in stages if stage.name}
+    by_ref.update({str(stage.index): stage for stage in stages})
+
+    def signature(stage: Stage) -> str:
+        base = by_ref.get(stage.base.lower())
+        root = signature(base) if base is not None and base.index < stage.index else stage.base
+        step = next((i for i in dockerfile.in_stage(stage.index) if i.keyword in BUILD_STEPS), None)
+        if step is None:
+            return root
+        source = by_ref.get((step.flag("from") or "").lower())  # COPY --from=<stage>
+        origin = [signature(source)] if source is not None and source.index < stage.index else []
+        return "\n".join([root, step.keyword, *step.flags, step.args, *step.heredocs, *origin])
+
+    final = target_stage(dockerfile, target)
+    if final is None:
+        return frozenset()
+    built = [final, *dependency_stages(dockerfile, target)]
+    return frozenset(
+        signature(stage)
+        for stage in built
+        if any(item.keyword in BUILD_STEPS for item in dockerfile.in_stage(stage.index))
+    )

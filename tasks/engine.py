@@ -1,8 +1,10 @@
-"""The Docker engine through the SDK: connect, look up and tag images, detect the builder.
+"""The Docker engine: look up and tag images, detect the builder, connect the SDK.
 
-The only module that uses the SDK, and it loads it on first use, so tasks that never talk to
-the engine (``--list``, ``config``, ``history``) do not pay for it. Other modules take the SDK's
-error types from here (``engine.APIError``), evaluated only when an error is being handled.
+A build's lookups and tags go through the docker CLI (the engine and context compose itself
+uses; a few short processes at once cost less than loading the SDK). The SDK serves registry
+lookups and the other tasks; this is the only module that uses it, loaded on first use. Other
+modules take the SDK's error types from here (``engine.APIError``), evaluated only when an error
+is being handled.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def _first_line(exc: BaseException) -> str:
         return (errno.group(1) or errno.group(2)).strip()
     lines = text.splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+CLI_TAGS = 8  # up to this many tags, one docker CLI process each, all at once
 
 
 def familiar(ref: str) -> str:
@@ -146,7 +151,16 @@ class Images:
         return Found("registry", None)
 
     def tag_all(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """Point each target at its source image (``docker image tag``, all at once)."""
+        """Point each target at its source image: a handful with ``docker image tag`` at once;
+        more through the SDK, whose one import costs less than a process per tag."""
+        if len(pairs) > CLI_TAGS:
+            for source, target in pairs:
+                repo, tag = split_ref(target)
+                try:
+                    self.client.api.tag(source, repo, tag or "latest")
+                except _errors().APIError as exc:
+                    raise UserError(f"tagging {target} failed: {_first_line(exc)}") from None
+            return
         argvs = [commands.image_tag(source, target) for source, target in pairs]
         for argv, done in zip(argvs, self.runner.run_all(argvs), strict=True):
             if not done.ok:
@@ -161,6 +175,8 @@ class Images:
 
 
 CONTAINERD_STORE_SINCE = 24  # the first Engine major version with a containerd image store
+# Engines before this crash in inline cache export when parallel builds share steps (20.10 here)
+PARALLEL_INLINE_SINCE = 24
 
 
 def detect_builder(
@@ -179,13 +195,15 @@ def detect_builder(
         raise UserError(f"cannot reach the Docker engine: {why}")
     if images is not None and inspected:
         images.absorb(wanted, inspected[0])
-    major = re.match(r"\s*(\d+)\.", version.out)
+    found = re.match(r"\s*(\d+)\.", version.out)
+    major = int(found.group(1)) if found else None
     containerd = False
-    if major is None or int(major.group(1)) >= CONTAINERD_STORE_SINCE:
+    if major is None or major >= CONTAINERD_STORE_SINCE:
         info = runner.run(commands.engine_storage())
         try:
             status = json.loads(info.out) if info.ok else []
         except json.JSONDecodeError:
             status = []
         containerd = any("containerd" in str(value) for _, value in status or [])
-    return builder_from(buildx.out if buildx.ok else None, containerd)
+    parallel_inline = major is not None and major >= PARALLEL_INLINE_SINCE
+    return builder_from(buildx.out if buildx.ok else None, containerd, parallel_inline)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import commands, compose, engine, gitinfo, resolved
-from tasks.dockerfile import dependency_stages, parse
+from tasks.dockerfile import dependency_stages, first_steps, parse
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
 from tasks.lint import Finding, lint_project, read_dockerfile
@@ -44,12 +45,13 @@ GENERATED = (
 
 @dataclass(frozen=True)
 class Project:
-    """The compose project as compose resolves it, for the commit that will be built."""
+    """The compose project as compose resolved it, for the commit that will be built."""
 
     settings: Settings
     files: tuple[Path, ...]
     git: GitInfo
     data: Mapping[str, Any]
+    keep: str = ""  # this resolution for the next build to reuse (``resolved``), when followable
 
     @property
     def name(self) -> str:
@@ -62,27 +64,24 @@ def resolve(
     """Find the compose files, read git, and resolve the project (no engine, no registry).
 
     With ``reuse``, the project is the build view only (name, images, build sections), taken
-    from the previous resolution while nothing compose reads has changed (``resolved``)."""
+    from the previous build's resolution while nothing compose reads has changed; a fresh
+    resolution is kept by ``execute``. Nothing is written here."""
     files = compose.compose_files(settings)
     git = git or gitinfo.of(settings)
     if not reuse:
         return Project(settings, files, git, compose.resolve(runner, settings, files, git.commit))
     argv = commands.compose_of(settings, files)
     environ = runner.environment({settings.commit_arg: git.commit})
-    kept = settings.build_dir / resolved.NAME
-    data = resolved.load(kept, argv, environ)
-    if data is None:
-        try:
-            paths = resolved.inputs(files, settings.project_dir, [settings.env_file])
-            key = resolved.fingerprint(argv, environ, paths)
-        except resolved.Unfollowable:
-            paths, key = [], ""
-        data = resolved.build_view(compose.resolve(runner, settings, files, git.commit))
-        if key:
-            write_generated(settings, kept, resolved.entry(data, key, paths))
-        else:
-            kept.unlink(missing_ok=True)
-    return Project(settings, files, git, data)
+    data = resolved.load(settings.build_dir / resolved.NAME, argv, environ)
+    if data is not None:
+        return Project(settings, files, git, data)
+    try:
+        paths = resolved.inputs(files, settings.project_dir, [settings.env_file])
+        key = resolved.fingerprint(argv, environ, paths)  # before compose reads the files
+    except resolved.Unfollowable:
+        paths, key = [], ""
+    data = resolved.build_view(compose.resolve(runner, settings, files, git.commit))
+    return Project(settings, files, git, data, resolved.entry(data, key, paths) if key else "")
 
 
 @dataclass(frozen=True)
@@ -100,16 +99,26 @@ def lint(project: Project, services: Sequence[str]) -> list[Finding]:
     return lint_project(project.data, services, project.settings.commit_arg, Path.cwd())
 
 
-def stages_of(project: Project) -> dict[str, list[str]]:
-    """Per buildable service, the named Dockerfile stages its target depends on."""
-    found: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class Dockerfiles:
+    """What the plan needs from the services' Dockerfiles."""
+
+    stages: dict[str, list[str]]  # named stages each target depends on, to cache as images
+    steps: dict[str, frozenset[str] | None]  # ``first_steps`` of each; None: unreadable
+
+
+def dockerfiles_of(project: Project) -> Dockerfiles:
+    """Read every buildable service's Dockerfile once."""
+    out = Dockerfiles({}, {})
     for name, service in (project.data.get("services") or {}).items():
         build = service.get("build") or {}
         dockerfile = read_dockerfile(name, build, Path.cwd()) if build else None
+        target = str(build.get("target") or "")
         if dockerfile is not None:
-            needed = dependency_stages(dockerfile, str(build.get("target") or ""))
-            found[name] = [stage.name for stage in reversed(needed) if stage.name]
-    return found
+            needed = dependency_stages(dockerfile, target)
+            out.stages[name] = [stage.name for stage in reversed(needed) if stage.name]
+        out.steps[name] = first_steps(dockerfile, target) if dockerfile is not None else None
+    return out
 
 
 def plan(
@@ -123,7 +132,8 @@ def plan(
     push: bool = False,
 ) -> Prepared:
     """Plan the build: look up every cache source, check contexts, lint. Changes nothing."""
-    stages = stages_of(project)
+    read = dockerfiles_of(project)
+    stages = read.stages
     images = engine.Images(runner, client)
     refs = (
         [] if fresh else cache_refs(project.data, project.settings, project.git, services, stages)
@@ -144,6 +154,7 @@ def plan(
         pull,
         stages,
         push,
+        read.steps,
     )
     for name in built.service_names():
         check_sources(name, project.data["services"][name]["build"])
@@ -158,12 +169,10 @@ def prepare(
     pull: bool = False,
     runner: Runner | None = None,
     push: bool = False,
-    reuse: bool = False,
 ) -> Prepared:
-    """Resolve and plan in one call (``reuse``: see ``resolve``)."""
+    """Resolve and plan in one call."""
     runner = runner or Runner()
-    project = resolve(settings, runner, reuse=reuse)
-    return plan(project, runner, services, fresh, pull, push=push)
+    return plan(resolve(settings, runner), runner, services, fresh, pull, push=push)
 
 
 def base_images(plan: BuildPlan) -> list[str]:
@@ -218,6 +227,12 @@ def write_generated(settings: Settings, path: Path, text: str) -> Path:
     return path
 
 
+def keep_resolution(project: Project) -> None:
+    """Keep a fresh resolution for the next build to reuse (a build writes it, nothing else)."""
+    if project.keep:
+        write_generated(project.settings, project.settings.build_dir / resolved.NAME, project.keep)
+
+
 def generated_files(settings: Settings) -> list[Path]:
     """The files this tool wrote into the build folder, and only those."""
     folder = settings.build_dir
@@ -239,6 +254,20 @@ def remove_generated(settings: Settings) -> int:
 
 
 # --- execute -----------------------------------------------------------------------------
+
+
+class Clock:
+    """Wall time of consecutive phases."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """Record the time since the previous lap as ``phase``."""
+        now = time.perf_counter()
+        self.laps[phase] = round(now - self._mark, 3)
+        self._mark = now
 
 
 @dataclass(frozen=True)
@@ -268,6 +297,7 @@ class BuildResult:
     messages: tuple[str, ...] = field(default=())
     error: str = ""
     pushed: tuple[str, ...] = ()
+    seconds: Mapping[str, float] = field(default_factory=dict)  # wall time per phase
 
 
 def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceResult, ...]:
@@ -301,7 +331,9 @@ def execute(
     running, with its elapsed seconds, to ``on_running`` every ``every`` seconds without
     output), and move the cache tags only when every service built."""
     built = prepared.plan
-    write_generated(prepared.project.settings, Path(built.override_file), override_yaml(built))
+    settings = prepared.project.settings
+    write_generated(settings, Path(built.override_file), override_yaml(built))
+    keep_resolution(prepared.project)
     progress = BuildProgress(built.aliases())
 
     def on_line(line: str) -> None:
@@ -314,7 +346,9 @@ def execute(
             if on_running is not None and step.started is not None:
                 on_running(step, (now - step.started).total_seconds())
 
+    clock = Clock()
     code = prepared.runner.stream(built.build_argv(), on_line, built.env(), on_idle, every)
+    clock.lap("compose build")
     failed = tuple(progress.failed_services())
     ok = code == 0 and not failed
     promoted: list[str] = []
@@ -322,6 +356,7 @@ def execute(
         pairs = [(s.build_ref, ref) for s in built.services for ref in s.promote]
         prepared.images.tag_all(pairs)
         promoted = [ref for _, ref in pairs]
+        clock.lap("tags")
     why = ""
     if not ok:
         why = progress.error or (progress.messages[-1] if progress.messages else f"exit {code}")
@@ -333,6 +368,7 @@ def execute(
                 pushed.append(ref)
         except UserError as exc:
             ok, why = False, str(exc)
+        clock.lap("push")
     return BuildResult(
         ok,
         code,
@@ -342,4 +378,5 @@ def execute(
         tuple(progress.messages[-20:]),
         why,
         tuple(pushed),
+        clock.laps,
     )

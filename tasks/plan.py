@@ -52,21 +52,25 @@ class Builder:
     exports: tuple[str, ...]
     bake: bool
     containerd: bool = False  # the engine stores images in containerd
+    # False on engines whose BuildKit crashes dockerd ("concurrent map writes") when builds that
+    # share steps export inline cache at the same time: Engine 20.10 (seen here), 23.0 (reported)
+    parallel_inline: bool = True
 
     def describe(self) -> str:
         return f"{self.name} (cache export: {', '.join(self.exports) or 'none'})"
 
 
-def builder_from(buildx_inspect: str | None, containerd: bool) -> Builder:
+def builder_from(
+    buildx_inspect: str | None, containerd: bool, parallel_inline: bool = True
+) -> Builder:
     """Compose uses buildx bake when buildx exists; the docker driver exports only inline cache.
 
     ``buildx_inspect`` is the output of ``docker buildx inspect``, None when buildx is missing.
     """
     if buildx_inspect is None:
         exports = ("inline", "registry", "local") if containerd else ("inline",)
-        return Builder(
-            "compose internal builder (buildx not installed)", exports, False, containerd
-        )
+        name = "compose internal builder (buildx not installed)"
+        return Builder(name, exports, False, containerd, parallel_inline)
     driver = next(
         (
             line.split(":", 1)[1].strip()
@@ -76,8 +80,10 @@ def builder_from(buildx_inspect: str | None, containerd: bool) -> Builder:
         "docker",
     )
     if driver == "docker" and not containerd:
-        return Builder("buildx bake, driver docker", ("inline",), True, containerd)
+        name = "buildx bake, driver docker"
+        return Builder(name, ("inline",), True, containerd, parallel_inline)
     capable = ("inline", "registry", "local", "gha")
+    # another driver builds in its own BuildKit, not the engine's
     return Builder(f"buildx bake, driver {driver}", capable, True, containerd)
 
 
@@ -171,6 +177,7 @@ class BuildPlan:
     pull: bool
     services: tuple[ServicePlan, ...]
     push: bool = False  # push every built ref to its registry after every service built
+    serial: bool = False  # build one target at a time (see ``build_argv``)
     warnings: tuple[str, ...] = field(default=())
     lint: tuple[Finding, ...] = field(default=())  # Dockerfile cache lint, filled by the caller
 
@@ -202,11 +209,12 @@ class BuildPlan:
     def build_argv(self) -> list[str]:
         """The exact build command.
 
-        With stage cache targets the builds run one at a time: the engine's BuildKit (20.10)
-        crashes ("concurrent map writes" in the inline cache exporter) when concurrent builds
-        share steps and export inline cache, which a service and its stage targets always do.
+        ``serial`` plans build one target at a time: the BuildKit of older engines crashes
+        dockerd ("concurrent map writes" in the inline cache exporter) when concurrent builds
+        share steps and export inline cache, which a service and its stage targets always do,
+        and so do services built from one Dockerfile.
         """
-        parallel = ["--parallel", "1"] if self.aliases() else []
+        parallel = ["--parallel", "1"] if self.serial else []
         argv = [*self.compose_argv(), *parallel, "--progress", "json", "build"]
         if self.fresh:
             argv.append("--no-cache")
@@ -533,6 +541,26 @@ def select(project: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
     return chosen
 
 
+def _few(names: Sequence[str], shown: int = 4) -> str:
+    """Names for a message: the first few, then how many more."""
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
+def _may_share(names: Sequence[str], steps: Mapping[str, frozenset[str] | None]) -> bool:
+    """Whether two of these services' builds may share a step (unknown Dockerfiles may)."""
+    seen: set[str] = set()
+    for name in names:
+        found = steps.get(name)
+        if found is None:
+            return len(names) > 1
+        if seen & found:
+            return True
+        seen |= found
+    return False
+
+
 def make_plan(
     project: Mapping[str, Any],
     settings: Settings,
@@ -545,11 +573,13 @@ def make_plan(
     pull: bool = False,
     stages: Mapping[str, Sequence[str]] | None = None,
     push: bool = False,
+    steps: Mapping[str, frozenset[str] | None] | None = None,
 ) -> BuildPlan:
     """Plan a build of ``services`` (all buildable ones when empty).
 
     ``stages`` names, per service, the Dockerfile stages its target depends on (read by the
-    caller); with an inline-only builder each becomes its own cache image.
+    caller); with an inline-only builder each becomes its own cache image. ``steps`` are the
+    services' ``first_steps`` (unknown: they may share steps).
     """
     name = str(project.get("name") or settings.project_name)
     warnings = [git.warning] if git.warning else []
@@ -568,6 +598,16 @@ def make_plan(
         )
         for service in select(project, services)
     )
+    inline = any(INLINE_ARG in service.args for service in plans)
+    names = [service.name for service in plans]
+    crash_prone = inline and not builder.parallel_inline and _may_share(names, steps or {})
+    if crash_prone:
+        warnings.append(
+            f"services {_few(names)} may share build steps, and this engine's BuildKit "
+            "crashes dockerd when builds sharing steps export inline cache at once "
+            "(moby/moby#40752, #44918): they build one at a time (Engine 24+ builds them in "
+            "parallel)"
+        )
     plan = BuildPlan(
         project=name,
         project_dir=str(settings.project_dir),
@@ -584,6 +624,7 @@ def make_plan(
         pull=pull or settings.pull,
         services=plans,
         push=push or settings.push,
+        serial=crash_prone or any(service.stages for service in plans),
         warnings=tuple(warnings),
     )
     if plan.push:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, sh
+from tests.support import ROOT, require_registry, sh
 
 pytestmark = pytest.mark.engine
 
@@ -17,7 +17,8 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = sh(
         sys.executable, str(ROOT / "benchmarks" / "bench.py"),
-        "--repeats", "1", "--services", "5", "--out", str(out), check=False,
+        "--repeats", "1", "--services", "5", "--out", str(out),
+        "--registry", require_registry(), check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     [result] = out.glob("bench-*.json")
@@ -41,5 +42,8 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         cached, total = runs["code-change"]
         assert 4 <= cached < total, (fixture, config)  # the dependency steps, not the code
     assert data["plan"]["services"] == 5
+    phases = data["builds"]["single"]["invoke"]["no-change"][0]["timings"]
+    assert list(phases) == ["resolve", "plan", "compose build", "tags"]
+    assert "| process start, imports, settings, exit |" in done.stdout
     assert "| multi | fresh runner: no local image, no builder cache |" in done.stdout
     assert list(out.glob("bench-*.md"))

@@ -105,6 +105,29 @@ def test_tags_run_together_and_a_failure_names_its_target() -> None:
         engine.Images(failing).tag_all([("a:1", "a:latest")])
 
 
+class FakeApi:
+    def __init__(self) -> None:
+        self.tags: list[tuple[str, str, str]] = []
+
+    def tag(self, source: str, repo: str, tag: str) -> bool:
+        self.tags.append((source, repo, tag))
+        return True
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.api = FakeApi()
+
+
+def test_many_tags_go_through_one_sdk_client_instead_of_a_process_each() -> None:
+    runner, client = Canned({}), FakeClient()
+    pairs = [(f"s{i}:abc", f"127.0.0.1:5000/s{i}:latest") for i in range(engine.CLI_TAGS + 1)]
+    engine.Images(runner, client).tag_all(pairs)
+    assert runner.calls == []
+    assert client.api.tags[-1] == (pairs[-1][0], f"127.0.0.1:5000/s{engine.CLI_TAGS}", "latest")
+    assert len(client.api.tags) == len(pairs)
+
+
 def builder_runner(version: Result, info: Result | None = None) -> Canned:
     answers: dict[str, Result | Exception] = {
         "docker version --format": version,
@@ -121,6 +144,7 @@ def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> No
     images = engine.Images(runner)
     builder = engine.detect_builder(runner, images, ["shop-api:latest"])
     assert (builder.containerd, builder.exports, builder.bake) == (False, ("inline",), False)
+    assert not builder.parallel_inline  # its BuildKit crashes on parallel inline exports
     assert images.locate("shop-api:latest", False) == Found("local", False)
     assert {" ".join(call[:2]) for call in runner.calls} == {
         "docker version",
@@ -142,6 +166,7 @@ def test_a_newer_engine_is_asked_which_image_store_it_uses(
     runner = builder_runner(done("26.1.5+dfsg1\n"), done(json.dumps(status) + "\n"))
     builder = engine.detect_builder(runner)
     assert builder.containerd is containerd
+    assert builder.parallel_inline
     assert builder.exports == (("inline", "registry", "local") if containerd else ("inline",))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dockerfile import dependency_stages, parse, target_stage
+from tasks.dockerfile import dependency_stages, first_steps, parse, target_stage
 from tasks.lint import (
     Finding,
     dependency_step,
@@ -385,3 +385,21 @@ def test_copy_from_an_index_and_an_image() -> None:
         "FROM a\nRUN x\nFROM b AS second\nCOPY --from=0 /a /a\nCOPY --from=img:1 /b /b\n"
     )
     assert [stage.index for stage in dependency_stages(parsed)] == [0]
+
+
+def test_builds_share_steps_only_when_a_stage_starts_alike() -> None:
+    def steps(text: str, target: str = "") -> frozenset[str]:
+        return first_steps(parse(text), target)
+
+    api = steps("FROM busybox:1.36\nLABEL a=1\nWORKDIR /api\nRUN make\n")
+    web = steps("FROM busybox:1.36\nWORKDIR /web\nRUN make\n")
+    worker = steps("FROM busybox:1.36\nENV ROLE=worker\nWORKDIR /api\nRUN other\n")
+    assert not api & web  # only the base image in common: nothing shared
+    assert api & worker  # same first step: may share (ENV is not compared; errs to sharing)
+    assert not steps('FROM busybox:1.36\nCMD ["sh"]\n')  # no step of its own
+
+    multi = "FROM node:20 AS deps\nCOPY package.json .\nRUN npm ci\nFROM deps AS build\n"
+    multi += "COPY . .\nRUN npm run build\nFROM nginx:1\nCOPY --from=build /dist /srv\n"
+    final, deps_only = steps(multi), steps(multi, "deps")
+    assert len(final) == 3 and deps_only < final  # a stage target shares its stage
+    assert not final & steps(multi.replace("package.json", "yarn.lock"))  # differs from the root

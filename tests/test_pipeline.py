@@ -77,6 +77,7 @@ def test_execute_counts_steps_and_promotes_only_on_success(tmp_path: Path) -> No
     assert (row.steps, row.cached, row.rebuilt, row.first_rebuilt) == (2, 1, 1, "[2/3] RUN x")
     assert steps == ["[1/3] COPY a .", "[2/3] RUN x"]
     assert images.tags == [(ready.plan.services[0].build_ref, "shop-api:latest")]
+    assert list(result.seconds) == ["compose build", "tags"]
     ((argv, env),) = runner.calls
     assert argv == ready.plan.build_argv() and env == ready.plan.env()
     override = Path(ready.plan.override_file)

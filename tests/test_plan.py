@@ -230,3 +230,26 @@ def test_a_cache_to_builder_needs_no_stage_images(tmp_path: Path) -> None:
     )
     assert no_inline.services[0].stages == ()
     assert any("stages deps are not cached" in w for w in no_inline.warnings)
+
+
+@pytest.mark.parametrize(
+    ("parallel_inline", "steps", "serial"),
+    [
+        (False, {"api": {"a"}, "worker": {"a", "w"}}, True),  # share a step: Engine 20.10 crashes
+        (False, {"api": {"a"}}, True),  # worker's Dockerfile unknown: it may share
+        (False, {"api": {"a"}, "worker": {"w"}}, False),  # nothing in common: parallel is safe
+        (True, {"api": {"a"}, "worker": {"a"}}, False),  # an engine without the crash
+    ],
+)
+def test_engines_that_crash_on_parallel_inline_exports_build_one_at_a_time(
+    tmp_path: Path, parallel_inline: bool, steps: dict[str, set[str]], serial: bool
+) -> None:
+    engine = Builder("compose internal builder", ("inline",), False, False, parallel_inline)
+    compose = project(api={"build": {"context": "/p"}}, worker={"build": {"context": "/p"}})
+    known = {name: frozenset(found) for name, found in steps.items()}
+    plan = plan_for(compose, tmp_path, builder=engine, steps=known)
+    assert plan.serial is serial
+    assert ("--parallel" in plan.build_argv()) is serial
+    assert any("build one at a time" in warning for warning in plan.warnings) is serial
+    single = plan_for(project(api={"build": {"context": "/p"}}), tmp_path, builder=engine)
+    assert not single.serial  # one build: nothing runs at once

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tasks import pipeline, resolved
+from tasks.gitinfo import GitInfo
 from tasks.runner import Result, Runner
 from tasks.settings import Settings, load
 from tests.support import GIT, tree
@@ -63,8 +64,11 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Co
     return settings, Compose(), root
 
 
-def resolve(settings: Settings, runner: Runner) -> dict[str, Any]:
-    return dict(pipeline.resolve(settings, runner, GIT, reuse=True).data)
+def resolve(settings: Settings, runner: Runner, git: GitInfo = GIT) -> dict[str, Any]:
+    """Resolve as a build does, keeping the resolution as its ``execute`` does."""
+    project = pipeline.resolve(settings, runner, git, reuse=True)
+    pipeline.keep_resolution(project)
+    return dict(project.data)
 
 
 def test_reused_while_nothing_compose_reads_changes(
@@ -99,9 +103,22 @@ def test_a_new_commit_is_resolved_again_when_the_files_name_its_variable(
     settings, runner, root = setup
     (root / "compose.yaml").write_text(COMPOSE + "x-commit: ${GIT_COMMIT_HASH}\n")
     resolve(settings, runner)
-    pipeline.resolve(settings, runner, GIT, reuse=True)
+    resolve(settings, runner)
     assert runner.calls == 1
-    pipeline.resolve(settings, runner, GIT.__class__("f" * 40, "git", False, "main"), reuse=True)
+    resolve(settings, runner, GitInfo("f" * 40, "git", False, "main"))
+    assert runner.calls == 2
+
+
+def test_resolving_writes_nothing_until_a_build_keeps_it(
+    setup: tuple[Settings, Compose, Path],
+) -> None:
+    settings, runner, _ = setup
+    for _ in range(2):
+        project = pipeline.resolve(settings, runner, GIT, reuse=True)
+    assert runner.calls == 2
+    assert not settings.build_dir.exists()
+    pipeline.keep_resolution(project)
+    pipeline.resolve(settings, runner, GIT, reuse=True)
     assert runner.calls == 2
 
 
