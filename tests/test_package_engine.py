@@ -33,3 +33,16 @@ def test_wheel_installs_and_plans_a_project_elsewhere(stack: Stack, tmp_path: Pa
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert f"service app: builds {stack.image('app')}:" in dry.stdout
     assert "cache_from: !override" in dry.stdout
+
+
+def test_an_editable_install_runs_the_command_too(stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "source"  # editable installs write *.egg-info next to the code
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*LOCAL))
+    venv = tmp_path / "venv"
+    sh(sys.executable, "-m", "venv", str(venv))
+    installed = sh(str(venv / "bin" / "pip"), "install", "-q", "-e", str(source), check=False)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    binary = str(venv / "bin" / "compose-tasks")
+    dry = sh(binary, "build", "--dry-run", cwd=stack.root, check=False)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert f"service app: builds {stack.image('app')}:" in dry.stdout

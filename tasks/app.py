@@ -1,0 +1,34 @@
+"""The task collection, and the ``compose-tasks`` program that runs it from any directory.
+
+``tasks.py`` (what ``invoke`` loads) re-exports ``ns``; the console script runs ``main``. Both
+work from a wheel and from an editable install.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+
+from invoke.collection import Collection
+from invoke.program import Program
+
+from tasks import settings
+from tasks.build import build
+from tasks.clear import clear_caches
+from tasks.cli import config_error_hook
+from tasks.deploy import deploy, history, rollback
+from tasks.doctor import doctor
+from tasks.show_config import config
+
+sys.excepthook = config_error_hook(sys.excepthook)
+ns = Collection(build, clear_caches, deploy, rollback, history, config, doctor)
+ns.configure(settings.defaults())
+
+
+def main() -> None:
+    """Entry point of the ``compose-tasks`` command: the same tasks, run from any directory."""
+    try:
+        version = metadata.version("compose-tasks")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    Program(namespace=ns, name="compose-tasks", binary="compose-tasks", version=version).run()
