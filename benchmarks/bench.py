@@ -177,7 +177,8 @@ class Stack:
         self.commit()
 
     def remove_images(self) -> None:
-        remove_images([f"{self.name}-*", f"{self.registry}/{self.name}/*"], self.root)
+        patterns = [f"{self.name}-*", f"{self.registry}/{self.name}/*"]
+        remove_images(patterns, self.root, self.name)
 
     def clear(self) -> None:
         sh(invoke_argv("clear-caches", "--yes"), self.root, self.env)
@@ -205,12 +206,15 @@ class Stack:
         return Sample(seconds, cached, total, data["timings"])
 
 
-def remove_images(patterns: Sequence[str], cwd: Path) -> None:
-    """Remove every local image whose reference matches one of ``patterns``."""
+def remove_images(patterns: Sequence[str], cwd: Path, project: str = "") -> None:
+    """Remove every local image whose reference matches one of ``patterns``, and with
+    ``project`` the untagged images its rebuilds left behind (compose's project label)."""
+    filters = [f"reference={pattern}" for pattern in patterns]
+    if project:
+        filters.append(f"label=com.docker.compose.project={project}")
     listed: list[str] = []
-    for pattern in patterns:
-        argv = ["docker", "images", "-q", "--filter", f"reference={pattern}"]
-        listed += sh(argv, cwd).stdout.split()
+    for query in filters:
+        listed += sh(["docker", "images", "-q", "--filter", query], cwd).stdout.split()
     if listed:
         sh(["docker", "rmi", "-f", *sorted(set(listed))], cwd)
 
@@ -273,7 +277,7 @@ def plan_time(base: Path, nonce: str, count: int, repeats: int) -> dict[str, flo
             kept.with_suffix(".aside").rename(kept)
             startup.append(timed(invoke_argv("--list"), root, env)[0])
     finally:
-        remove_images([f"{name}-*"], root)
+        remove_images([f"{name}-*"], root, name)
     config_s = statistics.median(config)
     cold_s, warm_s = statistics.median(cold), statistics.median(warm)
     return {

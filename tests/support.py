@@ -88,11 +88,14 @@ def services(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def remove_images(project: str) -> None:
-    """Remove every image of a test project (``<project>-<service>:*``)."""
+    """Remove every image of a test project: its tags (``<project>-<service>:*``) and the
+    untagged images its rebuilds left behind (compose's project label)."""
     refs = sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
               "--filter", f"reference={project}-*", check=False).stdout.split()  # fmt: skip
+    label = f"label=com.docker.compose.project={project}"
+    refs += sh("docker", "images", "-q", "--filter", label, check=False).stdout.split()
     if refs:
-        sh("docker", "rmi", "-f", *refs, check=False)
+        sh("docker", "rmi", "-f", *sorted(set(refs)), check=False)
 
 
 def _answers(address: str) -> bool:
