@@ -3,8 +3,9 @@
 Both drive the same fixture stacks (two services, each with a slow dependency step and a code
 layer after ``ARG GIT_COMMIT_HASH``, a bare ``cache_from: <image>:latest`` as the seed had), in
 two copies with their own project names and file contents, so neither can feed the other's
-cache. Two fixtures: ``single`` (one stage) and ``multi`` (deps -> build -> runtime, the install
-in a stage the final image reaches only through ``COPY --from``). Every scenario runs once per
+cache (``invoke``'s copy names its images under the registry, to push them). Two fixtures:
+``single`` (one stage) and ``multi`` (deps -> build -> runtime, the install in a stage the final
+image reaches only through ``COPY --from``). Every scenario runs once per
 repeat for each configuration; the table shows the median wall time and the cached/total step
 counts. The fresh-runner scenario removes every local image and the builder cache; ``invoke``
 pushed to the registry before (``--push``), the seed has nothing to push. The phases of a warm
@@ -140,7 +141,8 @@ class Stack:
         self.root = base / fixture / config
         self.env = clean_env()
         self.registry = registry
-        self.env["INVOKE_STACK_REGISTRY"] = f"{registry}/{self.name}"
+        # invoke's copy names its images under the registry, so that it can push them
+        prefix = f"{registry}/{self.name}/" if config == "invoke" else ""
         self.edits = 0
         services = ""
         for service in SERVICES:
@@ -149,7 +151,7 @@ class Stack:
             self.write(f"{service}/deps.txt", f"dependency list of {self.name}-{service}\n")
             self.write(f"{service}/.dockerignore", ".git\n")
             self.write(f"{service}/src/main.txt", f"{service} v0\n")
-            image = f"{self.name}-{service}:latest"
+            image = f"{prefix}{self.name}-{service}:latest"  # its own image, as the seed had
             services += (
                 f"  {service}:\n    image: {image}\n    build:\n      context: ./{service}\n"
                 f"      args:\n        GIT_COMMIT_HASH: ${{GIT_COMMIT_HASH:-unknown}}\n"
