@@ -129,19 +129,21 @@ class Images:
         if wanted:
             self.absorb(wanted, self.runner.run(commands.image_inspect(wanted)))
 
-    def locate(self, ref: str, remote: bool = True) -> Found | None:
-        """Local image first; then, with ``remote``, its registry (Docker Hub for a ref without
-        a registry host). A registry that cannot be reached gives ``unverified``, not None."""
-        key = f"{ref}|{remote}"
+    def locate(self, ref: str, remote: bool = True, local: bool = True) -> Found | None:
+        """With ``local``, a local image first; then, with ``remote``, its registry (Docker
+        Hub for a ref without a registry host). A registry that cannot be reached gives
+        ``unverified``, not None."""
+        key = f"{ref}|{remote}|{local}"
         if key not in self._memo:
-            self._memo[key] = self._locate(ref, remote)
+            self._memo[key] = self._locate(ref, remote, local)
         return self._memo[key]
 
-    def _locate(self, ref: str, remote: bool) -> Found | None:
-        self.prefetch([ref])
-        inline = self._local[familiar(ref)]
-        if inline is not None:
-            return Found("local", inline)
+    def _locate(self, ref: str, remote: bool, local: bool) -> Found | None:
+        if local:
+            self.prefetch([ref])
+            inline = self._local[familiar(ref)]
+            if inline is not None:
+                return Found("local", inline)
         if not remote:
             return None
         try:

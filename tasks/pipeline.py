@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import commands, compose, engine, gitinfo, resolved
+from tasks import cachedir, commands, compose, engine, gitinfo, resolved
 from tasks.dockerfile import dependency_stages, first_steps, parse
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
@@ -296,6 +296,8 @@ class BuildResult:
     error: str = ""
     pushed: tuple[str, ...] = ()
     seconds: Mapping[str, float] = field(default_factory=dict)  # wall time per phase
+    cache: cachedir.Usage | None = None  # the local cache folders after the build
+    dangling: int = 0  # untagged images of ours this build replaced, removed
 
 
 def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceResult, ...]:
@@ -332,7 +334,13 @@ def execute(
     settings = prepared.project.settings
     write_generated(settings, Path(built.override_file), override_yaml(built))
     keep_resolution(prepared.project)
-    progress = BuildProgress(built.aliases())
+    folders = [s.name for s in built.services if s.cache_dir]
+    if folders:
+        try:
+            cachedir.prepare(settings.cache_dir, folders)
+        except OSError as exc:
+            raise UserError(f"cannot prepare {settings.cache_dir}: {exc.strerror}") from None
+    progress = BuildProgress(built.aliases(), built.service_names())
 
     def on_line(line: str) -> None:
         for step in progress.feed(line):
@@ -349,6 +357,10 @@ def execute(
     clock.lap("compose build")
     failed = tuple(progress.failed_services())
     ok = code == 0 and not failed
+    cache = None
+    if folders:
+        done = cachedir.promote(settings.cache_dir, [n for n in folders if n not in failed])
+        cache = cachedir.bound(settings.cache_dir, settings.cache_size, done)
     promoted: list[str] = []
     if ok:
         pairs = [(s.build_ref, ref) for s in built.services for ref in s.promote]
@@ -377,4 +389,5 @@ def execute(
         why,
         tuple(pushed),
         clock.laps,
+        cache,
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tasks import mask
+from tasks import cachedir, mask
 from tasks.commands import compose, extra_env_file
 from tasks.errors import UserError
 from tasks.lint import Finding, ignored
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 INLINE_ARG = "BUILDKIT_INLINE_CACHE"
 OVERRIDE_NAME = "compose.build.yml"
+BUILDCACHE_TAG = "buildcache"  # a service's registry cache: <image>:buildcache
+CACHE_DIR = "cache folder"  # origins of the cache folder strategy's entries
+REGISTRY_CACHE = "registry cache"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,26 @@ class Builder:
     # False on engines whose BuildKit crashes dockerd ("concurrent map writes") when builds that
     # share steps export inline cache at the same time: Engine 20.10 (seen here), 23.0 (reported)
     parallel_inline: bool = True
+    # Whether a cache_from image ref may be an image on this engine: only BuildKit inside a
+    # classic-store engine reads its local images; on the containerd store (and in a
+    # docker-container builder) a cache_from ref is always looked up in its registry.
+    local_images: bool = True
+
+    @property
+    def cache_dirs(self) -> bool:
+        """Whether the builder exports a local cache folder (every stage, ``mode=max``)."""
+        return "local" in self.exports
+
+    def no_local_images(self) -> str:
+        """Why a local image is no cache source here (empty: it is one)."""
+        if self.local_images:
+            return ""
+        if self.containerd and (not self.bake or self.name.endswith("driver docker")):
+            return (
+                "a local image is no cache source on the containerd image store (BuildKit "
+                "looks a cache_from image up in its registry)"
+            )
+        return "a local image is no cache source for a builder with its own BuildKit"
 
     def describe(self) -> str:
         return f"{self.name} (cache export: {', '.join(self.exports) or 'none'})"
@@ -70,7 +93,7 @@ def builder_from(
     if buildx_inspect is None:
         exports = ("inline", "registry", "local") if containerd else ("inline",)
         name = "compose internal builder (buildx not installed)"
-        return Builder(name, exports, False, containerd, parallel_inline)
+        return Builder(name, exports, False, containerd, parallel_inline, not containerd)
     driver = next(
         (
             line.split(":", 1)[1].strip()
@@ -79,15 +102,18 @@ def builder_from(
         ),
         "docker",
     )
+    name = f"buildx bake, driver {driver}"
     if driver == "docker" and not containerd:
-        name = "buildx bake, driver docker"
         return Builder(name, ("inline",), True, containerd, parallel_inline)
     capable = ("inline", "registry", "local", "gha")
+    if driver == "docker":  # the engine's own BuildKit, containerd image store
+        return Builder(name, capable, True, containerd, parallel_inline, local_images=False)
     # another driver builds in its own BuildKit, not the engine's
-    return Builder(f"buildx bake, driver {driver}", capable, True, containerd)
+    return Builder(name, capable, True, containerd, local_images=False)
 
 
-Locate = Callable[[str, bool], Found | None]  # (ref, ask its registry too) -> where it is
+# (ref, ask its registry too, a local image counts) -> where it is
+Locate = Callable[[str, bool, bool], Found | None]
 
 
 class Status(StrEnum):
@@ -145,9 +171,11 @@ class ServicePlan:
     labels: Mapping[str, str]
     context: str
     dockerfile: str
-    strategy: str = "inline"  # how the cache survives a prune: "inline", "stage images", "cache_to"
+    # how the cache survives a prune: "inline", "stage images", "cache folder", "cache_to"
+    strategy: str = "inline"
     stages: tuple[StageTarget, ...] = ()  # dependency stages built as their own cache images
     build: Mapping[str, Any] = field(default_factory=dict)  # the compose build section, resolved
+    cache_dir: str = ""  # the local cache folder it imports from ("": none)
 
     @property
     def cache_from(self) -> list[str]:
@@ -303,29 +331,37 @@ def image_repo(project: str, name: str, service: Mapping[str, Any], registry: st
     return f"{registry}/{repo}" if registry and not has_registry(repo) else repo
 
 
-def _source(entry: str, origin: str, locate: Locate, exports: Sequence[str]) -> CacheSource:
+def _source(entry: str, origin: str, locate: Locate, builder: Builder) -> CacheSource:
     """Check one entry. Entries the compose file names are asked of their registry (Docker Hub
-    when the ref names none); refs the tool derives only when they name a registry host."""
+    when the ref names none); refs the tool derives only when they name a registry host. A
+    local image counts only where the builder reads local images."""
     kind, ref = cache_entry(entry)
     if ref is None:
-        if kind in exports:
-            return CacheSource(entry, origin, Status.BACKEND, f"{kind} cache")
-        return CacheSource(
-            entry,
-            origin,
-            Status.DROPPED,
-            f"'{kind}' cache needs a buildx builder with a docker-container driver",
-        )
-    found = locate(ref, origin == "compose file" or has_registry(ref))
+        if kind not in builder.exports:
+            why = f"'{kind}' cache needs a buildx builder with a docker-container driver"
+            return CacheSource(entry, origin, Status.DROPPED, why)
+        if origin == CACHE_DIR and not cachedir.filled(Path(_field(entry, "src"))):
+            return CacheSource(entry, origin, Status.DROPPED, "empty: no build exported here yet")
+        return CacheSource(entry, origin, Status.BACKEND, f"{kind} cache")
+    remote = origin == "compose file" or has_registry(ref)
+    if not builder.local_images and not remote:
+        return CacheSource(entry, origin, Status.DROPPED, builder.no_local_images())
+    found = locate(ref, remote, builder.local_images)
     if found is None:
-        return CacheSource(
-            entry, origin, Status.DROPPED, "no such image locally or in its registry"
-        )
+        where = "locally or in its registry" if builder.local_images else "in its registry"
+        return CacheSource(entry, origin, Status.DROPPED, f"no such image {where}")
     if found.where == "unverified":
         why = "its registry could not be reached; kept, the builder may still find it"
         return CacheSource(entry, origin, Status.UNVERIFIED, why)
     status = Status.LOCAL if found.where == "local" else Status.REGISTRY
     return CacheSource(entry, origin, status, inline=found.inline)
+
+
+def _field(entry: str, key: str) -> str:
+    """One ``key=value`` field of a cache entry."""
+    return next(
+        (part[len(key) + 1 :] for part in entry.split(",") if part.startswith(f"{key}=")), ""
+    )
 
 
 def _export(entry: str, exports: Sequence[str]) -> CacheSource:
@@ -343,7 +379,7 @@ def _export(entry: str, exports: Sequence[str]) -> CacheSource:
 
 
 def _checked(
-    candidates: Sequence[tuple[str, str]], locate: Locate, exports: Sequence[str], fresh: bool
+    candidates: Sequence[tuple[str, str]], locate: Locate, builder: Builder, fresh: bool
 ) -> list[CacheSource]:
     """Each distinct candidate (entry, origin), checked (all dropped with ``--fresh``)."""
     sources: list[CacheSource] = []
@@ -354,7 +390,7 @@ def _checked(
             why = "--fresh builds without cache"
             sources.append(CacheSource(entry, origin, Status.DROPPED, why))
         else:
-            sources.append(_source(entry, origin, locate, exports))
+            sources.append(_source(entry, origin, locate, builder))
     return sources
 
 
@@ -395,10 +431,15 @@ def _candidates(
     settings: Settings,
     git: GitInfo,
     stage_targets: Sequence[StageTarget],
+    folder: str = "",
 ) -> list[tuple[str, str]]:
     """A service's possible cache entries with their origins, in priority order."""
     build = service.get("build") or {}
     candidates = [(str(entry), "compose file") for entry in build.get("cache_from") or ()]
+    if folder:
+        candidates.append((f"type=local,src={folder}", CACHE_DIR))
+        if has_registry(image):
+            candidates.append((f"type=registry,ref={image}:{BUILDCACHE_TAG}", REGISTRY_CACHE))
     if settings.branch_tag and git.branch:
         candidates.append((f"{image}:{git.branch}", "branch tag"))
     candidates.append((f"{image}:latest", "latest"))
@@ -419,11 +460,28 @@ def cache_refs(
         data = project["services"][service]
         image = image_repo(name, service, data, settings.registry)
         targets = _stage_targets(service, image, (stages or {}).get(service, ()))
-        for entry, _ in _candidates(data, image, settings, git, targets):
+        for entry, origin in _candidates(data, image, settings, git, targets):
             ref = cache_entry(entry)[1]
-            if ref is not None:
+            if ref is not None and origin != REGISTRY_CACHE:
                 refs.append(ref)
     return refs
+
+
+def _own_exports(folder: str, image: str, push: bool) -> tuple[CacheSource, ...]:
+    """The cache exports of the cache folder strategy: the service's next cache folder, and its
+    registry cache tag when the build pushes."""
+    exports = [
+        CacheSource(
+            f"type=local,dest={folder}{cachedir.NEXT},mode=max",
+            CACHE_DIR,
+            Status.BACKEND,
+            "local cache export, every stage",
+        )
+    ]
+    if push and has_registry(image):
+        entry = f"type=registry,ref={image}:{BUILDCACHE_TAG},mode=max"
+        exports.append(CacheSource(entry, REGISTRY_CACHE, Status.BACKEND, "registry cache export"))
+    return tuple(exports)
 
 
 def _service_plan(
@@ -437,18 +495,23 @@ def _service_plan(
     fresh: bool,
     warnings: list[str],
     stages: Sequence[str] = (),
+    push: bool = False,
 ) -> ServicePlan:
     build = service.get("build") or {}
     image = image_repo(project, name, service, settings.registry)
     exports = tuple(_export(str(entry), builder.exports) for entry in build.get("cache_to") or ())
     inline_only = builder.exports == ("inline",)
+    folder = ""
+    if builder.cache_dirs and settings.cache_size and not any(e.kept for e in exports):
+        folder = str(cachedir.current(settings.cache_dir, name))
+        exports = _own_exports(folder, image, push)
     stage_targets = _stage_targets(name, image, stages)
     candidates = [
         (entry, origin)
-        for entry, origin in _candidates(service, image, settings, git, stage_targets)
+        for entry, origin in _candidates(service, image, settings, git, stage_targets, folder)
         if origin != "stage cache" or (inline_only and settings.inline_cache)
     ]
-    sources = _checked(candidates, locate, builder.exports, fresh)
+    sources = _checked(candidates, locate, builder, fresh)
     inline = settings.inline_cache and not any(export.kept for export in exports)
     args = {settings.commit_arg: git.commit}
     labels = {**ownership(project, name), LABEL_COMMIT: git.commit}
@@ -460,11 +523,13 @@ def _service_plan(
     if settings.branch_tag and git.branch:
         promote.append(f"{image}:{git.branch}")
     strategy = "inline"
-    if any(export.kept for export in exports):
+    if folder:
+        strategy = "cache folder"
+    elif any(export.kept for export in exports):
         strategy = "cache_to"
     elif stage_targets and inline and inline_only:
         strategy = "stage images"
-    elif stage_targets:
+    elif stage_targets and not builder.cache_dirs:
         warnings.append(
             f"{name}: stages {', '.join(t.stage for t in stage_targets)} are not cached by "
             "inline cache (final stage only): after a builder prune they rebuild"
@@ -483,6 +548,7 @@ def _service_plan(
         strategy=strategy,
         stages=stage_targets if strategy == "stage images" else (),
         build=dict(build),
+        cache_dir=folder,
     )
 
 
@@ -583,6 +649,7 @@ def make_plan(
     """
     name = str(project.get("name") or settings.project_name)
     warnings = [git.warning] if git.warning else []
+    push = push or settings.push
     plans = tuple(
         _service_plan(
             name,
@@ -595,6 +662,7 @@ def make_plan(
             fresh,
             warnings,
             (stages or {}).get(service, ()),
+            push,
         )
         for service in select(project, services)
     )
@@ -623,7 +691,7 @@ def make_plan(
         fresh=fresh,
         pull=pull or settings.pull,
         services=plans,
-        push=push or settings.push,
+        push=push,
         serial=crash_prone or any(service.stages for service in plans),
         warnings=tuple(warnings),
     )

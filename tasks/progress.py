@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-# "[backend 3/6] RUN ..." or "[frontend builder 2/4] COPY ..." (compose prefixes the service).
-_STEP = re.compile(
-    r"^\[(?P<service>\S+)(?: (?P<stage>[^\]]+?))? (?P<index>\d+)/(?P<count>\d+)\] "
-    r"(?P<command>.+)$",
-    re.DOTALL,
-)
-_SERVICE = re.compile(r"^\[(?P<service>[^\] ]+)[\] ]")
+# "[backend 3/6] RUN ...", "[frontend builder 2/4] COPY ...", "[app internal] load ...": compose
+# prefixes the service, except on the bake path when it builds one target ("[3/6] RUN ...").
+_VERTEX = re.compile(r"^\[(?P<inside>[^\]]*)\] ?(?P<command>.*)$", re.DOTALL)
+_INDEX = re.compile(r"^\d+/\d+$")
 CANCELED = "context canceled"
 CACHE_IMPORT = "importing cache manifest"
 
@@ -89,7 +86,13 @@ class ServiceStats:
 
     @property
     def first_rebuilt(self) -> str:
-        return next((step.label for step in self.steps if not step.cached), "")
+        """The first rebuilt step in build order (a step starts after every step it follows;
+        bake announces a target's steps last first)."""
+        rebuilt = [step for step in self.steps if not step.cached]
+        if not rebuilt:
+            return ""
+        never = datetime.max.replace(tzinfo=UTC)
+        return min(rebuilt, key=lambda step: step.started or never).label
 
     @property
     def seconds(self) -> float:
@@ -101,8 +104,12 @@ class ServiceStats:
 class BuildProgress:
     """Fed compose's output lines, it keeps per-service step stats and reports finished steps."""
 
-    def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, aliases: Mapping[str, str] | None = None, targets: Sequence[str] = ()
+    ) -> None:
         self.aliases = dict(aliases or {})  # extra build targets -> the service they serve
+        # every compose service the build names (empty: take each vertex's prefix as its service)
+        self.targets = frozenset(targets) | self.aliases.keys()
         self.services: dict[str, ServiceStats] = {}
         self._steps: dict[tuple[str, str], Step] = {}
         self._shown: set[tuple[str, str]] = set()
@@ -141,12 +148,25 @@ class BuildProgress:
         elif data.get("level") in ("warning", "error") and data.get("msg"):
             self.messages.append(f"{data['level']}: {data['msg']}")
 
+    def _owner(self, name: str) -> tuple[str, list[str], str] | None:
+        """A vertex name's service, the rest of its bracket (stage, ``k/n``) and command."""
+        found = _VERTEX.match(name)
+        if found is None:
+            return None
+        words = found["inside"].split()
+        if words and (not self.targets or words[0] in self.targets):
+            return words[0], words[1:], found["command"]
+        if len(self.targets) == 1:  # bake does not prefix the steps of a single target
+            return next(iter(self.targets)), words, found["command"]
+        return None
+
     def _vertex(self, vertex: dict[str, Any]) -> Step | None:
         name = str(vertex.get("name", ""))
-        head = _SERVICE.match(name)
-        if head is None:
+        owner = self._owner(name)
+        if owner is None:
             return None
-        service = self.aliases.get(head["service"], head["service"])
+        target, inner, command = owner
+        service = self.aliases.get(target, target)
         stats = self.service(service)
         started, completed = _time(vertex.get("started")), _time(vertex.get("completed"))
         if started and (stats.started is None or started < stats.started):
@@ -161,14 +181,12 @@ class BuildProgress:
                 self.messages.append(warning)
         elif error and CANCELED not in error and not stats.error:
             stats.error = f"{name}: {error}"
-        match = _STEP.match(name)
-        if match is None or match["command"].startswith("FROM "):
+        if not inner or not _INDEX.match(inner[-1]) or command.startswith("FROM "):
             return None
         key = (service, str(vertex.get("digest", name)))
         step = self._steps.get(key)
         if step is None:
-            stage = f"{match['stage']} " if match["stage"] else ""
-            label = f"[{stage}{match['index']}/{match['count']}] {match['command']}"
+            label = f"[{' '.join(inner)}] {command}"
             step = Step(service, label)
             self._steps[key] = step
             stats.vertices.append(step)

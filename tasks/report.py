@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tasks import mask
 from tasks.plan import BuildPlan, override_yaml
 from tasks.progress import Step
+from tasks.sizes import human
 
 if TYPE_CHECKING:
     from tasks.pipeline import BuildResult, ServiceResult
@@ -100,6 +101,13 @@ def result_table(results: Sequence[ServiceResult]) -> str:
 def build_summary(plan: BuildPlan, result: BuildResult) -> str:
     """The closing text: the per-service table and what happened to the cache tags."""
     lines = [result_table(result.services)]
+    if result.cache is not None:
+        usage = result.cache
+        pruned = f"; pruned the oldest: {', '.join(usage.pruned)}" if usage.pruned else ""
+        lines.append(
+            f"local cache: {human(usage.bytes)} in {usage.folder} "
+            f"(limit {human(usage.limit)}, setting cache_size){pruned}"
+        )
     if result.ok:
         lines.append(f"cache sources moved: {', '.join(result.promoted)}")
         if result.pushed:

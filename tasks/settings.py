@@ -17,7 +17,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from tasks import mask
+from tasks import mask, sizes
 from tasks.errors import UserError, first_line
 from tasks.mask import MASK, is_secret
 
@@ -124,6 +124,13 @@ def _arg_name(raw: Any) -> str:
     return text
 
 
+def _size(raw: Any) -> int:
+    try:
+        return sizes.parse_size(_text(raw))
+    except UserError:
+        raise ValueError("a size such as 10GB, 512MiB or 0 (no local cache)") from None
+
+
 def _relative_path(raw: Any) -> str:
     text = _text(raw).strip()
     if "\0" in text or len(text) > 4096:
@@ -186,6 +193,13 @@ SPECS: tuple[Spec, ...] = (
         _flag,
         "build with BUILDKIT_INLINE_CACHE=1 so images serve as cache (off when cache_to is set)",
     ),
+    Spec(
+        "cache_size",
+        "10GB",
+        _size,
+        "limit of the project's local build-cache folders (builders that export cache: the "
+        "containerd image store, docker-container); least recently built go first; 0: none",
+    ),
     Spec("pull", False, _flag, "always try to pull newer base images"),
     Spec("deploy_timeout", 120, _count(86400), "seconds a deploy waits for health checks"),
     Spec("keep_images", 5, _count(1000), "sha-tagged images kept per service after a deploy"),
@@ -231,6 +245,7 @@ class Settings:
     dirty_suffix: bool
     branch_tag: bool
     inline_cache: bool
+    cache_size: int
     pull: bool
     deploy_timeout: int
     keep_images: int
@@ -239,6 +254,8 @@ class Settings:
     orchestrator: str
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)
+    # local build-cache folders, one per service: outside the project, beside the build folder
+    cache_dir: Path = Path()
 
 
 def _pick(
@@ -296,12 +313,12 @@ def _inside(project_dir: Path, raw: str, name: str, source: str, may_be_file: bo
 
 
 def _outside(project_dir: Path, environ: Mapping[str, str]) -> Path:
-    """The project's folder for generated files, outside every build context: under the user's
-    cache directory, one per project directory."""
+    """The project's own folder outside every build context: under the user's cache
+    directory, one per project directory (``build/`` and ``cache/`` go in it)."""
     home = Path(environ.get("HOME") or Path.home())
     base = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
     digest = hashlib.sha256(str(project_dir).encode()).hexdigest()[:12]
-    return base / TOOL_DIR / f"{project_dir.name or 'root'}-{digest}" / "build"
+    return base / TOOL_DIR / f"{project_dir.name or 'root'}-{digest}"
 
 
 def load(
@@ -338,12 +355,18 @@ def load(
     for spec in SPECS:
         if spec.name not in values:
             resolve(spec.name, dotenv, label)
+    own = _outside(project_dir, environ)
     build_dir = (
         _inside(project_dir, values["build_dir"], "build_dir", sources["build_dir"])
         if values["build_dir"]
-        else _outside(project_dir, environ)
+        else own / "build"
     )
-    paths = {"project_dir": project_dir, "env_file": env_file, "build_dir": build_dir}
+    paths = {
+        "project_dir": project_dir,
+        "env_file": env_file,
+        "build_dir": build_dir,
+        "cache_dir": own / "cache",
+    }
     return Settings(**{**values, **paths}, sources=sources, dotenv=dotenv)
 
 

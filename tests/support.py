@@ -296,6 +296,11 @@ def settings_for(tmp_path: Path, config: dict[str, Any] | None = None) -> Settin
     return load(config or {}, environ={"HOME": "/home/tester"}, cwd=tmp_path)
 
 
+def _found(found: Found | None, local: bool) -> Found | None:
+    """A fake lookup's answer: a local image does not count where the builder cannot read it."""
+    return found if found is None or local or found.where != "local" else None
+
+
 def plan_for(
     compose: dict[str, Any],
     tmp_path: Path,
@@ -312,7 +317,7 @@ def plan_for(
         settings,
         [tmp_path / "compose.yaml"],
         GIT,
-        lambda ref, _remote: found.get(ref),
+        lambda ref, _remote, local: _found(found.get(ref), local),
         kwargs.pop("builder", INLINE_ONLY),
         **kwargs,
     )

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.clear import human, parse_size
 from tasks.errors import UserError
 from tasks.pipeline import base_images
+from tasks.sizes import human, parse_size
 from tests.support import plan_for, project
 
 

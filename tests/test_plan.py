@@ -17,6 +17,7 @@ from tasks.plan import (
     image_repo,
     override_yaml,
 )
+from tasks.settings import load as settings_load
 from tests.support import SHA, plan_for, project
 
 
@@ -55,10 +56,13 @@ def test_inline_cache_arg_unless_cache_to(tmp_path: Path) -> None:
         worker={"build": {"context": "/p/w", "cache_to": ["type=local,dest=/tmp/c"]}},
     )
     capable = Builder("buildx bake, driver docker-container", ("inline", "local"), bake=True)
-    api, worker = plan_for(compose, tmp_path, builder=capable).services
+    api, worker = plan_for(compose, tmp_path).services
     assert api.args == {"GIT_COMMIT_HASH": SHA, "BUILDKIT_INLINE_CACHE": "1"}
+    api, worker = plan_for(compose, tmp_path, builder=capable).services
+    assert api.args == {"GIT_COMMIT_HASH": SHA}  # a cache folder instead (see below)
     assert worker.args == {"GIT_COMMIT_HASH": SHA}
     assert worker.cache_to == ["type=local,dest=/tmp/c"]
+    assert (worker.strategy, worker.cache_dir) == ("cache_to", "")
     no_inline = plan_for(compose, tmp_path, config={"inline_cache": False}).services[0]
     assert "BUILDKIT_INLINE_CACHE" not in no_inline.args
 
@@ -253,3 +257,64 @@ def test_engines_that_crash_on_parallel_inline_exports_build_one_at_a_time(
     assert any("build one at a time" in warning for warning in plan.warnings) is serial
     single = plan_for(project(api={"build": {"context": "/p"}}), tmp_path, builder=engine)
     assert not single.serial  # one build: nothing runs at once
+
+
+CONTAINERD = builder_from("Name: default\nDriver: docker\n", containerd=True)
+
+
+def test_the_containerd_store_caches_into_a_folder_per_service_not_into_local_images(
+    tmp_path: Path,
+) -> None:
+    compose = project(api={"build": {"context": "/p/api"}})
+    existing = {"shop-api:latest": Found("local", True)}
+    home = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    (tmp_path / "proj").mkdir()
+    settings = settings_load({}, environ=home, cwd=tmp_path / "proj")
+    (api,) = plan_for(compose, tmp_path, existing, settings=settings, builder=CONTAINERD).services
+    folder = str(settings.cache_dir / "api")
+    assert folder.startswith(str(tmp_path / "xdg")) and not folder.startswith(
+        str(settings.project_dir) + "/"
+    )
+    assert (api.strategy, api.cache_dir, api.stages) == ("cache folder", folder, ())
+    assert "BUILDKIT_INLINE_CACHE" not in api.args
+    assert api.cache_to == [f"type=local,dest={folder}.next,mode=max"]
+    assert api.cache_from == []  # nothing exported yet, and a local image is no source there
+    empty, latest = api.sources
+    assert empty.describe() == "dropped: empty: no build exported here yet"
+    assert latest.entry == "shop-api:latest" and "containerd image store" in latest.reason
+    Path(folder).mkdir(parents=True)
+    (Path(folder) / "index.json").write_text("{}")
+    (api,) = plan_for(compose, tmp_path, existing, settings=settings, builder=CONTAINERD).services
+    assert api.cache_from == [f"type=local,src={folder}"]
+
+
+def test_a_registry_adds_its_cache_tag_and_exports_to_it_only_when_pushing(tmp_path: Path) -> None:
+    compose = project(api={"build": {"context": "/p/api"}})
+    config = {"registry": "reg.example:5000/team"}
+    ref = "reg.example:5000/team/shop-api:buildcache"
+    existing = {
+        ref: Found("registry", None),
+        "reg.example:5000/team/shop-api:latest": Found("local", True),
+    }
+    (api,) = plan_for(compose, tmp_path, existing, config, builder=CONTAINERD).services
+    assert api.cache_from == [f"type=registry,ref={ref}"]
+    assert len(api.cache_to) == 1
+    (api,) = plan_for(compose, tmp_path, existing, config, builder=CONTAINERD, push=True).services
+    assert api.cache_to[1] == f"type=registry,ref={ref},mode=max"
+
+
+def test_multi_stage_needs_no_stage_images_where_a_folder_caches_every_stage(
+    tmp_path: Path,
+) -> None:
+    compose = project(api={"build": {"context": "/p/api"}}, web={"build": {"context": "/p/w"}})
+    stages = {"api": ["deps", "build"], "web": ["deps"]}
+    plan = plan_for(compose, tmp_path, builder=CONTAINERD, stages=stages)
+    assert [s.stages for s in plan.services] == [(), ()]
+    assert not plan.serial and not plan.aliases()
+    assert not any("not cached by inline cache" in warning for warning in plan.warnings)
+
+
+def test_a_zero_cache_size_turns_the_folders_off(tmp_path: Path) -> None:
+    compose = project(api={"build": {"context": "/p/api"}})
+    (api,) = plan_for(compose, tmp_path, config={"cache_size": "0"}, builder=CONTAINERD).services
+    assert (api.strategy, api.cache_to) == ("inline", [])

@@ -83,3 +83,35 @@ def test_an_unreadable_cache_source_is_a_warning_not_a_failure() -> None:
     progress.feed(line)
     assert progress.failed_services() == []
     assert progress.messages[0].startswith("warning: [app] importing cache manifest")
+
+
+def test_bake_leaves_a_single_target_unprefixed_and_announces_its_steps_last_first() -> None:
+    progress = BuildProgress({}, ["app"])
+    lines = [
+        vertex("[internal] load local bake definitions", "d0", started=T0, completed=T0),
+        vertex("[3/3] RUN build", "d3"),
+        vertex("[builder 2/3] COPY src/ ./src/", "d2"),
+        vertex("[1/3] FROM docker.io/library/busybox:1.36", "d1", started=T0, completed=T0),
+        vertex("[builder 2/3] COPY src/ ./src/", "d2", started=T1, completed=T1),
+        vertex("[3/3] RUN build", "d3", started=T2, completed=T2),
+        vertex("exporting to image", "d9", started=T2, completed=T2),
+    ]
+    for line in lines:
+        progress.feed(line)
+    app = progress.service("app")
+    assert (app.total, app.cached, app.rebuilt) == (2, 0, 2)
+    assert app.first_rebuilt == "[builder 2/3] COPY src/ ./src/"
+    assert list(progress.services) == ["app"]
+
+
+def test_with_several_targets_only_their_prefixes_name_a_service() -> None:
+    progress = BuildProgress({"api--cache-deps": "api"}, ["api", "web"])
+    for line in [
+        vertex("[web 2/2] RUN b", "w2", started=T1, completed=T2),
+        vertex("[api--cache-deps deps 2/4] RUN a", "a2", started=T0, completed=T0, cached=True),
+        vertex("[deps 2/4] RUN stray", "x2", started=T0, completed=T0),
+    ]:
+        progress.feed(line)
+    assert progress.service("api").cached == 1
+    assert progress.service("web").first_rebuilt == "[2/2] RUN b"
+    assert set(progress.services) == {"api", "web"}

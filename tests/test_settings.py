@@ -109,4 +109,4 @@ def test_generated_folders_default_outside_the_project(tmp_path: Path) -> None:
 
 def test_settings_fields_are_the_settings_table() -> None:
     names = [field.name for field in fields(Settings)]
-    assert names == [spec.name for spec in SPECS] + ["sources", "dotenv"]
+    assert names == [spec.name for spec in SPECS] + ["sources", "dotenv", "cache_dir"]

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Today's Docker beside the machine's own engine: Engine 28.5 with buildx 0.29 and compose 2.40,
+# each engine in its own network namespace (two engines in one namespace fight over docker0).
+#
+#   scripts/engines.sh up [NAME...]   install (once) and start engines; NAME: containerd, classic
+#   scripts/engines.sh down [NAME...] stop them and remove their namespaces (by PID and by name)
+#   scripts/engines.sh list           the engines that run, one per line
+#   scripts/engines.sh env NAME       export lines for a shell to use NAME
+#   scripts/engines.sh run NAME CMD…  run CMD inside NAME's namespace, the docker CLI pointed at it
+#
+# containerd: the containerd image store (the default of new Engine 29 installs, Docker Desktop).
+# classic:    the classic image store with buildx (the shape of GitHub's hosted runners).
+# Packages come from Debian sid through a source list of our own (nothing is added to the
+# system's sources) and are unpacked, not installed; the machine's runc is kept. A namespace
+# has no route out: everything is installed before an engine starts. Debian/root only.
+set -euo pipefail
+
+VERSION=28.5
+PACKAGES=(docker.io docker-buildx containerd docker-compose)
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/compose-tasks/engines"
+RUN=/run/compose-tasks-engines
+ALL=(containerd classic)
+BASES=(busybox:1.36 python:3.11-slim)
+
+die() { echo "engines: $*" >&2; exit 1; }
+
+install_packages() {
+  local root="$CACHE/root"
+  [ -x "$root/usr/sbin/dockerd" ] && return 0
+  command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "needs apt-get and dpkg-deb (Debian)"
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$work/lists/partial" "$work/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" >"$work/sources.list"
+  local apt=(apt-get -qq -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=-
+             -o "Dir::State::Lists=$work/lists" -o APT::Sandbox::User=root)
+  "${apt[@]}" update
+  (cd "$work/debs" && "${apt[@]}" download "${PACKAGES[@]}")
+  rm -rf "$root.tmp" && mkdir -p "$root.tmp"
+  for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$root.tmp"; done
+  rm -rf "$root" && mv "$root.tmp" "$root" && rm -rf "$work"
+  echo "installed: $("$root/usr/sbin/dockerd" --version)"
+}
+
+# The environment a command needs to use engine $1 (the CLI's plugins come from its config dir).
+engine_env() {
+  echo "DOCKER_HOST=unix://$RUN/$1/docker.sock"
+  echo "DOCKER_CONFIG=$RUN/$1/config"
+}
+
+running() { [ -S "$RUN/$1/docker.sock" ] && env $(engine_env "$1") docker version >/dev/null 2>&1; }
+
+start() {
+  local name=$1 dir="$RUN/$1" root="$CACHE/root" snapshotter=false
+  [ "$name" = containerd ] && snapshotter=true
+  if running "$name"; then echo "$name: running"; return 0; fi
+  command -v runc >/dev/null || die "runc is missing (apt-get install runc)"
+  mkdir -p "$dir/config/cli-plugins" "$dir/data" "$dir/exec"
+  cp "$root/usr/libexec/docker/cli-plugins/docker-compose" "$root/usr/libexec/docker/cli-plugins/docker-buildx" "$dir/config/cli-plugins/"
+  echo '{}' >"$dir/config/config.json"
+  cat >"$dir/daemon.json" <<JSON
+{"features": {"containerd-snapshotter": $snapshotter}, "ip6tables": false}
+JSON
+  ip netns list | grep -qx "ct-$name\( .*\)\?" || ip netns add "ct-$name"
+  ip netns exec "ct-$name" ip link set lo up
+  # nsenter, not 'ip netns exec': that remounts /sys and hides the cgroup mounts
+  PATH="$root/usr/sbin:$root/usr/bin:$PATH" nohup nsenter --net="/run/netns/ct-$name" \
+    dockerd --config-file "$dir/daemon.json" -H "unix://$dir/docker.sock" \
+    --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+    >"$dir/dockerd.log" 2>&1 &
+  for _ in $(seq 60); do running "$name" && break; sleep 1; done
+  running "$name" || { tail -20 "$dir/dockerd.log" >&2; die "$name: dockerd did not start (log above)"; }
+  for image in "${BASES[@]}"; do
+    docker image inspect "$image" >/dev/null 2>&1 || continue
+    docker save "$image" | env $(engine_env "$name") docker load -q >/dev/null
+  done
+  printf '%s: engine %s, store %s, %s, %s\n' "$name" \
+    "$(env $(engine_env "$name") docker version --format '{{.Server.Version}}')" \
+    "$([ "$snapshotter" = true ] && echo containerd || echo classic)" \
+    "$(env $(engine_env "$name") docker buildx version | cut -d' ' -f1,2)" \
+    "$(env $(engine_env "$name") docker compose version --short)"
+}
+
+stop() {
+  local name=$1 dir="$RUN/$1" pid
+  if [ -s "$dir/dockerd.pid" ]; then
+    pid=$(cat "$dir/dockerd.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  # leftover shims of this engine's containerd, found by its socket path
+  for pid in $(pgrep -f -- "-address $dir/exec/" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  ip netns delete "ct-$name" 2>/dev/null || true
+  mountpoint -q "$dir/exec/netns" 2>/dev/null && umount -l "$dir/exec/netns" || true
+  echo "$name: stopped"
+}
+
+names() { [ $# -gt 0 ] && echo "$@" || echo "${ALL[@]}"; }
+
+command=${1:-}
+shift || true
+case "$command" in
+  up)
+    [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
+    install_packages
+    for name in $(names "$@"); do
+      [[ " ${ALL[*]} " == *" $name "* ]] || die "unknown engine '$name' (engines: ${ALL[*]})"
+      start "$name"
+    done ;;
+  down) for name in $(names "$@"); do stop "$name"; done ;;
+  list) for name in "${ALL[@]}"; do running "$name" && echo "$name"; done; true ;;
+  env) [ $# = 1 ] || die "usage: engines.sh env NAME"; engine_env "$1" | sed 's/^/export /' ;;
+  run)
+    [ $# -ge 2 ] || die "usage: engines.sh run NAME CMD..."
+    name=$1; shift
+    running "$name" || die "$name is not running (scripts/engines.sh up $name)"
+    exec nsenter --net="/run/netns/ct-$name" env $(engine_env "$name") ENGINE_NAME="$name" "$@" ;;
+  *) die "usage: engines.sh up|down|list|env|run [NAME...] (engines: ${ALL[*]})" ;;
+esac
