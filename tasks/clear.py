@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -11,12 +12,13 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import engine, registry, report
+from tasks import cachedir, engine, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError, first_line
 from tasks.pipeline import Prepared, base_images, generated_files, prepare, remove_generated
 from tasks.plan import BuildPlan, Status
 from tasks.refs import (
+    BUILDCACHE_TAG,
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
     LABEL_PROJECT,
@@ -36,6 +38,7 @@ class Item:
     """One thing to clear and what became of it."""
 
     kind: str  # image | dangling image | registry ref | base image | builder cache | build folder
+    # | cache folder
     name: str
     size: int  # bytes, as the engine reports them before removal (shared layers counted)
     note: str = ""
@@ -153,6 +156,7 @@ class _Collector:
 def _ours_by_name(plan: BuildPlan) -> re.Pattern[str]:
     """The tags this tool pushes: commit tags, cache tags (latest, branch) and stage caches."""
     fixed = {split_ref(ref)[1] for service in plan.services for ref in service.promote}
+    fixed.add(BUILDCACHE_TAG)
     names = "|".join(re.escape(tag) for tag in sorted(fixed))
     return re.compile(rf"^(?:[0-9a-f]{{12}}(?:-dirty)?|unknown|cache-[\w.-]+|{names})$")
 
@@ -200,6 +204,11 @@ def collect(
     if keep_storage is not None:
         scope = f"build cache beyond {human(keep_storage)} (engine-wide, least recently used)"
     items.append(Item("builder cache", scope, sum(int(e.get("Size", 0)) for e in cache)))
+    wanted = set(prepared.plan.service_names()) if narrowed else None
+    for folder in cachedir.entries(settings.cache_dir):
+        service = folder.name.removesuffix(cachedir.NEXT)
+        if wanted is None or service in wanted:
+            items.append(Item("cache folder", str(folder), cachedir.size(folder)))
     generated = generated_files(settings)
     if generated:
         size = sum(path.stat().st_size for path in generated)
@@ -230,7 +239,7 @@ def carry_out(
 ) -> dict[str, int]:
     """Remove every item that is ours, recording each result; return bytes reclaimed by kind."""
     client = prepared.images.client
-    reclaimed = {"images": 0, "builder cache": 0, "build folder": 0}
+    reclaimed = {"images": 0, "builder cache": 0, "cache folders": 0, "build folder": 0}
     layers_before = int(client.df().get("LayersSize") or 0)
     for item in items:
         if item.kept:
@@ -244,6 +253,10 @@ def carry_out(
                 answer = client.api.prune_builds(all=True, keep_storage=keep_storage)
                 reclaimed["builder cache"] = int(answer.get("SpaceReclaimed") or 0)
                 item.result = f"pruned {len(answer.get('CachesDeleted') or [])} records"
+            elif item.kind == "cache folder":
+                shutil.rmtree(item.name)
+                reclaimed["cache folders"] += item.size
+                item.result = "removed"
             elif item.kind == "build folder":
                 removed = remove_generated(settings)
                 reclaimed["build folder"] = item.size

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.refs import LABEL_PROJECT
 from tasks.settings import Settings
 
 
@@ -67,6 +68,12 @@ def image_inspect(refs: Sequence[str]) -> list[str]:
 
 def image_tag(source: str, target: str) -> list[str]:
     return ["docker", "image", "tag", source, target]
+
+
+def prune_ours(project: str) -> list[str]:
+    """Remove the project's untagged images that carry our label and no container uses."""
+    label = f"label={LABEL_PROJECT}={project}"
+    return ["docker", "image", "prune", "--force", "--filter", label]
 
 
 def server_version() -> list[str]:

@@ -15,7 +15,16 @@ from invoke.tasks import task
 from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
-from tasks.plan import Builder, BuildPlan, CacheSource, Status, select
+from tasks.plan import (
+    Builder,
+    BuildPlan,
+    CacheSource,
+    Status,
+    buildx_mismatch,
+    buildx_version,
+    parse_version,
+    select,
+)
 from tasks.refs import cache_entry
 from tasks.runner import Runner
 from tasks.settings import Settings
@@ -32,15 +41,6 @@ class Check:
     status: str
     detail: str
     remedy: str = ""
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.lstrip("v").split("-", 1)[0].split("."):
-        if not piece.isdigit():
-            break
-        parts.append(int(piece))
-    return tuple(parts)
 
 
 def check_engine() -> tuple[Check, Any]:
@@ -84,6 +84,9 @@ def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
             "",
         )
     version = done.out.strip()
+    mismatch = buildx_mismatch(buildx_version(version), compose_version)
+    if mismatch:
+        return Check("buildx", "fail", mismatch.split(": ", 1)[0], mismatch.split(": ", 1)[1])
     off = os.environ.get("COMPOSE_BAKE", "").lower() in {"0", "false", "no", "off"}
     if compose_version >= BAKE_SINCE and not off:
         return Check("buildx", "ok", f"{version}: compose builds through buildx bake")
@@ -91,8 +94,11 @@ def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
     return Check("buildx", "ok", f"{version}: compose uses its own builder ({why})")
 
 
-def check_builder(settings: Settings, runner: Runner) -> tuple[Check, Builder]:
-    builder = engine.detect_builder(runner)
+def check_builder(settings: Settings, runner: Runner) -> tuple[Check, Builder | None]:
+    try:
+        builder = engine.detect_builder(runner)
+    except UserError as exc:
+        return Check("builder", "fail", str(exc)), None
     store = (
         "containerd image store" if builder.containerd else "classic image store (no containerd)"
     )

@@ -18,7 +18,15 @@ from typing import Any
 
 from tasks import commands
 from tasks.errors import UserError
-from tasks.plan import Builder, Found, builder_from
+from tasks.plan import (
+    BUILDX_NEEDED,
+    Builder,
+    Found,
+    builder_from,
+    buildx_mismatch,
+    buildx_version,
+    parse_version,
+)
 from tasks.refs import LABEL_INLINE, short_name, split_ref
 from tasks.runner import Result, Runner, meaningful_line
 
@@ -152,9 +160,12 @@ class Images:
             return None if _absent(exc) else Found("unverified", None)
         return Found("registry", None)
 
-    def tag_all(self, pairs: Sequence[tuple[str, str]]) -> None:
+    def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         """Point each target at its source image: a handful with ``docker image tag`` at once;
-        more through the SDK, whose one import costs less than a process per tag."""
+        more through the SDK, whose one import costs less than a process per tag. With
+        ``project``, its untagged images of ours that no container uses are removed at the same
+        time (a rebuild untags the image it replaces); returns how many."""
+        prune = [commands.prune_ours(project)] if project else []
         if len(pairs) > CLI_TAGS:
             for source, target in pairs:
                 repo, tag = split_ref(target)
@@ -162,11 +173,13 @@ class Images:
                     self.client.api.tag(source, repo, tag or "latest")
                 except _errors().APIError as exc:
                     raise UserError(f"tagging {target} failed: {_first_line(exc)}") from None
-            return
+            return _pruned(self.runner.run_all(prune))
         argvs = [commands.image_tag(source, target) for source, target in pairs]
-        for argv, done in zip(argvs, self.runner.run_all(argvs), strict=True):
+        results = self.runner.run_all([*argvs, *prune])
+        for argv, done in zip(argvs, results, strict=False):
             if not done.ok:
                 raise UserError(f"docker image tag {argv[-1]} failed: {meaningful_line(done.err)}")
+        return _pruned(results[len(argvs) :])
 
     def image_id(self, ref: str) -> str | None:
         """The image id behind a ref, or None."""
@@ -174,6 +187,11 @@ class Images:
             return str(self.client.images.get(ref).id)
         except _errors().ImageNotFound:
             return None
+
+
+def _pruned(results: Sequence[Result]) -> int:
+    """How many images ``docker image prune`` removed (0 when it failed: nothing to report)."""
+    return sum(line.startswith("untagged: ") for done in results for line in done.out.splitlines())
 
 
 CONTAINERD_STORE_SINCE = 24  # the first Engine major version with a containerd image store
@@ -188,13 +206,19 @@ def detect_builder(
     images in containerd (asked with ``docker info`` only of engines new enough to). With
     ``images``, which of ``refs`` are local is found out at the same time."""
     wanted = images.unknown(refs) if images is not None else []
-    argvs = [commands.server_version(), commands.buildx_inspect()]
+    argvs = [commands.server_version(), commands.buildx_inspect(), commands.buildx_version()]
     if wanted:
         argvs.append(commands.image_inspect(wanted))
-    version, buildx, *inspected = runner.run_all(argvs)
+    version, buildx, plugin, *inspected = runner.run_all(argvs)
     if not version.ok:
         why = meaningful_line(version.err or version.out) or f"exit {version.code}"
         raise UserError(f"cannot reach the Docker engine: {why}")
+    old = buildx_version(plugin.out) if plugin.ok else ()
+    if old and old < BUILDX_NEEDED:  # rare: only then is compose asked its version
+        compose = runner.run(commands.compose_version())
+        mismatch = buildx_mismatch(old, parse_version(compose.out)) if compose.ok else ""
+        if mismatch:
+            raise UserError(mismatch)
     if images is not None and inspected:
         images.absorb(wanted, inspected[0])
     found = re.match(r"\s*(\d+)\.", version.out)

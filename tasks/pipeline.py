@@ -362,9 +362,10 @@ def execute(
         done = cachedir.promote(settings.cache_dir, [n for n in folders if n not in failed])
         cache = cachedir.bound(settings.cache_dir, settings.cache_size, done)
     promoted: list[str] = []
+    dangling = 0
     if ok:
         pairs = [(s.build_ref, ref) for s in built.services for ref in s.promote]
-        prepared.images.tag_all(pairs)
+        dangling = prepared.images.tag_all(pairs, built.project)
         promoted = [ref for _, ref in pairs]
         clock.lap("tags")
     why = ""
@@ -390,4 +391,5 @@ def execute(
         tuple(pushed),
         clock.laps,
         cache,
+        dangling,
     )

@@ -20,6 +20,7 @@ from tasks.commands import compose, extra_env_file
 from tasks.errors import UserError
 from tasks.lint import Finding, ignored
 from tasks.refs import (
+    BUILDCACHE_TAG,
     LABEL_COMMIT,
     LABEL_INLINE,
     cache_entry,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 INLINE_ARG = "BUILDKIT_INLINE_CACHE"
 OVERRIDE_NAME = "compose.build.yml"
-BUILDCACHE_TAG = "buildcache"  # a service's registry cache: <image>:buildcache
 CACHE_DIR = "cache folder"  # origins of the cache folder strategy's entries
 REGISTRY_CACHE = "registry cache"
 
@@ -110,6 +110,38 @@ def builder_from(
         return Builder(name, capable, True, containerd, parallel_inline, local_images=False)
     # another driver builds in its own BuildKit, not the engine's
     return Builder(name, capable, True, containerd, local_images=False)
+
+
+BUILDX_NEEDED = (0, 17)  # compose refuses to build beside an older buildx ...
+BUILDX_CHECKED_SINCE = (2, 40)  # ... since this compose (docker/compose#13295)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``v2.40.3-desktop.1`` or ``0.29.1+ds1`` -> (2, 40, 3) / (0, 29, 1)."""
+    parts = []
+    for piece in text.strip().lstrip("v").split("-", 1)[0].split("+", 1)[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def buildx_version(text: str) -> tuple[int, ...]:
+    """The version in ``docker buildx version`` output (``github.com/docker/buildx v0.13.1 …``)."""
+    words = text.split()
+    return parse_version(words[1]) if len(words) > 1 else ()
+
+
+def buildx_mismatch(buildx: tuple[int, ...], compose: tuple[int, ...]) -> str:
+    """Why this compose cannot build beside this buildx (empty: it can)."""
+    if not buildx or buildx >= BUILDX_NEEDED or compose < BUILDX_CHECKED_SINCE:
+        return ""
+    need = ".".join(map(str, BUILDX_NEEDED))
+    return (
+        f"docker buildx {'.'.join(map(str, buildx))} is older than {need}, which compose "
+        f"{'.'.join(map(str, compose))} needs to build: upgrade buildx to {need} or later, or "
+        "remove the old buildx plugin (compose then builds with its internal builder)"
+    )
 
 
 # (ref, ask its registry too, a local image counts) -> where it is

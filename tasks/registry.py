@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.errors import first_line
-from tasks.refs import not_ours_reason, owned_by, split_ref
+from tasks.refs import BUILDCACHE_TAG, not_ours_reason, owned_by, split_ref
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -25,6 +25,7 @@ SINGLE_MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json"
 )
 INLINE_CACHE_KEY = "moby.buildkit.cache.v0"  # where BuildKit keeps inline cache in an image config
+CACHE_CONFIG_TYPE = "application/vnd.buildkit.cacheconfig.v0"  # a registry cache's config
 TIMEOUT = 10
 
 
@@ -63,19 +64,45 @@ def _get_json(url: str, accept: str) -> dict[str, Any]:
     return data
 
 
-def inline_cache(ref: str) -> bool | None:
-    """Whether a registry image's config carries BuildKit inline cache metadata (None: unknown).
+def _manifest(ref: str) -> dict[str, Any]:
+    """The manifest behind a tag, as the registry stores it (an index stays an index)."""
+    return _get_json(_url(ref), MANIFEST_TYPES)
 
-    Reads the manifest and the config blob anonymously; a registry that wants credentials, or
-    a multi-platform index, gives None.
-    """
-    url = _url(ref)
+
+def is_cache(manifest: dict[str, Any]) -> bool:
+    """Whether a manifest is a BuildKit registry cache (``type=registry`` cache export)."""
+    parts = [manifest.get("config") or {}, *(manifest.get("manifests") or [])]
+    return any(part.get("mediaType") == CACHE_CONFIG_TYPE for part in parts)
+
+
+def _config(ref: str) -> dict[str, Any]:
+    """The image config of a single-platform image, or of an index's first real platform (the
+    containerd image store pushes indexes, with attestation manifests as ``unknown/unknown``)."""
+    manifest = _manifest(ref)
+    if "manifests" in manifest:
+        chosen = next(
+            (
+                entry
+                for entry in manifest.get("manifests") or []
+                if (entry.get("platform") or {}).get("os") not in (None, "unknown")
+            ),
+            None,
+        )
+        if chosen is None:
+            raise ValueError("the index names no image for a platform")
+        base = _url(ref).rsplit("/manifests/", 1)[0]
+        manifest = _get_json(f"{base}/manifests/{chosen['digest']}", SINGLE_MANIFEST_TYPES)
+    config_digest = str((manifest.get("config") or {}).get("digest") or "")
+    if not config_digest:
+        raise ValueError("the manifest names no image config")
+    return _get_json(_url(ref).rsplit("/manifests/", 1)[0] + "/blobs/" + config_digest, "*/*")
+
+
+def inline_cache(ref: str) -> bool | None:
+    """Whether a registry image's config carries BuildKit inline cache metadata (None: unknown,
+    e.g. a registry that wants credentials)."""
     try:
-        manifest = _get_json(url, SINGLE_MANIFEST_TYPES)
-        digest = str((manifest.get("config") or {}).get("digest") or "")
-        if not digest:
-            return None
-        config = _get_json(url.rsplit("/manifests/", 1)[0] + "/blobs/" + digest, "*/*")
+        config = _config(ref)
     except (OSError, ValueError):
         return None
     return INLINE_CACHE_KEY in config
@@ -109,13 +136,8 @@ def tags(ref: str) -> list[str]:
 
 
 def labels(ref: str) -> dict[str, str]:
-    """The image config's labels of a single-platform image in a registry."""
-    manifest = _get_json(_url(ref), SINGLE_MANIFEST_TYPES)
-    config_digest = str((manifest.get("config") or {}).get("digest") or "")
-    if not config_digest:
-        raise ValueError("the manifest names no image config")
-    config = _get_json(_url(ref).rsplit("/manifests/", 1)[0] + "/blobs/" + config_digest, "*/*")
-    found = (config.get("config") or {}).get("Labels") or {}
+    """The image config's labels of an image in a registry."""
+    found = (_config(ref).get("config") or {}).get("Labels") or {}
     return {str(key): str(value) for key, value in found.items()}
 
 
@@ -133,6 +155,8 @@ def _judge(ref: str, project: str) -> Deletion:
         found = digest(ref)
         if found is None:
             return Deletion(ref, kept="already gone")
+        if split_ref(ref)[1] == BUILDCACHE_TAG and is_cache(_manifest(ref)):
+            return Deletion(ref, digest=found)  # the cache tag of a repository of ours
         image_labels = labels(ref)
     except (OSError, ValueError) as exc:
         return Deletion(ref, kept=f"cannot prove it is ours: {_gist(exc)}")

@@ -110,6 +110,8 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
         )
     if result.ok:
         lines.append(f"cache sources moved: {', '.join(result.promoted)}")
+        if result.dangling:
+            lines.append(f"removed {result.dangling} untagged image(s) of ours this build replaced")
         if result.pushed:
             lines.append(f"pushed: {', '.join(result.pushed)}")
     else:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.doctor import Check, parse_version, render, source_check
-from tasks.plan import CacheSource, Status
+from tasks.doctor import Check, render, source_check
+from tasks.plan import CacheSource, Status, buildx_mismatch, buildx_version, parse_version
 
 
 def test_versions_compare_numerically() -> None:
@@ -67,3 +67,14 @@ def test_missing_latest_is_fine_when_another_source_serves() -> None:
         "ok",
         "app:latest [latest]: not built yet (the next build creates it)",
     )
+
+
+def test_compose_240_beside_a_buildx_older_than_017_is_one_line_with_the_way_out() -> None:
+    assert buildx_version("github.com/docker/buildx v0.13.1 788433953af10f2a") == (0, 13, 1)
+    assert buildx_version("github.com/docker/buildx 0.29.1+ds1 1.29.1+ds1") == (0, 29, 1)
+    why = buildx_mismatch((0, 13, 1), (2, 40, 3))
+    assert why.startswith("docker buildx 0.13.1 is older than 0.17, which compose 2.40.3 needs")
+    assert "upgrade buildx to 0.17 or later" in why and "\n" not in why
+    assert buildx_mismatch((0, 13, 1), (2, 39, 4)) == ""  # that compose still builds with it
+    assert buildx_mismatch((0, 17, 0), (2, 40, 3)) == ""
+    assert buildx_mismatch((), (2, 40, 3)) == ""  # no buildx: compose's internal builder

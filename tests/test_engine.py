@@ -128,10 +128,17 @@ def test_many_tags_go_through_one_sdk_client_instead_of_a_process_each() -> None
     assert len(client.api.tags) == len(pairs)
 
 
-def builder_runner(version: Result, info: Result | None = None) -> Canned:
+NO_BUILDX = done("", "docker: 'buildx' is not a docker command.", 1)
+
+
+def builder_runner(
+    version: Result, info: Result | None = None, buildx: Result = NO_BUILDX
+) -> Canned:
     answers: dict[str, Result | Exception] = {
         "docker version --format": version,
-        "docker buildx inspect": done("", "docker: 'buildx' is not a docker command.", 1),
+        "docker buildx inspect": NO_BUILDX if buildx is NO_BUILDX else done("Driver: docker\n"),
+        "docker buildx version": buildx,
+        "docker compose version": done("2.40.3\n"),
         "docker image inspect": inspected(line(["shop-api:latest"])),
     }
     if info is not None:
@@ -150,7 +157,7 @@ def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> No
         "docker version",
         "docker buildx",
         "docker image",
-    }
+    }  # (buildx inspect and version)
 
 
 @pytest.mark.parametrize(
@@ -168,6 +175,16 @@ def test_a_newer_engine_is_asked_which_image_store_it_uses(
     assert builder.containerd is containerd
     assert builder.parallel_inline
     assert builder.exports == (("inline", "registry", "local") if containerd else ("inline",))
+
+
+def test_an_old_buildx_beside_a_compose_that_refuses_it_stops_before_anything_runs() -> None:
+    old = done("github.com/docker/buildx v0.13.1 788433953af10f2a\n")
+    runner = builder_runner(done("26.1.5\n"), done("[]\n"), buildx=old)
+    with pytest.raises(UserError, match=r"^docker buildx 0.13.1 is older than 0.17, which"):
+        engine.detect_builder(runner)
+    fine = builder_runner(done("28.5.2\n"), done("[]\n"), done("github.com/docker/buildx 0.29.1\n"))
+    assert engine.detect_builder(fine).bake
+    assert not any(call[:3] == ["docker", "compose", "version"] for call in fine.calls)
 
 
 def test_an_unreachable_engine_is_one_line() -> None:

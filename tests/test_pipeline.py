@@ -41,9 +41,12 @@ class FakeRunner(Runner):
 class FakeImages:
     def __init__(self) -> None:
         self.tags: list[tuple[str, str]] = []
+        self.pruned: list[str] = []
 
-    def tag_all(self, pairs: Sequence[tuple[str, str]]) -> None:
+    def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         self.tags += pairs
+        self.pruned.append(project)
+        return 2
 
 
 def vertex(name: str, cached: bool = False, error: str = "") -> str:
@@ -77,6 +80,7 @@ def test_execute_counts_steps_and_promotes_only_on_success(tmp_path: Path) -> No
     assert (row.steps, row.cached, row.rebuilt, row.first_rebuilt) == (2, 1, 1, "[2/3] RUN x")
     assert steps == ["[1/3] COPY a .", "[2/3] RUN x"]
     assert images.tags == [(ready.plan.services[0].build_ref, "shop-api:latest")]
+    assert (images.pruned, result.dangling) == (["shop"], 2)  # untagged images of ours
     assert list(result.seconds) == ["compose build", "tags"]
     ((argv, env),) = runner.calls
     assert argv == ready.plan.build_argv() and env == ready.plan.env()
@@ -90,7 +94,7 @@ def test_a_failed_service_moves_no_cache_tag(tmp_path: Path) -> None:
     ready, images = prepared(tmp_path, runner)
     result = pipeline.execute(ready)
     assert (result.ok, result.failed, result.promoted) == (False, ("api",), ())
-    assert images.tags == []
+    assert images.tags == [] and images.pruned == []
 
 
 def test_a_long_step_is_reported_while_it_runs(tmp_path: Path) -> None:
