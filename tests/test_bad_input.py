@@ -198,7 +198,11 @@ ENGINE = {
     "engine-unreachable": case(
         "build", "cannot reach the Docker", {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     ),
-    "compose-missing": case("build", "Compose v2 is not available", {"HOME": "/nonexistent-home"}),
+    "compose-missing": case(
+        "build",
+        "Compose v2 is not available",
+        {"HOME": "/nonexistent-home", "DOCKER_CONFIG": "/nonexistent-home/.docker"},
+    ),
     "context-unknown": case("deploy --context no-such-context", "unknown docker context"),
     "push-without-registry": case("build --push", "--push needs a registry"),
     "base-image-unpullable": case(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tests.support import (
     require_registry,
     services,
     sh,
+    user_dirs,
 )
 
 pytestmark = pytest.mark.engine
@@ -184,3 +187,27 @@ def test_docker_hub_ref_that_cannot_be_checked_is_kept_unverified(stack: Stack) 
     (source, *_) = data["plan"]["services"][0]["sources"]
     assert (source["entry"], source["status"]) == (hub, "unverified")
     assert hub in data["plan"]["services"][0]["cache_from"]  # never silently dropped
+
+
+def test_compose_beside_a_buildx_it_refuses_is_one_line_before_anything_runs(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Compose 2.40 refuses to build beside buildx < 0.17 (Debian 13's 0.13 here)."""
+    old = os.environ.get("ENGINE_OLD_BUILDX", "")
+    plugins = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "cli-plugins"
+    if not Path(old).is_file() or not (plugins / "docker-compose").is_file():
+        pytest.skip(
+            "needs compose 2.40 and Debian 13's buildx 0.13 (scripts/engines.sh fetches it)"
+        )
+    config = tmp_path / "docker-config"
+    (config / "cli-plugins").mkdir(parents=True)
+    shutil.copy(plugins / "docker-compose", config / "cli-plugins")
+    shutil.copy(old, config / "cli-plugins" / "docker-buildx")
+    (config / "config.json").write_text("{}")
+    cache = Path(user_dirs(stack.root)["XDG_CACHE_HOME"])
+    done = invoke(stack.root, "build", env={"DOCKER_CONFIG": str(config)})
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: docker buildx 0.13.1 is older than 0.17, which compose")
+    assert len(done.stderr.splitlines()) == 1 and "upgrade buildx" in done.stderr
+    assert done.stdout == "" and not cache.exists()  # nothing planned, printed or written
+    assert image_id(f"{stack.image('app')}:latest") is None

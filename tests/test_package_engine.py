@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import ROOT, Stack, sh
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.packaging]
 LOCAL = (".git", ".nox", "build", "dist", "*.egg-info", "__pycache__", "*cache", "bench-results")
 
 
