@@ -150,12 +150,12 @@ def source_check(service: str, source: CacheSource, others_serve: bool = False) 
     label = f"{source.entry} [{source.origin}]"
     if not source.kept:
         reason = source.reason
-        if source.origin != "latest":
+        if source.origin == "compose file":
             return Check(
                 name, "warn", f"{label}: {reason}; compose would ignore it", "fix or remove it"
             )
         if others_serve:
-            return Check(name, "ok", f"{label}: not built yet (the next build creates it)")
+            return Check(name, "ok", f"{label}: {reason} (another source serves)")
         return Check(name, "warn", f"{label}: {reason}; the next build is cold", "run invoke build")
     if source.status is Status.UNVERIFIED:
         return Check(
@@ -193,7 +193,7 @@ def plan_checks(plan: BuildPlan) -> list[Check]:
     """A check per cache source of every planned service."""
     checks = []
     for service in plan.services:
-        serving = [s for s in service.sources if s.kept and s.origin != "latest"]
+        serving = [s for s in service.sources if s.kept]
         checks += [source_check(service.name, s, bool(serving)) for s in service.sources]
         for export in service.exports:
             if export.kept:

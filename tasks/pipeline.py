@@ -373,6 +373,7 @@ def execute(
         why = progress.error or (progress.messages[-1] if progress.messages else f"exit {code}")
     pushed: list[str] = []
     if ok and built.push:
+        pushed += built.exported_refs()  # the build exported them already
         try:
             for ref in built.pushed_refs():
                 prepared.runner.check(commands.push(ref), f"docker push {ref}")

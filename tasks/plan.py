@@ -252,6 +252,11 @@ class BuildPlan:
             for ref in (s.build_ref, *s.promote, *(stage.ref for stage in s.stages))
         ]
 
+    def exported_refs(self) -> list[str]:
+        """The registry caches the build itself exports (``cache_to`` of type registry)."""
+        refs = (cache_entry(entry)[1] for s in self.services for entry in s.cache_to)
+        return [ref for ref in refs if ref]
+
     def aliases(self) -> dict[str, str]:
         """Extra stage services -> the service they belong to (for counting steps)."""
         return {stage.service: s.name for s in self.services for stage in s.stages}
@@ -380,10 +385,17 @@ def _source(entry: str, origin: str, locate: Locate, builder: Builder) -> CacheS
         return CacheSource(entry, origin, Status.DROPPED, builder.no_local_images())
     found = locate(ref, remote, builder.local_images)
     if found is None:
-        where = "locally or in its registry" if builder.local_images else "in its registry"
-        return CacheSource(entry, origin, Status.DROPPED, f"no such image {where}")
+        if builder.local_images:
+            why = "no such image locally or in its registry"
+        elif has_registry(ref):
+            why = "no such image in its registry"
+        else:  # a Docker Hub ref: the builder asks Docker Hub, whatever this engine holds
+            why = f"not on Docker Hub, and {builder.no_local_images()}"
+        return CacheSource(entry, origin, Status.DROPPED, why)
     if found.where == "unverified":
         why = "its registry could not be reached; kept, the builder may still find it"
+        if not builder.local_images and not has_registry(ref):
+            why += f" there ({builder.no_local_images()})"
         return CacheSource(entry, origin, Status.UNVERIFIED, why)
     status = Status.LOCAL if found.where == "local" else Status.REGISTRY
     return CacheSource(entry, origin, status, inline=found.inline)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -146,6 +147,14 @@ def require_registry() -> str:
     return _registry[0]
 
 
+@functools.cache
+def caches_in_folders() -> bool:
+    """Whether the engine stores images in containerd, where a local image is no cache source:
+    the tool then caches each service in a local cache folder instead of inline-cache images."""
+    info = sh("docker", "info", "--format", "{{json .DriverStatus}}", check=False).stdout
+    return "containerd" in info
+
+
 def raw_compose_build(root: Path) -> BuildProgress:
     """The seed's way: plain ``docker compose build`` (no inline cache metadata), parsed."""
     progress = BuildProgress()
@@ -206,7 +215,7 @@ class Stack:
         remote = f"{require_registry()}/{self.name}/app:cache"
         self.use_cache_from(remote)
         self.commit("registry cache")
-        build_json(self.root)
+        build_json(self.root, env={"INVOKE_STACK_CACHE_SIZE": "0"})  # inline cache, any store
         sh("docker", "tag", f"{self.image('app')}:latest", remote)
         sh("docker", "push", remote)
         sh("docker", "rmi", remote)

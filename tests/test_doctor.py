@@ -65,7 +65,7 @@ def test_missing_latest_is_fine_when_another_source_serves() -> None:
     check = source_check("app", missing, others_serve=True)
     assert (check.status, check.detail) == (
         "ok",
-        "app:latest [latest]: not built yet (the next build creates it)",
+        "app:latest [latest]: no such image (another source serves)",
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from tests.support import (
     Stack,
     build_json,
+    caches_in_folders,
     invoke,
     raw_compose_build,
     sh,
@@ -29,19 +30,30 @@ def named(checks: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     return [check for check in checks if check["name"].startswith(prefix)]
 
 
+def primary(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The check of the service's own cache source: its cache folder, or its :latest image."""
+    start = "type=local,src=" if caches_in_folders() else "ct"
+    [check] = [c for c in named(checks, "cache app") if c["detail"].startswith(start)]
+    return check
+
+
 def test_before_and_after_the_first_build(stack: Stack) -> None:
     sha = sh("git", "rev-parse", "HEAD", cwd=stack.root).stdout.strip()
     code, checks = doctor(stack)
     assert code == 0
-    [cache] = named(checks, "cache app")
+    cache = primary(checks)
     assert cache["status"] == "warn" and "next build is cold" in cache["detail"]
     assert doctor(stack, "--strict")[0] == 1
 
     build_json(stack.root)
     code, checks = doctor(stack, "--strict")
     assert code == 0, [c for c in checks if c["status"] != "ok"]
-    [cache] = named(checks, "cache app")
-    assert "local image with inline cache metadata, can serve" in cache["detail"]
+    if caches_in_folders():
+        assert "local cache, read by the builder" in primary(checks)["detail"]
+        [latest] = [c for c in named(checks, "cache app") if "[latest]" in c["detail"]]
+        assert "no cache source on the containerd image store" in latest["detail"]
+    else:
+        assert "local image with inline cache metadata, can serve" in primary(checks)["detail"]
     [git] = named(checks, "git")
     assert git["detail"].startswith(f"commit {sha[:12]} on main")
 
@@ -53,9 +65,12 @@ def test_seed_built_image_is_flagged_as_unable_to_serve(stack: Stack) -> None:
     raw_compose_build(stack.root)
     code, checks = doctor(stack)
     assert code == 0
-    [cache] = named(checks, "cache app")
+    [cache] = [c for c in named(checks, "cache app") if "[compose file]" in c["detail"]]
     assert cache["status"] == "warn"
-    assert "without inline cache metadata" in cache["detail"]
+    if caches_in_folders():  # the image is there, but BuildKit would look for it on Docker Hub
+        assert "no cache source on the containerd image store" in cache["detail"]
+    else:
+        assert "without inline cache metadata" in cache["detail"]
 
 
 def test_registry_cache_ref_metadata_is_read_from_the_registry(stack: Stack) -> None:

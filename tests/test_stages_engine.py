@@ -18,6 +18,7 @@ from tests.support import (
     BASE_IMAGE,
     Stack,
     build_json,
+    caches_in_folders,
     clear,
     require_registry,
     services,
@@ -82,7 +83,8 @@ def test_prune_and_code_change_keep_every_dependency_step(stack: Stack, shape: s
     multi_stage(stack, shape)
     first = build_json(stack.root)
     assert [step for step in rebuilt(first) if INSTALL in step] != []  # the install ran once
-    assert first["plan"]["services"][0]["strategy"] == "stage images"
+    strategy = "cache folder" if caches_in_folders() else "stage images"
+    assert first["plan"]["services"][0]["strategy"] == strategy
     sh("docker", "builder", "prune", "-af")
     stack.write("app/src/main.txt", "app v2\n")
     stack.commit("code change")
@@ -99,7 +101,12 @@ def test_fresh_runner_gets_every_stage_from_the_registry_and_clear_clears_it(
     env = {"INVOKE_STACK_REGISTRY": registry}
     multi_stage(stack, "node")
     pushed = build_json(stack.root, "--push", env=env)["result"]["pushed"]
-    assert f"{registry}/{stack.name}-app:cache-deps" in pushed
+    # where every stage's cache goes: a registry cache tag, or an inline-cache image per stage
+    cache = f"{registry}/{stack.name}-app:" + (
+        "buildcache" if caches_in_folders() else "cache-deps"
+    )
+    source = f"type=registry,ref={cache}" if caches_in_folders() else cache
+    assert cache in pushed
     assert f"{registry}/{stack.name}-app:latest" in pushed
 
     def fresh_runner() -> Stack:
@@ -115,13 +122,13 @@ def test_fresh_runner_gets_every_stage_from_the_registry_and_clear_clears_it(
     runner = fresh_runner()
     result = build_json(runner.root, env=env)
     sources = {s["entry"]: s["status"] for s in result["plan"]["services"][0]["sources"]}
-    assert sources[f"{registry}/{stack.name}-app:cache-deps"] == "registry"
+    assert sources[source] == "registry"
     assert [step for step in rebuilt(result) if INSTALL in step] == []
     shutil.rmtree(runner.root.parent)
 
     cleared = clear(stack, env=env)
     deleted = [i["name"] for i in cleared["items"] if i["result"].startswith("deleted")]
-    assert f"{registry}/{stack.name}-app:cache-deps" in deleted
+    assert cache in deleted
     runner = fresh_runner()
     after = build_json(runner.root, env=env)
     assert services(after)["app"]["cached"] == 0
