@@ -219,3 +219,31 @@ def test_compose_beside_a_buildx_it_refuses_is_one_line_before_anything_runs(
     assert len(done.stderr.splitlines()) == 1 and "upgrade buildx" in done.stderr
     assert done.stdout == "" and not cache.exists()  # nothing planned, printed or written
     assert image_id(f"{stack.image('app')}:latest") is None
+
+
+def test_twelve_identical_services_build_in_parallel_where_the_engine_allows(stack: Stack) -> None:
+    """Engine 24+ builds services that share every step in parallel (20.10's BuildKit crashed
+    dockerd doing that: there they build one at a time), and survives it, cold and warm."""
+    names = [f"s{i:02d}" for i in range(12)]
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n" + "".join(f"  {n}:\n    build: ./app\n" for n in names),
+    )
+    stack.commit("twelve identical services")
+    major = int(sh("docker", "version", "--format", "{{.Server.Version}}").stdout.split(".")[0])
+    try:
+        for change in ("cold", "code change"):
+            if change == "cold":
+                prune_builder()
+            else:
+                stack.write("app/src/main.txt", "app v2\n")
+                stack.commit(change)
+            result = build_json(stack.root)
+            assert ("--parallel" in result["plan"]["argv"]) is (major < 24)
+            rows = services(result)
+            assert sorted(rows) == names
+            assert all(row["steps"] == TOTAL_STEPS for row in rows.values())
+            assert sh("docker", "version", "--format", "{{.Server.Version}}").returncode == 0
+        assert {row["cached"] for row in rows.values()} == {DEPENDENCY_STEPS}
+    finally:
+        remove_images(stack.name)
