@@ -298,6 +298,7 @@ class BuildResult:
     seconds: Mapping[str, float] = field(default_factory=dict)  # wall time per phase
     cache: cachedir.Usage | None = None  # the local cache folders after the build
     dangling: int = 0  # untagged images of ours this build replaced, removed
+    retried: tuple[str, ...] = ()  # services built again after the containerd snapshot race
 
 
 def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceResult, ...]:
@@ -321,6 +322,16 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
     return tuple(rows)
 
 
+# The containerd image store loses a parent snapshot while parallel builds that share layers
+# unpack (moby/buildkit#6521, containerd/containerd#10723); the same build then succeeds.
+_SNAPSHOT_RACE = ("parent snapshot", "does not exist")
+
+
+def snapshot_race(error: str) -> bool:
+    """Whether a service's build error is the containerd store's snapshot race."""
+    return all(part in error for part in _SNAPSHOT_RACE)
+
+
 def execute(
     prepared: Prepared,
     on_step: Callable[[Step], None] = lambda _: None,
@@ -340,22 +351,35 @@ def execute(
             cachedir.prepare(settings.cache_dir, folders)
         except OSError as exc:
             raise UserError(f"cannot prepare {settings.cache_dir}: {exc.strerror}") from None
-    progress = BuildProgress(built.aliases(), built.service_names())
 
-    def on_line(line: str) -> None:
-        for step in progress.feed(line):
-            on_step(step)
+    def compose_build(names: Sequence[str]) -> tuple[int, BuildProgress]:
+        aliases = {alias: s for alias, s in built.aliases().items() if s in names}
+        progress = BuildProgress(aliases, names)
 
-    def on_idle() -> None:
-        now = datetime.now(UTC)
-        for step in progress.running():
-            if on_running is not None and step.started is not None:
-                on_running(step, (now - step.started).total_seconds())
+        def on_line(line: str) -> None:
+            for step in progress.feed(line):
+                on_step(step)
+
+        def on_idle() -> None:
+            now = datetime.now(UTC)
+            for step in progress.running():
+                if on_running is not None and step.started is not None:
+                    on_running(step, (now - step.started).total_seconds())
+
+        argv = built.build_argv(names)
+        return prepared.runner.stream(argv, on_line, built.env(), on_idle, every), progress
 
     clock = Clock()
-    code = prepared.runner.stream(built.build_argv(), on_line, built.env(), on_idle, every)
-    clock.lap("compose build")
+    code, progress = compose_build(built.service_names())
     failed = tuple(progress.failed_services())
+    retried: tuple[str, ...] = ()
+    if code and failed and all(snapshot_race(progress.service(n).error) for n in failed):
+        retried = failed  # once, and only these: the race is the engine's, not the build's
+        cachedir.prepare(settings.cache_dir, [n for n in retried if n in folders])
+        code, again = compose_build(retried)
+        progress.adopt(again, retried)
+        failed = tuple(progress.failed_services())
+    clock.lap("compose build")
     ok = code == 0 and not failed
     cache = None
     if folders:
@@ -393,4 +417,5 @@ def execute(
         clock.laps,
         cache,
         dangling,
+        retried,
     )

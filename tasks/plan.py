@@ -271,8 +271,8 @@ class BuildPlan:
             self.env_file,
         )
 
-    def build_argv(self) -> list[str]:
-        """The exact build command.
+    def build_argv(self, only: Sequence[str] = ()) -> list[str]:
+        """The exact build command (of the services in ``only``, when given).
 
         ``serial`` plans build one target at a time: the BuildKit of older engines crashes
         dockerd ("concurrent map writes" in the inline cache exporter) when concurrent builds
@@ -285,7 +285,8 @@ class BuildPlan:
             argv.append("--no-cache")
         if self.pull:
             argv.append("--pull")
-        return [*argv, *self.service_names(), *self.aliases()]
+        names = [name for name in self.service_names() if not only or name in only]
+        return [*argv, *names, *(alias for alias, s in self.aliases().items() if s in names)]
 
     def env(self) -> dict[str, str]:
         """Variables exported to the compose process."""

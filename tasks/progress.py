@@ -200,6 +200,13 @@ class BuildProgress:
         step.error = error or step.error
         return None if was_done else step
 
+    def adopt(self, other: BuildProgress, services: Sequence[str]) -> None:
+        """Take these services' stats (and the error and messages) from a later build."""
+        for name in services:
+            self.services[name] = other.service(name)
+        self.error = other.error
+        self.messages += other.messages
+
     def running(self) -> list[Step]:
         """Steps that started and have not finished yet."""
         return [

@@ -101,6 +101,11 @@ def result_table(results: Sequence[ServiceResult]) -> str:
 def build_summary(plan: BuildPlan, result: BuildResult) -> str:
     """The closing text: the per-service table and what happened to the cache tags."""
     lines = [result_table(result.services)]
+    if result.retried:
+        lines.append(
+            f"built {', '.join(result.retried)} again: the containerd image store lost a parent "
+            "snapshot while parallel builds unpacked (moby/buildkit#6521)"
+        )
     if result.cache is not None:
         usage = result.cache
         pruned = f"; pruned the oldest: {', '.join(usage.pruned)}" if usage.pruned else ""

@@ -16,10 +16,13 @@ from tests.support import GIT, plan_for, project
 
 
 class FakeRunner(Runner):
-    """Replays BuildKit progress lines instead of running compose; records the argv."""
+    """Replays BuildKit progress lines instead of running compose; records the argv. With
+    ``then``, later builds replay those (lines, exit code) instead, one per call."""
 
-    def __init__(self, lines: Sequence[str], code: int = 0) -> None:
-        self.lines, self.code = lines, code
+    def __init__(
+        self, lines: Sequence[str], code: int = 0, then: Sequence[tuple[list[str], int]] = ()
+    ) -> None:
+        self.lines, self.code, self.then = lines, code, list(then)
         self.calls: list[tuple[list[str], dict[str, str]]] = []
 
     def stream(
@@ -31,6 +34,8 @@ class FakeRunner(Runner):
         idle: float = 15.0,
     ) -> int:
         self.calls.append((list(argv), dict(env or {})))
+        if len(self.calls) > 1 and self.then:
+            self.lines, self.code = self.then.pop(0)
         for line in self.lines:
             on_line(line)
             if on_idle is not None:
@@ -113,3 +118,30 @@ def test_a_long_step_is_reported_while_it_runs(tmp_path: Path) -> None:
     seen: list[tuple[str, bool]] = []
     pipeline.execute(ready, on_running=lambda step, seconds: seen.append((step.label, seconds > 0)))
     assert seen == [("[2/3] RUN npm ci", True)]  # once while running, not after it finished
+
+
+RACE = (
+    'failed to prepare extraction snapshot "extract-1 sha256:ab": parent snapshot sha256:cd '
+    "does not exist: not found"
+)
+
+
+def test_the_containerd_snapshot_race_is_built_again_once_for_the_failed_service_only(
+    tmp_path: Path,
+) -> None:
+    lost = [vertex("[api 2/3] RUN x"), vertex("[api] exporting to image", error=RACE)]
+    runner = FakeRunner(lost, code=1, then=[([vertex("[2/3] RUN x", cached=True)], 0)])
+    ready, images = prepared(tmp_path, runner)
+    result = pipeline.execute(ready)
+    assert (result.ok, result.retried, result.failed) == (True, ("api",), ())
+    assert [argv[-1] for argv, _ in runner.calls] == ["api", "api"]
+    assert (result.services[0].steps, result.services[0].cached) == (1, 1)  # the second build
+    assert images.tags != []
+
+
+def test_a_real_build_error_is_not_retried(tmp_path: Path) -> None:
+    runner = FakeRunner([vertex("[api 2/3] RUN x", error="exit code: 3")], code=1)
+    ready, _ = prepared(tmp_path, runner)
+    result = pipeline.execute(ready)
+    assert (result.ok, result.retried, len(runner.calls)) == (False, (), 1)
+    assert not pipeline.snapshot_race("exit code: 3") and pipeline.snapshot_race(RACE)
