@@ -40,7 +40,7 @@ def build(
     """Build the compose project's images with a cache that survives a builder prune."""
     settings = settings_of(c, pull=pull or None, push=push or None)
     runner, clock = Runner(), pipeline.Clock()
-    project = pipeline.resolve(settings, runner, reuse=True)
+    project = pipeline.resolve(settings, runner, reuse=True, services=service or [])
     clock.lap("resolve")
     prepared = pipeline.plan(project, runner, service or [], fresh, pull)
     clock.lap("plan")

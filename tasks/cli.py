@@ -23,7 +23,18 @@ R = TypeVar("R")
 
 def settings_of(c: Context, **flags: Any) -> Settings:
     """Effective settings for this run: the invoke config section, environment, .env, flags."""
-    return load(dict(c.config.get(SECTION, {})), flags)
+    return load(dict(c.config.get(SECTION, {})), flags, origins=config_origins(c))
+
+
+def config_origins(c: Context) -> dict[str, str]:
+    """The invoke config file each key of the settings section came from (runtime file first)."""
+    origins: dict[str, str] = {}
+    for level in ("system", "user", "project", "runtime"):  # lowest to highest precedence
+        section = (getattr(c.config, f"_{level}", None) or {}).get(SECTION) or {}
+        path = getattr(c.config, f"_{level}_path", None)
+        for key in section if isinstance(section, dict) else ():
+            origins[key] = f"invoke config {path}" if path else "invoke config"
+    return origins
 
 
 def _line(text: str) -> str:

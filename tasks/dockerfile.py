@@ -260,3 +260,66 @@ def first_steps(dockerfile: Dockerfile, target: str = "") -> frozenset[str]:
         for stage in built
         if any(item.keyword in BUILD_STEPS for item in dockerfile.in_stage(stage.index))
     )
+
+
+# instructions that take an argument
+_NEEDS_ARGS = frozenset(
+    {"ADD", "ARG", "COPY", "ENV", "EXPOSE", "LABEL", "MAINTAINER", "ONBUILD", "SHELL"}
+    | {"STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+)
+INSTRUCTIONS = _NEEDS_ARGS | {"CMD", "ENTRYPOINT", "FROM", "HEALTHCHECK", "RUN"}
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+_NOT_ONBUILD = frozenset({"ONBUILD", "FROM", "MAINTAINER"})
+
+
+def syntax_errors(dockerfile: Dockerfile) -> list[tuple[int, str]]:
+    """What the engine's Dockerfile frontend rejects before building anything, as (line,
+    message): unknown instructions, instructions before the first FROM, malformed FROM lines and
+    stage names, missing arguments. A ``# syntax=`` directive names another frontend, with rules
+    of its own: nothing is reported then."""
+    if "syntax" in dockerfile.directives:
+        return []
+    if not dockerfile.instructions:
+        return [(1, "the Dockerfile has no instructions")]
+    found: list[tuple[int, str]] = []
+    names: set[str] = set()
+    for item in dockerfile.instructions:
+        message = _instruction_error(item, names)
+        if message:
+            found.append((item.line, message))
+    return found
+
+
+def _instruction_error(item: Instruction, names: set[str]) -> str:
+    """What is wrong with one instruction ('' when nothing); ``names`` collects stage names."""
+    keyword, words = item.keyword, item.words()
+    if keyword not in INSTRUCTIONS:
+        return f"unknown instruction {keyword}"
+    if item.stage < 0 and keyword != "ARG":
+        return f"{keyword} before the first FROM (only ARG may come first)"
+    if keyword in _NEEDS_ARGS and not item.args.strip() and not item.heredocs:
+        return f"{keyword} needs an argument"
+    if keyword == "FROM":
+        return _from_error(words, names)
+    if keyword in {"COPY", "ADD"} and len(words) < 2 and not item.heredocs:
+        return f"{keyword} needs a source and a destination"
+    if keyword == "HEALTHCHECK" and (not words or words[0].upper() not in {"CMD", "NONE"}):
+        return "HEALTHCHECK takes CMD <command> or NONE"
+    if keyword == "ONBUILD" and words[0].upper() in _NOT_ONBUILD:
+        return f"ONBUILD cannot trigger {words[0].upper()}"
+    if keyword == "SHELL" and not item.args.strip().startswith("["):
+        return 'SHELL takes the JSON form (SHELL ["/bin/sh", "-c"])'
+    return ""
+
+
+def _from_error(words: list[str], names: set[str]) -> str:
+    if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
+        return "FROM takes an image and optionally AS <name>"
+    if len(words) == 3:
+        name = words[2].lower()
+        if not _STAGE_NAME.match(name):
+            return f"invalid stage name {words[2]!r} (a letter, then letters, digits, _ - .)"
+        if name in names:
+            return f"duplicate stage name {words[2]!r}"
+        names.add(name)
+    return ""

@@ -242,7 +242,7 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
     if compose_check.status == "fail":
         return checks
     try:
-        project = pipeline.resolve(settings, runner, git)
+        project = pipeline.resolve(settings, runner, git, services=services)
     except UserError as exc:
         return [*checks, Check("project", "fail", str(exc), "see docker compose config")]
     try:
@@ -251,6 +251,10 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         return [*checks, Check("project", "fail", str(exc), "name a service with a build")]
     shown = ", ".join(lint.display_path(path, settings.project_dir) for path in project.files)
     checks.append(Check("project", "ok", f"{project.name}: builds {', '.join(names)} ({shown})"))
+    try:
+        pipeline.check_services(project, names)
+    except UserError as exc:
+        return [*checks, Check("build input", "fail", str(exc), "the build would stop here")]
     findings = None
     if client is None or builder is None:
         checks.append(Check("cache", "skip", "cache sources not checked: no engine"))

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import cachedir, commands, compose, engine, gitinfo, resolved
-from tasks.dockerfile import dependency_stages, first_steps, parse
+from tasks import cachedir, commands, compose, engine, gitinfo, mask, resolved
+from tasks.dockerfile import dependency_stages, first_steps, parse, syntax_errors
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
-from tasks.lint import Finding, lint_project, read_dockerfile
+from tasks.lint import Finding, display_path, lint_project, read_dockerfile
 from tasks.plan import (
     OVERRIDE_NAME,
     Builder,
@@ -29,8 +29,10 @@ from tasks.plan import (
     check_sources,
     make_plan,
     override_yaml,
+    select,
 )
 from tasks.progress import BuildProgress, Step
+from tasks.refs import ref_error
 from tasks.runner import Runner
 from tasks.settings import Settings
 
@@ -56,15 +58,44 @@ class Project:
 
 
 def resolve(
-    settings: Settings, runner: Runner, git: GitInfo | None = None, reuse: bool = False
+    settings: Settings,
+    runner: Runner,
+    git: GitInfo | None = None,
+    reuse: bool = False,
+    services: Sequence[str] = (),
 ) -> Project:
-    """Find the compose files, read git, and resolve the project (no engine, no registry).
+    """Find the compose files, read git, and resolve the project (no engine, no registry); the
+    secrets it holds are masked from then on. A service named in ``services`` behind a profile
+    that is not active turns its profiles on, as compose does for a service it is given.
 
     With ``reuse``, the project is the build view only (name, images, build sections), taken
     from the previous build's resolution while nothing compose reads has changed; a fresh
     resolution is kept by ``execute``. Nothing is written here."""
     files = compose.compose_files(settings)
     git = git or gitinfo.of(settings)
+    project = _resolve(settings, runner, files, git, reuse)
+    missing = [name for name in services if name not in (project.data.get("services") or {})]
+    profiles = _profiles_of(settings, runner, files, git, missing) if missing else []
+    if profiles:
+        settings = replace(settings, profiles=(*settings.profiles, *profiles))
+        project = _resolve(settings, runner, files, git, reuse)
+    mask.add(mask.project_secrets(project.data, {**settings.dotenv, **os.environ}))
+    return project
+
+
+def _profiles_of(
+    settings: Settings, runner: Runner, files: tuple[Path, ...], git: GitInfo, names: list[str]
+) -> list[str]:
+    """The profiles, not active yet, that turn these services on (every profile resolved)."""
+    every = compose.resolve(runner, replace(settings, profiles=("*",)), files, git.commit)
+    services = every.get("services") or {}
+    found = [p for name in names for p in (services.get(name) or {}).get("profiles") or ()]
+    return [p for p in dict.fromkeys(found) if p not in settings.profiles]
+
+
+def _resolve(
+    settings: Settings, runner: Runner, files: tuple[Path, ...], git: GitInfo, reuse: bool
+) -> Project:
     if not reuse:
         return Project(settings, files, git, compose.resolve(runner, settings, files, git.commit))
     argv = commands.compose_of(settings, files)
@@ -119,6 +150,28 @@ def dockerfiles_of(project: Project) -> Dockerfiles:
     return out
 
 
+def check_services(project: Project, names: Sequence[str]) -> None:
+    """What the engine would reject about these services, in one line before anything is
+    looked up or built: an invalid ``image:`` reference, a missing build context or Dockerfile,
+    a Dockerfile the frontend cannot parse (``file:line``)."""
+    shown = ", ".join(display_path(path, project.settings.project_dir) for path in project.files)
+    for name in names:
+        service = project.data["services"][name]
+        image = str(service.get("image") or "")
+        reason = ref_error(image) if image else ""
+        if reason:
+            raise UserError(
+                f"service '{name}': image {image!r} (in {shown}) is not a valid image "
+                f"reference: {reason}"
+            )
+        check_sources(name, service["build"])
+        dockerfile = read_dockerfile(name, service["build"], Path.cwd())
+        errors = syntax_errors(dockerfile) if dockerfile is not None else []
+        if dockerfile is not None and errors:
+            line, message = errors[0]
+            raise UserError(f"service '{name}': {dockerfile.path}:{line}: {message}")
+
+
 def plan(
     project: Project,
     runner: Runner,
@@ -129,7 +182,9 @@ def plan(
     builder: Builder | None = None,
     push: bool = False,
 ) -> Prepared:
-    """Plan the build: look up every cache source, check contexts, lint. Changes nothing."""
+    """Plan the build: check what the build would reject, look up every cache source, lint.
+    Changes nothing."""
+    check_services(project, select(project.data, services))
     read = dockerfiles_of(project)
     stages = read.stages
     images = engine.Images(runner, client)
@@ -154,8 +209,6 @@ def plan(
         push,
         read.steps,
     )
-    for name in built.service_names():
-        check_sources(name, project.data["services"][name]["build"])
     built = replace(built, lint=tuple(lint(project, built.service_names())))
     return Prepared(project, built, images, runner)
 
@@ -170,7 +223,8 @@ def prepare(
 ) -> Prepared:
     """Resolve and plan in one call."""
     runner = runner or Runner()
-    return plan(resolve(settings, runner), runner, services, fresh, pull, push=push)
+    project = resolve(settings, runner, services=services)
+    return plan(project, runner, services, fresh, pull, push=push)
 
 
 def base_images(plan: BuildPlan) -> list[str]:

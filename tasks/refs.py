@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 TOOL = "compose-tasks"
@@ -77,3 +78,39 @@ def not_ours_reason(labels: Mapping[str, str] | None, project: str) -> str:
     if labels.get(COMPOSE_PROJECT):
         return f"built by compose project '{labels[COMPOSE_PROJECT]}'"
     return "no compose-tasks ownership label"
+
+
+_DOMAIN = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
+)
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
+NAME_LIMIT = 255
+
+
+def ref_error(ref: str) -> str:
+    """Why ``ref`` is not an image reference the engine accepts ('' when it is): the grammar of
+    distribution's reference package (lowercase path components, a tag of word characters,
+    a digest, at most 255 characters of name)."""
+    name, _, digest = ref.partition("@")
+    if digest and not _DIGEST.match(digest):
+        return f"invalid digest {digest!r}"
+    repo, tag = split_ref(name)
+    if name.endswith(":") or (tag and not _TAG.match(tag)):
+        return f"invalid tag {tag!r} (letters, digits, '_', '.', '-'; at most 128)"
+    if not repo:
+        return "empty name"
+    if len(repo) > NAME_LIMIT:
+        return f"the name is longer than {NAME_LIMIT} characters"
+    parts = repo.split("/")
+    if len(parts) > 1 and has_registry(repo) and not _DOMAIN.match(parts[0]):
+        return f"invalid registry host {parts[0]!r}"
+    path = parts[1:] if len(parts) > 1 and has_registry(repo) else parts
+    for part in path:
+        if not _PATH_COMPONENT.match(part):
+            if part.lower() != part and _PATH_COMPONENT.match(part.lower()):
+                return "the repository name must be lowercase"
+            return f"invalid name component {part!r} (lowercase letters and digits, '.', '_', '-')"
+    return ""

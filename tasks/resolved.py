@@ -7,7 +7,8 @@ compose files, the files they ``include`` or ``extends``, ``env_file`` and ``lab
 ``.env`` files), and every environment variable compose may read (any whose name appears in those
 files, and ``COMPOSE_*``, ``DOCKER_*``, ``HOME``). A reference the fingerprint cannot follow (a
 variable in a path, a remote include, a file that does not parse) means no reuse. Only what a build
-reads is kept: the project name and each service's ``image`` and ``build``, no environment values.
+reads is kept: the project name, each service's ``image`` and ``build`` and the top-level
+secrets' sources (no environment values).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 NAME = "compose.resolved.json"
-FORMAT = 1
+FORMAT = 2
 BUILD_KEYS = ("image", "build")
 _WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _PREFIXES = ("COMPOSE_", "DOCKER_", "BUILDX_")
@@ -55,7 +56,8 @@ _Loader.add_multi_constructor("!", _tagged)
 
 
 def build_view(data: Mapping[str, Any]) -> dict[str, Any]:
-    """What a build reads of a resolved project."""
+    """What a build reads of a resolved project (top-level secrets name their files and
+    variables, never a value: the masking of a reused resolution reads them)."""
     services = data.get("services") or {}
     return {
         "name": data.get("name"),
@@ -63,6 +65,7 @@ def build_view(data: Mapping[str, Any]) -> dict[str, Any]:
             name: {key: service[key] for key in BUILD_KEYS if key in service}
             for name, service in services.items()
         },
+        **({"secrets": data["secrets"]} if data.get("secrets") else {}),
     }
 
 

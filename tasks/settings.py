@@ -7,6 +7,7 @@ files (``invoke.yaml``), the project's ``.env`` file, the process environment
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -218,6 +219,8 @@ SPECS: tuple[Spec, ...] = (
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+# Settings that existed once: naming one is an error that says what replaced it.
+REMOVED = {"state_dir": "deploy state lives on the target now (invoke history shows it)"}
 
 
 def _configured(default: Any) -> Any:
@@ -288,9 +291,42 @@ def _parse(spec: Spec, raw: Any, source: str) -> Any:
         ) from None
 
 
-def _read_dotenv(path: Path) -> dict[str, str]:
-    if not path.is_file():
+def _unknown(name: str, key: str, source: str) -> UserError:
+    """The error for a setting ``key`` (spelled ``name`` in its source) that does not exist."""
+    if key in REMOVED:
+        return UserError(f"setting {name} (from {source}) was removed: {REMOVED[key]}")
+    [near] = difflib.get_close_matches(key, list(SPEC_BY_NAME), n=1, cutoff=0.5) or [""]
+    if near:
+        spelled = ENV_PREFIX + near.upper() if name.startswith(ENV_PREFIX) else near
+        hint = f"did you mean {spelled}?"
+    else:
+        hint = "invoke config lists the settings"
+    return UserError(f"unknown setting {name} (from {source}): {hint}")
+
+
+def _check_names(
+    config: Mapping[str, Any],
+    origins: Mapping[str, str],
+    variables: Mapping[str, Mapping[str, str]],
+) -> None:
+    """Every key of the settings section and every ``INVOKE_STACK_*`` variable names a setting."""
+    for key in config:
+        if key not in SPEC_BY_NAME:
+            raise _unknown(key, key, origins.get(key, "invoke config"))
+    for label, names in variables.items():
+        for name in names:
+            key = name[len(ENV_PREFIX) :].lower()
+            if name.startswith(ENV_PREFIX) and key not in SPEC_BY_NAME:
+                raise _unknown(name, key, f"{label} {name}")
+
+
+def _read_dotenv(path: Path, raw: str, source: str) -> dict[str, str]:
+    if not path.exists():
         return {}
+    if not path.is_file():
+        raise UserError(
+            f"invalid setting env_file={raw!r} (from {source}): {path} is not a regular file"
+        )
     try:
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -326,8 +362,11 @@ def load(
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve every setting from flags, environment, env file, invoke config and defaults."""
+    """Resolve every setting from flags, environment, env file, invoke config and defaults.
+
+    ``origins`` names the config file each key of ``config`` came from, for error lines."""
     flags = flags or {}
     environ = os.environ if environ is None else environ
     base = cwd or Path.cwd()
@@ -349,9 +388,10 @@ def load(
         )
     resolve("env_file", {}, "")
     env_file = _inside(project_dir, values["env_file"], "env_file", sources["env_file"], True)
-    dotenv = _read_dotenv(env_file)
+    dotenv = _read_dotenv(env_file, values["env_file"], sources["env_file"])
     mask.use(dotenv)
     label = f"env file {values['env_file']}"
+    _check_names(config, origins or {}, {"environment": environ, label: dotenv})
     for spec in SPECS:
         if spec.name not in values:
             resolve(spec.name, dotenv, label)

@@ -251,3 +251,33 @@ def test_twelve_identical_services_build_in_parallel_where_the_engine_allows(sta
         assert all(image_id(row["image"]) for row in rows.values())
     finally:
         remove_images(stack.name)
+
+
+def test_a_named_service_behind_a_profile_builds_and_compose_file_secrets_stay_masked(
+    stack: Stack,
+) -> None:
+    """``-s`` turns on the profile of a service it names, as compose does; a secret written in
+    the compose file (a build arg) shows in no output, text or JSON."""
+    secret = "hunter2hunter2"  # noqa: S105
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n  app:\n    build:\n      context: ./app\n"
+        f"      args: [DB_PASSWORD={secret}]\n  tool:\n    build: ./app\n    profiles: [tools]\n",
+    )
+    stack.commit("a profile and a secret build arg")
+    try:
+        dry = invoke(stack.root, "build", "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr[-2000:]
+        assert [row["name"] for row in json.loads(dry.stdout)["plan"]["services"]] == ["app"]
+        assert secret not in dry.stdout + dry.stderr
+        result = build_json(stack.root, "-s", "tool")
+        assert list(services(result)) == ["tool"]
+        assert result["plan"]["argv"][-4:] == ["--progress", "json", "build", "tool"]
+        assert result["plan"]["argv"][-6:-4] == ["--profile", "tools"]
+        assert image_id(f"{stack.image('tool')}:latest") is not None
+        done = invoke(stack.root, "build")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert secret not in done.stdout + done.stderr
+        assert image_id(f"{stack.image('app')}:latest") is not None
+    finally:
+        remove_images(stack.name)

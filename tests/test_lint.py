@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dockerfile import dependency_stages, first_steps, parse, target_stage
+from tasks.dockerfile import dependency_stages, first_steps, parse, syntax_errors, target_stage
 from tasks.lint import (
     Finding,
     dependency_step,
@@ -403,3 +403,31 @@ def test_builds_share_steps_only_when_a_stage_starts_alike() -> None:
     final, deps_only = steps(multi), steps(multi, "deps")
     assert len(final) == 3 and deps_only < final  # a stage target shares its stage
     assert not final & steps(multi.replace("package.json", "yarn.lock"))  # differs from the root
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("FORM busybox:1.36\n", [(1, "unknown instruction FORM")]),
+        ("RUN true\n", [(1, "RUN before the first FROM (only ARG may come first)")]),
+        ("ARG V=1\nFROM a:$V AS x\nFROM b AS X\n", [(3, "duplicate stage name 'X'")]),
+        ("FROM a\n\nFROM b AS\n", [(3, "FROM takes an image and optionally AS <name>")]),
+        ("FROM a as 1x\n", [(1, "invalid stage name '1x' (a letter, then letters, digits, "
+                                "_ - .)")]),
+        ("FROM a\nCOPY onlyone\nEXPOSE\n", [(2, "COPY needs a source and a destination"),
+                                            (3, "EXPOSE needs an argument")]),
+        ("FROM a\nHEALTHCHECK --interval=3s x\n", [(2, "HEALTHCHECK takes CMD <command> or NONE")]),
+        ("FROM a\nONBUILD FROM b\n", [(2, "ONBUILD cannot trigger FROM")]),
+        ("FROM a\nSHELL sh -c\n", [(2, 'SHELL takes the JSON form (SHELL ["/bin/sh", "-c"])')]),
+        ("", [(1, "the Dockerfile has no instructions")]),
+        ("# only a comment\n", [(1, "the Dockerfile has no instructions")]),
+        ("# syntax=docker/dockerfile:1-labs\nFORM x\n", []),  # another frontend's rules
+        ("\ufeffFROM --platform=linux/amd64 a AS b\r\nRUN exit 4\r\n", []),
+        ("FROM a\nCOPY <<EOF /x\nhi\nEOF\nonbuild run true\nHEALTHCHECK NONE\n", []),
+        ('FROM a\nCOPY ["a" /b\nWORKDIR /my dir\nUSER 1:1\nCMD\n', []),  # fails later, or runs
+    ],
+)  # fmt: skip
+def test_dockerfile_syntax_errors_the_frontend_rejects(
+    text: str, expected: list[tuple[int, str]]
+) -> None:
+    assert syntax_errors(parse(text)) == expected

@@ -10,6 +10,7 @@ from tasks.refs import (
     not_ours_reason,
     owned_by,
     ownership,
+    ref_error,
     short_name,
     split_ref,
 )
@@ -63,3 +64,29 @@ def test_ownership_needs_tool_and_project() -> None:
         "built by plain docker compose, not by compose-tasks"
     )
     assert not_ours_reason({}, "shop") == "no compose-tasks ownership label"
+
+
+@pytest.mark.parametrize(
+    ("ref", "reason"),
+    [
+        ("app", ""),
+        ("127.0.0.1:5000/team/app:abc123def456-dirty", ""),
+        ("ghcr.io/org/app", ""),
+        ("a__b/c--d.e:1.0_x", ""),
+        ("localhost/x@sha256:" + "a" * 64, ""),
+        ("MyOrg/App:1", "must be lowercase"),
+        ("reg.io:5000/Team/app", "must be lowercase"),
+        ("app:", "invalid tag ''"),
+        ("app:-x", "invalid tag '-x'"),
+        ("app:" + "t" * 129, "invalid tag"),
+        ("my app", "invalid name component 'my app'"),
+        ("a//b", "invalid name component ''"),
+        ("-x/app", "invalid name component '-x'"),
+        ("bad_host.io:x/app", "invalid registry host"),
+        ("app@sha256:zz", "invalid digest"),
+        ("a/" * 130 + "b", "longer than 255"),
+    ],
+)
+def test_image_reference_grammar(ref: str, reason: str) -> None:
+    error = ref_error(ref)
+    assert reason in error if reason else error == ""

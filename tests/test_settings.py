@@ -110,3 +110,57 @@ def test_generated_folders_default_outside_the_project(tmp_path: Path) -> None:
 def test_settings_fields_are_the_settings_table() -> None:
     names = [field.name for field in fields(Settings)]
     assert names == [spec.name for spec in SPECS] + ["sources", "dotenv", "cache_dir"]
+
+
+@pytest.mark.parametrize(
+    ("config", "environ", "dotenv", "expected"),
+    [
+        (
+            {"keep_imagse": 3},
+            {},
+            "",
+            "unknown setting keep_imagse (from invoke config cfg.yaml): did you mean keep_images?",
+        ),
+        (
+            {"state_dir": "x"},
+            {},
+            "",
+            "setting state_dir (from invoke config cfg.yaml) was removed: deploy state lives on",
+        ),
+        (
+            {},
+            {"INVOKE_STACK_KEEP_IMAGE": "3"},
+            "",
+            "unknown setting INVOKE_STACK_KEEP_IMAGE (from environment INVOKE_STACK_KEEP_IMAGE): "
+            "did you mean INVOKE_STACK_KEEP_IMAGES?",
+        ),
+        (
+            {},
+            {"INVOKE_STACK_STATE_DIR": "x"},
+            "",
+            "setting INVOKE_STACK_STATE_DIR (from environment INVOKE_STACK_STATE_DIR) was removed",
+        ),
+        (
+            {},
+            {},
+            "INVOKE_STACK_REGISTY=x\n",
+            "(from env file .env INVOKE_STACK_REGISTY): did you mean INVOKE_STACK_REGISTRY?",
+        ),
+        ({"zzzqqq": 1}, {}, "", "unknown setting zzzqqq (from invoke config cfg.yaml): invoke"),
+    ],
+)
+def test_unknown_and_removed_settings_name_key_source_and_nearest(
+    tmp_path: Path, config: dict[str, object], environ: dict[str, str], dotenv: str, expected: str
+) -> None:
+    (tmp_path / ".env").write_text(dotenv)
+    origins = {key: "invoke config cfg.yaml" for key in config}
+    with pytest.raises(UserError) as error:
+        load(config, environ=environ, cwd=tmp_path, origins=origins)
+    assert expected in str(error.value)
+
+
+def test_env_file_must_be_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    with pytest.raises(UserError, match="conf is not a regular file"):
+        load({}, environ={"INVOKE_STACK_ENV_FILE": "conf"}, cwd=tmp_path)
+    assert load({}, environ={"INVOKE_STACK_ENV_FILE": "absent.env"}, cwd=tmp_path).dotenv == {}
