@@ -226,7 +226,7 @@ ENGINE = {
         files={"compose.yaml": "services:\n  app:\n    build: ./app\n    image: app:-x\n"},
     ),
     "image-empty-component": case(
-        "doctor",
+        "clear-caches --yes",
         "invalid name component ''",
         files={"compose.yaml": "services:\n  app:\n    build: ./app\n    image: a//b\n"},
     ),
@@ -251,8 +251,8 @@ ENGINE = {
         "app/Dockerfile:2: unknown instruction CPY",
         files={"app/Dockerfile": "FROM busybox:1.36\nCPY a b\n"},
     ),
-    "dockerfile-typo-doctor": case(
-        "doctor",
+    "dockerfile-typo-one-service": case(
+        "build -s app --dry-run",
         "app/Dockerfile:1: unknown instruction FRM",
         files={"app/Dockerfile": "FRM busybox:1.36\n"},
     ),

@@ -125,3 +125,18 @@ def test_invalid_setting_fails(stack: Stack) -> None:
     done = invoke(stack.root, "doctor", env={"INVOKE_STACK_DIRTY_SUFFIX": "maybe"})
     assert done.returncode == 1
     assert done.stdout.startswith("fail  settings  invalid setting dirty_suffix='maybe'")
+
+
+def test_what_the_build_would_reject_fails_with_file_and_line(stack: Stack) -> None:
+    stack.write("app/Dockerfile", "FROM busybox:1.36\nRUNN true\n")
+    stack.commit("typo")
+    code, checks = doctor(stack)
+    [check] = named(checks, "build input")
+    assert code == 1 and check["status"] == "fail"
+    assert check["detail"] == "service 'app': app/Dockerfile:2: unknown instruction RUNN"
+    stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build: ./app\n"
+                "    image: Shop/App\n")  # fmt: skip
+    stack.commit("an image name the engine rejects")
+    code, checks = doctor(stack)
+    [check] = named(checks, "build input")
+    assert code == 1 and "the repository name must be lowercase" in check["detail"]
