@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from tasks.runner import NOT_FOUND, Runner
 from tasks.settings import Settings
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+_NAME_LINE = re.compile(r"^name:[ \t]*['\"]?([^'\"#\s]*)['\"]?[ \t]*(?:#.*)?$", re.MULTILINE)
+_NOT_IN_NAME = re.compile(r"[^a-z0-9_-]")
 
 
 def compose_files(settings: Settings) -> tuple[Path, ...]:
@@ -74,3 +77,26 @@ def resolve(
     except UserError:
         version(runner)
         raise
+
+
+def project_name(settings: Settings) -> str:
+    """The project name compose would use, read without compose (the compose files may be
+    broken): the setting (``COMPOSE_PROJECT_NAME``), else the last top-level ``name:`` line of
+    the compose files, else the project folder's name, normalised as compose does. A name
+    built from a variable needs compose: ''."""
+    if settings.project_name:
+        return settings.project_name
+    try:
+        files = compose_files(settings)
+    except UserError:
+        files = ()
+    named = ""
+    for path in files:
+        try:
+            found = _NAME_LINE.findall(path.read_text(errors="replace"))
+        except OSError:
+            continue
+        named = found[-1] if found else named
+    if "$" in named:
+        return ""
+    return _NOT_IN_NAME.sub("", (named or settings.project_dir.name).lower()).lstrip("_-")

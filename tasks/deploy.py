@@ -13,7 +13,7 @@ from dataclasses import asdict
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import commands, engine, pipeline, report, swarm
+from tasks import commands, compose, engine, pipeline, report, swarm
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
 from tasks.rollout import Backend, Release, SwarmBackend, release
@@ -201,7 +201,8 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
     if context:
         use_context(context, runner)
     settings = settings_of(c, orchestrator=orchestrator or None)
-    target = target_of(pipeline.resolve(settings, runner).name)
+    name = compose.project_name(settings) or pipeline.resolve(settings, runner).name
+    target = target_of(name)
     on_swarm = settings.orchestrator == "swarm"
     entries = EngineState(engine.connect(), target, swarm=on_swarm).history()
     if json:

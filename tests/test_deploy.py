@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tasks.compose import project_name
 from tasks.errors import UserError
+from tasks.settings import load
 from tasks.state import LABEL_ENTRY, EngineState, Target, deploy_lock
 
 TARGET = Target("ssh://deploy@prod", "shop")
@@ -132,3 +135,23 @@ def test_a_history_object_without_an_entry_is_one_clear_error() -> None:
     )
     with pytest.raises(UserError, match="corrupt deploy history on the target"):
         state.history()
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "name"),
+    [
+        ("services: {}\n", {}, "myshop_1"),  # the folder, normalised as compose does
+        ("name: shop\nservices: [broken\n", {}, "shop"),
+        ("name: 'quoted-x'  # a comment\n", {}, "quoted-x"),
+        ("services:\n  a:\n    name: nested\n", {}, "myshop_1"),
+        ("name: shop\n", {"COMPOSE_PROJECT_NAME": "fromenv"}, "fromenv"),
+        ("name: ${NAME:-x}\n", {}, ""),  # needs compose
+    ],
+)
+def test_project_name_without_compose(
+    tmp_path: Path, text: str, environ: dict[str, str], name: str
+) -> None:
+    folder = tmp_path / "My.Shop_1"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text(text)
+    assert project_name(load({}, environ=environ, cwd=folder)) == name

@@ -87,6 +87,9 @@ def test_healthy_deploy_serves_new_version(web: Stack) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert serving(web) == head(web)
     assert [(e["action"], e["result"]) for e in history(web)] == [("deploy", "ok")]
+    # a broken checkout: history reads the target without compose
+    web.write("compose.yaml", (web.root / "compose.yaml").read_text() + "  broken: [\n")
+    assert [(e["action"], e["result"]) for e in history(web)] == [("deploy", "ok")]
 
 
 def test_failed_build_leaves_old_version_serving(web: Stack) -> None:
