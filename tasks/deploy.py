@@ -70,13 +70,15 @@ def _log(line: str) -> None:
 
 
 def _begin(
-    c: Context, context: str, orchestrator: str
+    c: Context, context: str, orchestrator: str, build: bool = True
 ) -> tuple[Settings, pipeline.Prepared, EngineState, Backend]:
+    """Settings, plan, state and backend of a deploy (``build``: the build inputs are checked;
+    a rollback builds nothing, so a broken Dockerfile or a missing context does not stop it)."""
     runner = Runner()
     if context:
         use_context(context, runner)
     settings = settings_of(c, orchestrator=orchestrator or None)
-    prepared = pipeline.prepare(settings, runner=runner)
+    prepared = pipeline.prepare(settings, runner=runner, check=build)
     client = prepared.images.client
     on_swarm = settings.orchestrator == "swarm"
     if on_swarm:
@@ -177,7 +179,7 @@ def rollback(
     if to:
         valid_tag(to, "--to")
     wait = valid_timeout(timeout)
-    settings, prepared, state, backend = _begin(c, context, orchestrator)
+    settings, prepared, state, backend = _begin(c, context, orchestrator, build=False)
     current = backend.running() or state.last_good()
     sha = to or state.last_good(other_than=current)
     if not sha:

@@ -181,10 +181,12 @@ def plan(
     client: Any = None,
     builder: Builder | None = None,
     push: bool = False,
+    check: bool = True,
 ) -> Prepared:
-    """Plan the build: check what the build would reject, look up every cache source, lint.
-    Changes nothing."""
-    check_services(project, select(project.data, services))
+    """Plan the build: check what the build would reject (unless ``check`` is off: nothing
+    will be built), look up every cache source, lint. Changes nothing."""
+    if check:
+        check_services(project, select(project.data, services))
     read = dockerfiles_of(project)
     stages = read.stages
     images = engine.Images(runner, client)
@@ -220,11 +222,12 @@ def prepare(
     pull: bool = False,
     runner: Runner | None = None,
     push: bool = False,
+    check: bool = True,
 ) -> Prepared:
     """Resolve and plan in one call."""
     runner = runner or Runner()
     project = resolve(settings, runner, services=services)
-    return plan(project, runner, services, fresh, pull, push=push)
+    return plan(project, runner, services, fresh, pull, push=push, check=check)
 
 
 def base_images(plan: BuildPlan) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import urllib.request
@@ -143,6 +144,7 @@ def test_rollback_to_sha_serves_it(web: Stack) -> None:
     web.commit("v2")
     assert deploy(web).returncode == 0
     assert serving(web) == head(web)
+    shutil.rmtree(web.root / "web")  # a broken checkout: the build context is gone
     done = invoke(web.root, "rollback", "--to", first[:12], "--timeout", "30")
     assert done.returncode == 0, done.stderr[-2000:]
     assert serving(web) == first
