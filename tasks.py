@@ -1,7 +1,8 @@
-"""Build, cache-clear and deploy a docker compose app: the invoke task collection.
+"""Build, cache-clear and deploy a docker compose app: invoke's entry to the task collection.
 
-This file is the root of the ``tasks`` package; its submodules live in ``tasks/``. The
-collection itself is built in ``tasks/app.py`` (which the ``compose-tasks`` command runs).
+invoke loads this file as the module ``tasks``; ``__path__`` makes it stand for the ``tasks``
+package beside it, so the package's modules import as they do everywhere else. The collection
+is built in ``tasks/app.py`` (which the ``compose-tasks`` command runs).
 """
 
 from __future__ import annotations

@@ -494,7 +494,7 @@ def side_by_side(results: dict[str, Any], repeats: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (default 3)")
     parser.add_argument("--services", type=int, default=100, help="size of the planning fixture")
     parser.add_argument("--registry", default=REGISTRY, help=f"registry host (default {REGISTRY})")

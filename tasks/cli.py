@@ -51,6 +51,10 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except UserError as exc:
             raise Exit(_line(f"error: {exc}"), code=1) from None
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, as other command-line tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=141) from None
         except Exception as exc:
             # The SDK's errors (docker.errors.*) are not imported here: `invoke config` and
             # `history` should not load the SDK just to be able to catch its errors.
@@ -59,10 +63,6 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise Exit(_line(f"error: Docker engine: {first_line(exc)}"), code=1) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
-        except BrokenPipeError:
-            # The reader went away (``| head``): stop quietly, as other command-line tools do.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise Exit(code=141) from None
 
     return wrapper
 

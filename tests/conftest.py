@@ -1,7 +1,12 @@
-"""Fixtures and the engine gate: engine tests skip with the reason, or fail under CI=true."""
+"""Fixtures and the engine gate: engine tests skip with the reason, or fail under CI=true.
+
+The gate asks the engine only when the first engine test is about to run: a unit run
+(``-m "not engine"``) makes no docker call at all.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,24 +16,21 @@ import pytest
 from tests.support import Stack, engine_problem, new_stack
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    engine_items = [item for item in items if "engine" in item.keywords]
-    if not engine_items:
-        return
-    problem = engine_problem()
-    if not problem:
-        return
-    if os.environ.get("CI") == "true":
-        for item in engine_items:
-            item.add_marker(pytest.mark.usefixtures("_engine_required_in_ci"))
-        return
-    for item in engine_items:
-        item.add_marker(pytest.mark.skip(reason=f"engine test skipped: {problem}"))
+@functools.cache
+def _problem() -> str:
+    return engine_problem()
 
 
-@pytest.fixture
-def _engine_required_in_ci() -> None:
-    pytest.fail(f"CI=true but engine tests cannot run: {engine_problem()}")
+@pytest.fixture(autouse=True)
+def _engine_gate(request: pytest.FixtureRequest) -> None:
+    """Skip an engine test with the reason (fail it under CI=true) when no engine can run it."""
+    if request.node.get_closest_marker("engine") is None:
+        return
+    problem = _problem()
+    if problem and os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but engine tests cannot run: {problem}")
+    if problem:
+        pytest.skip(f"engine test skipped: {problem}")
 
 
 @pytest.fixture

@@ -70,12 +70,13 @@ def ssh_host(tmp_path: Path) -> Iterator[dict[str, str]]:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
     try:
+        version = ["docker", "version", "--format", "{{.Server.Version}}"]
+        done = sh(*version, env={**os.environ, **env}, check=False)
         for _ in range(50):
-            done = sh("docker", "version", "--format", "{{.Server.Version}}",
-                      env={**os.environ, **env}, check=False)  # fmt: skip
             if done.returncode == 0:
                 break
             time.sleep(0.2)
+            done = sh(*version, env={**os.environ, **env}, check=False)
         assert done.returncode == 0, done.stderr + (folder / "sshd.log").read_text()
         yield env
     finally:
