@@ -10,8 +10,8 @@ from invoke.tasks import task
 
 from tasks import pipeline, report
 from tasks.cli import one_line_errors, settings_of
+from tasks.commands import display_argv
 from tasks.errors import UserError
-from tasks.plan import display_argv
 from tasks.runner import Runner
 
 

@@ -15,8 +15,8 @@ from invoke.tasks import task
 from tasks import cachedir, engine, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError, first_line
+from tasks.model import BuildPlan, Status
 from tasks.pipeline import Prepared, base_images, generated_files, prepare, remove_generated
-from tasks.plan import BuildPlan, Status
 from tasks.refs import (
     BUILDCACHE_TAG,
     COMPOSE_PROJECT,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks import mask
 from tasks.refs import LABEL_PROJECT
 from tasks.settings import Settings
 
@@ -105,3 +107,8 @@ def stack_deploy(stack_file: str, stack: str, resolve_image: str) -> list[str]:
 
 def stack_rm(stack: str) -> list[str]:
     return ["docker", "stack", "rm", stack]
+
+
+def display_argv(argv: Sequence[str]) -> str:
+    """A command for display, with secret values masked."""
+    return mask.active().text(shlex.join(argv))

@@ -13,18 +13,11 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report
+from tasks.builder import Builder, buildx_mismatch, buildx_version, parse_version
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError
-from tasks.plan import (
-    Builder,
-    BuildPlan,
-    CacheSource,
-    Status,
-    buildx_mismatch,
-    buildx_version,
-    parse_version,
-    select,
-)
+from tasks.model import BuildPlan, CacheSource, Finding, Status
+from tasks.plan import select
 from tasks.refs import cache_entry
 from tasks.runner import Runner
 from tasks.settings import Settings
@@ -210,7 +203,7 @@ def plan_checks(plan: BuildPlan) -> list[Check]:
     return checks
 
 
-def lint_checks(findings: Sequence[lint.Finding], count: int) -> list[Check]:
+def lint_checks(findings: Sequence[Finding], count: int) -> list[Check]:
     """A warning per lint finding, or one ok line."""
     if not findings:
         return [Check("dockerfile", "ok", f"{count} build(s) linted: no cache problems found")]

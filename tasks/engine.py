@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tasks import commands
-from tasks.errors import UserError
-from tasks.plan import (
+from tasks.builder import (
     BUILDX_NEEDED,
     Builder,
     Found,
@@ -27,6 +26,7 @@ from tasks.plan import (
     buildx_version,
     parse_version,
 )
+from tasks.errors import UserError
 from tasks.refs import LABEL_INLINE, short_name, split_ref
 from tasks.runner import Result, Runner, meaningful_line
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ from tasks.dockerfile import (
     parse,
     target_stage,
 )
+from tasks.dockerignore import ignored
 from tasks.mask import is_secret
+from tasks.model import Finding
 
 # Commands that install dependencies, as (label, pattern over the lower-cased command).
 _SEP = r"[^;&|\n]*"
@@ -57,25 +58,6 @@ DEPENDENCY_STEPS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 _CONTEXT_ROOT = {".", "./", "*", "./*", "./."}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One lint finding."""
-
-    rule: str
-    path: str
-    line: int | None
-    message: str
-    remedy: str
-    subject: str = ""  # what the finding is about (an ARG name, for secret-arg)
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else self.path
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}; {self.remedy}"
 
 
 def dependency_step(item: Instruction) -> str:
@@ -201,42 +183,6 @@ def lint_dockerfile(dockerfile: Dockerfile, commit_arg: str, target: str = "") -
                 )
     unique = {str(finding): finding for finding in findings}
     return sorted(unique.values(), key=lambda finding: finding.line or 0)
-
-
-def _ignore_pattern(pattern: str) -> re.Pattern[str]:
-    """A .dockerignore pattern as a regex over slash-separated context paths."""
-    out = ""
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if pattern.startswith("**/", index):
-            out += "(?:.*/)?"
-            index += 3
-            continue
-        if pattern.startswith("**", index):
-            out += ".*"
-            index += 2
-            continue
-        out += {"*": "[^/]*", "?": "[^/]"}.get(char, re.escape(char))
-        index += 1
-    return re.compile(f"^{out}(?:/.*)?$")
-
-
-def ignored(patterns: Sequence[str], path: str) -> bool:
-    """Whether a context path is excluded by .dockerignore lines (the last match wins)."""
-    result = False
-    for raw in patterns:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        cleaned = line[1:].strip() if negate else line
-        cleaned = cleaned.strip("/")
-        while cleaned.startswith("./"):
-            cleaned = cleaned[2:]
-        if cleaned and _ignore_pattern(cleaned).match(path):
-            result = not negate
-    return result
 
 
 def display_path(path: Path, base: Path) -> str:

@@ -16,23 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import cachedir, commands, compose, engine, gitinfo, mask, resolved
-from tasks.dockerfile import dependency_stages, first_steps, parse, syntax_errors
+from tasks import cachedir, commands, compose, engine, gitinfo, inputs, mask, resolved
+from tasks.builder import Builder
+from tasks.dockerfile import dependency_stages, first_steps, parse
 from tasks.errors import UserError
 from tasks.gitinfo import GitInfo
-from tasks.lint import Finding, display_path, lint_project, read_dockerfile
-from tasks.plan import (
-    OVERRIDE_NAME,
-    Builder,
-    BuildPlan,
-    cache_refs,
-    check_sources,
-    make_plan,
-    override_yaml,
-    select,
-)
+from tasks.lint import display_path, lint_project, read_dockerfile
+from tasks.model import BuildPlan, Finding
+from tasks.override import override_yaml
+from tasks.plan import OVERRIDE_NAME, cache_refs, make_plan, select
 from tasks.progress import BuildProgress, Step
-from tasks.refs import ref_error
 from tasks.runner import Runner
 from tasks.settings import Settings
 
@@ -150,26 +143,10 @@ def dockerfiles_of(project: Project) -> Dockerfiles:
     return out
 
 
-def check_services(project: Project, names: Sequence[str]) -> None:
-    """What the engine would reject about these services, in one line before anything is
-    looked up or built: an invalid ``image:`` reference, a missing build context or Dockerfile,
-    a Dockerfile the frontend cannot parse (``file:line``)."""
+def check_services(project: Project, services: Sequence[str]) -> None:
+    """What the engine would reject about these services (all buildable ones when empty)."""
     shown = ", ".join(display_path(path, project.settings.project_dir) for path in project.files)
-    for name in names:
-        service = project.data["services"][name]
-        image = str(service.get("image") or "")
-        reason = ref_error(image) if image else ""
-        if reason:
-            raise UserError(
-                f"service '{name}': image {image!r} (in {shown}) is not a valid image "
-                f"reference: {reason}"
-            )
-        check_sources(name, service["build"])
-        dockerfile = read_dockerfile(name, service["build"], Path.cwd())
-        errors = syntax_errors(dockerfile) if dockerfile is not None else []
-        if dockerfile is not None and errors:
-            line, message = errors[0]
-            raise UserError(f"service '{name}': {dockerfile.path}:{line}: {message}")
+    inputs.check_services(project.data, select(project.data, services), shown)
 
 
 def plan(
@@ -186,7 +163,7 @@ def plan(
     """Plan the build: check what the build would reject (unless ``check`` is off: nothing
     will be built), look up every cache source, lint. Changes nothing."""
     if check:
-        check_services(project, select(project.data, services))
+        check_services(project, services)
     read = dockerfiles_of(project)
     stages = read.stages
     images = engine.Images(runner, client)

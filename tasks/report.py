@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tasks import mask
-from tasks.plan import BuildPlan, override_yaml
+from tasks.model import BuildPlan
+from tasks.override import override_yaml
 from tasks.progress import Step
 from tasks.sizes import human
 

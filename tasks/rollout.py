@@ -13,8 +13,9 @@ from typing import Any
 import yaml
 
 from tasks import commands, engine, swarm
+from tasks.commands import display_argv
+from tasks.override import escaped
 from tasks.pipeline import DEPLOY_OVERRIDE, Prepared, write_generated
-from tasks.plan import display_argv, escaped
 from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
 from tasks.refs import COMPOSE_SERVICE as SERVICE_LABEL
 from tasks.refs import owned_by, split_ref

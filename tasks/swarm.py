@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from tasks import commands, engine
+from tasks.override import escaped
 from tasks.pipeline import Prepared, write_generated
-from tasks.plan import escaped
 from tasks.refs import split_ref
 
 STACK_FILE = "stack.deploy.yml"

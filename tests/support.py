@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from tasks.builder import Builder, Found
 from tasks.gitinfo import GitInfo
-from tasks.plan import Builder, BuildPlan, Found, make_plan
+from tasks.model import BuildPlan
+from tasks.plan import make_plan
 from tasks.progress import BuildProgress
 from tasks.settings import Settings, load
 

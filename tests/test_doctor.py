@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.builder import buildx_mismatch, buildx_version, parse_version
 from tasks.doctor import Check, render, source_check
-from tasks.plan import CacheSource, Status, buildx_mismatch, buildx_version, parse_version
+from tasks.model import CacheSource, Status
 
 
 def test_versions_compare_numerically() -> None:

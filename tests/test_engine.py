@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tasks import engine
+from tasks.builder import Found
 from tasks.errors import UserError
-from tasks.plan import Found
 from tasks.runner import Result, Runner
 
 NO_SUCH = "Error response from daemon: no such image: {0}: No such image: {0}"

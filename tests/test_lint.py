@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 
 from tasks.dockerfile import dependency_stages, first_steps, parse, syntax_errors, target_stage
-from tasks.lint import (
-    Finding,
-    dependency_step,
-    ignored,
-    lint_dockerfile,
-    lint_project,
-    lint_service,
-)
+from tasks.dockerignore import ignored
+from tasks.lint import dependency_step, lint_dockerfile, lint_project, lint_service
+from tasks.model import Finding
 
 
 def rules(text: str, commit_arg: str = "GIT_COMMIT_HASH") -> list[tuple[str, int | None]]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks import pipeline
+from tasks.builder import Found
 from tasks.pipeline import Prepared, Project
-from tasks.plan import Found
 from tasks.runner import Runner
 from tasks.settings import load
 from tests.support import GIT, plan_for, project

@@ -8,15 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tasks.builder import Builder, Found, builder_from
 from tasks.errors import UserError
-from tasks.plan import (
-    Builder,
-    Found,
-    Status,
-    builder_from,
-    image_repo,
-    override_yaml,
-)
+from tasks.model import Status
+from tasks.override import override_yaml
+from tasks.plan import image_repo
 from tasks.settings import load as settings_load
 from tests.support import SHA, plan_for, project
 

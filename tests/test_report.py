@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tasks import mask, report
+from tasks.builder import Found
 from tasks.pipeline import BuildResult, ServiceResult
-from tasks.plan import Found
 from tasks.progress import Step
 from tests.support import SHA, plan_for, project
 

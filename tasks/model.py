@@ -1,0 +1,186 @@
+"""The build plan as plain data: what becomes of each cache entry, each service's build, the
+whole build, and the Dockerfile lint's findings. ``plan`` makes it; everything else reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from tasks.commands import compose
+from tasks.override import override
+from tasks.refs import cache_entry
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint finding."""
+
+    rule: str
+    path: str
+    line: int | None
+    message: str
+    remedy: str
+    subject: str = ""  # what the finding is about (an ARG name, for secret-arg)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}; {self.remedy}"
+
+
+class Status(StrEnum):
+    """What became of a cache entry."""
+
+    LOCAL = "local image"  # an image on this engine
+    REGISTRY = "registry"  # an image its registry confirmed
+    UNVERIFIED = "unverified"  # its registry could not be reached: kept, the builder may find it
+    BACKEND = "cache backend"  # a non-image cache (local dir, gha) the builder reads or writes
+    DROPPED = "dropped"  # left out of the build; ``reason`` says why
+
+
+@dataclass(frozen=True)
+class CacheSource:
+    """One cache_from (or cache_to) entry and what became of it."""
+
+    entry: str  # as compose takes it: a bare ref or "type=...,key=value"
+    origin: str  # "compose file" | "branch tag" | "latest"
+    status: Status
+    reason: str = ""  # why it was dropped, or what kind of backend it is
+    inline: bool | None = None  # a local image built with inline cache metadata (None: unknown)
+
+    @property
+    def kept(self) -> bool:
+        return self.status is not Status.DROPPED
+
+    def describe(self) -> str:
+        """Status and reason as one phrase: ``dropped: no such image …``."""
+        return f"{self.status}: {self.reason}" if self.reason else str(self.status)
+
+
+@dataclass(frozen=True)
+class StageTarget:
+    """A dependency stage built as its own image so that its layers carry inline cache."""
+
+    service: str  # the extra compose service in the override: ``<service>--cache-<stage>``
+    stage: str
+    ref: str  # ``<image>:cache-<stage>``
+
+
+STAGE_SEPARATOR = "--cache-"
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What one service's build will do."""
+
+    name: str
+    image: str  # repository, no tag
+    build_ref: str  # image:<commit tag>, what compose builds
+    promote: tuple[str, ...]  # refs moved to the build after every service succeeded
+    sources: tuple[CacheSource, ...]
+    exports: tuple[CacheSource, ...]  # the compose file's cache_to entries, kept or dropped
+    args: Mapping[str, str]  # build args the tool adds
+    labels: Mapping[str, str]
+    context: str
+    dockerfile: str
+    # how the cache survives a prune: "inline", "stage images", "cache folder", "cache_to"
+    strategy: str = "inline"
+    stages: tuple[StageTarget, ...] = ()  # dependency stages built as their own cache images
+    build: Mapping[str, Any] = field(default_factory=dict)  # the compose build section, resolved
+    cache_dir: str = ""  # the local cache folder it imports from ("": none)
+
+    @property
+    def cache_from(self) -> list[str]:
+        return [source.entry for source in self.sources if source.kept]
+
+    @property
+    def cache_to(self) -> list[str]:
+        return [export.entry for export in self.exports if export.kept]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything ``invoke build`` will run, as data."""
+
+    project: str
+    project_dir: str
+    compose_files: tuple[str, ...]
+    profiles: tuple[str, ...]
+    env_file: str
+    override_file: str
+    commit_var: str
+    commit: str
+    commit_tag: str
+    commit_source: str
+    builder: str
+    fresh: bool
+    pull: bool
+    services: tuple[ServicePlan, ...]
+    push: bool = False  # push every built ref to its registry after every service built
+    serial: bool = False  # build one target at a time (see ``build_argv``)
+    warnings: tuple[str, ...] = field(default=())
+    lint: tuple[Finding, ...] = field(default=())  # Dockerfile cache lint, filled by the caller
+
+    def service_names(self) -> list[str]:
+        return [service.name for service in self.services]
+
+    def pushed_refs(self) -> list[str]:
+        """What a push sends: each service's commit tag, cache tags and stage cache images."""
+        return [
+            ref
+            for s in self.services
+            for ref in (s.build_ref, *s.promote, *(stage.ref for stage in s.stages))
+        ]
+
+    def exported_refs(self) -> list[str]:
+        """The registry caches the build itself exports (``cache_to`` of type registry)."""
+        refs = (cache_entry(entry)[1] for s in self.services for entry in s.cache_to)
+        return [ref for ref in refs if ref]
+
+    def aliases(self) -> dict[str, str]:
+        """Extra stage services -> the service they belong to (for counting steps)."""
+        return {stage.service: s.name for s in self.services for stage in s.stages}
+
+    def compose_argv(self) -> list[str]:
+        """``docker compose`` with the project's files, our override, name and profiles."""
+        return compose(
+            self.project_dir,
+            [*self.compose_files, self.override_file],
+            self.project,
+            self.profiles,
+            self.env_file,
+        )
+
+    def build_argv(self, only: Sequence[str] = ()) -> list[str]:
+        """The exact build command (of the services in ``only``, when given).
+
+        ``serial`` plans build one target at a time: the BuildKit of older engines crashes
+        dockerd ("concurrent map writes" in the inline cache exporter) when concurrent builds
+        share steps and export inline cache, which a service and its stage targets always do,
+        and so do services built from one Dockerfile.
+        """
+        parallel = ["--parallel", "1"] if self.serial else []
+        argv = [*self.compose_argv(), *parallel, "--progress", "json", "build"]
+        if self.fresh:
+            argv.append("--no-cache")
+        if self.pull:
+            argv.append("--pull")
+        names = [name for name in self.service_names() if not only or name in only]
+        return [*argv, *names, *(alias for alias, s in self.aliases().items() if s in names)]
+
+    def env(self) -> dict[str, str]:
+        """Variables exported to the compose process."""
+        return {self.commit_var: self.commit}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for service, plan in zip(data["services"], self.services, strict=True):
+            service["cache_from"] = plan.cache_from
+            service["cache_to"] = plan.cache_to
+        data["argv"] = self.build_argv()
+        data["override"] = override(self)
+        return data
