@@ -15,8 +15,9 @@ from invoke.tasks import task
 from tasks import cachedir, engine, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import UserError, first_line
+from tasks.generated import generated_files, remove_generated
 from tasks.model import BuildPlan, Status
-from tasks.pipeline import Prepared, base_images, generated_files, prepare, remove_generated
+from tasks.pipeline import Prepared, base_images, prepare
 from tasks.refs import (
     BUILDCACHE_TAG,
     COMPOSE_PROJECT,

@@ -17,6 +17,7 @@ from tasks.builder import Builder
 from tasks.commands import extra_env_file
 from tasks.dockerignore import ignored
 from tasks.errors import UserError
+from tasks.generated import OVERRIDE_NAME
 from tasks.model import (
     STAGE_SEPARATOR,
     BuildPlan,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from tasks.gitinfo import GitInfo
 
 INLINE_ARG = "BUILDKIT_INLINE_CACHE"
-OVERRIDE_NAME = "compose.build.yml"
 
 
 def image_repo(project: str, name: str, service: Mapping[str, Any], registry: str = "") -> str:

@@ -14,8 +14,9 @@ import yaml
 
 from tasks import commands, engine, swarm
 from tasks.commands import display_argv
+from tasks.generated import DEPLOY_OVERRIDE, write_generated
 from tasks.override import escaped
-from tasks.pipeline import DEPLOY_OVERRIDE, Prepared, write_generated
+from tasks.pipeline import Prepared
 from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
 from tasks.refs import COMPOSE_SERVICE as SERVICE_LABEL
 from tasks.refs import owned_by, split_ref

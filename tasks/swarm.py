@@ -16,11 +16,11 @@ from typing import Any
 import yaml
 
 from tasks import commands, engine
+from tasks.generated import STACK_FILE, write_generated
 from tasks.override import escaped
-from tasks.pipeline import Prepared, write_generated
+from tasks.pipeline import Prepared
 from tasks.refs import split_ref
 
-STACK_FILE = "stack.deploy.yml"
 STACK_LABEL = "com.docker.stack.namespace"
 POLL = 1.0
 # Service keys a stack file takes from the resolved project (the rest is compose-only).

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tasks import pipeline, resolved
+from tasks import generated, pipeline, resolved
 from tasks.gitinfo import GitInfo
 from tasks.runner import Result, Runner
 from tasks.settings import Settings, load
@@ -133,7 +133,7 @@ def test_the_kept_copy_is_private_outside_the_project_and_holds_no_environment(
     assert not kept.is_relative_to(root)
     assert tree(root) == before
     assert SECRET not in kept.read_text()
-    assert kept in pipeline.generated_files(settings)  # clear-caches removes it
+    assert kept in generated.generated_files(settings)  # clear-caches removes it
 
 
 def test_without_reuse_compose_always_runs_and_the_whole_project_comes_back(
