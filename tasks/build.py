@@ -8,7 +8,7 @@ from dataclasses import asdict
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import pipeline, report
+from tasks import engine, pipeline, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.commands import display_argv
 from tasks.errors import UserError
@@ -39,10 +39,10 @@ def build(
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
     settings = settings_of(c, pull=pull or None, push=push or None)
-    runner, clock = Runner(), pipeline.Clock()
-    project = pipeline.resolve(settings, runner, reuse=True, services=service or [])
+    docker, clock = engine.Engine(Runner()), pipeline.Clock()
+    project = pipeline.resolve(settings, docker.runner, reuse=True, services=service or [])
     clock.lap("resolve")
-    prepared = pipeline.plan(project, runner, service or [], fresh, pull)
+    prepared = pipeline.plan(project, docker, service or [], fresh, pull)
     clock.lap("plan")
     plan = prepared.plan
     if dry_run:

@@ -30,6 +30,7 @@ from tasks.refs import (
     owned_by,
     split_ref,
 )
+from tasks.runner import Runner
 from tasks.settings import Settings
 from tasks.sizes import human, parse_size
 
@@ -74,7 +75,7 @@ class _Collector:
 
     def __init__(self, prepared: Prepared, narrowed: bool) -> None:
         self.plan = prepared.plan
-        self.client = prepared.images.client
+        self.client = prepared.docker.client
         self.users = _users(self.client)
         self.wanted = set(self.plan.service_names()) if narrowed else None
         self.items: list[Item] = []
@@ -199,7 +200,7 @@ def collect(
         for ref in base_images(prepared.plan):
             found.ref(ref, "base image", force=True)
     items = found.items
-    usage = prepared.images.client.df().get("BuildCache") or []
+    usage = prepared.docker.client.df().get("BuildCache") or []
     cache = [entry for entry in usage if not entry.get("InUse")]
     scope = "all unused build cache (engine-wide)"
     if keep_storage is not None:
@@ -239,7 +240,7 @@ def carry_out(
     prepared: Prepared, items: Iterable[Item], keep_storage: int | None, settings: Settings
 ) -> dict[str, int]:
     """Remove every item that is ours, recording each result; return bytes reclaimed by kind."""
-    client = prepared.images.client
+    client = prepared.docker.client
     reclaimed = {"images": 0, "builder cache": 0, "cache folders": 0, "build folder": 0}
     layers_before = int(client.df().get("LayersSize") or 0)
     for item in items:
@@ -311,7 +312,7 @@ def clear_caches(
     """Remove the cache sources the build uses that are provably ours; list the rest as kept."""
     keep = parse_size(keep_storage) if keep_storage else None
     settings = settings_of(c)
-    prepared = prepare(settings, service or [])
+    prepared = prepare(settings, engine.Engine(Runner()), service or [])
     items = collect(prepared, settings, bool(service), keep, base_images)
     if dry_run:
         for item in items:

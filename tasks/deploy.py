@@ -6,15 +6,15 @@ target's state (``state``), and render the outcome.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import commands, compose, engine, pipeline, report, swarm
+from tasks import commands, compose, deployment, engine, pipeline, report, swarm
 from tasks.cli import one_line_errors, settings_of
+from tasks.deployment import Deployment
 from tasks.errors import UserError
 from tasks.rollout import Backend, Release, SwarmBackend, release
 from tasks.runner import Runner
@@ -54,35 +54,32 @@ def valid_timeout(text: str) -> float:
     return value
 
 
-def use_context(name: str, runner: Runner) -> None:
-    """Point compose and the SDK at a docker context's engine (ssh:// hosts included)."""
-    if not _CONTEXT.match(name):
-        raise UserError(f"invalid --context {name!r}: expected a docker context name")
-    done = runner.run(commands.context_host(name))
+def engine_of(context: str) -> engine.Engine:
+    """The task's engine: a docker context's endpoint (ssh:// hosts included), else
+    DOCKER_HOST, else the default socket. Every command and the SDK go to it."""
+    runner = Runner()
+    if not context:
+        return engine.Engine(runner)
+    if not _CONTEXT.match(context):
+        raise UserError(f"invalid --context {context!r}: expected a docker context name")
+    done = runner.run(commands.context_host(context))
     host = done.out.strip()
     if not done.ok or not host:
-        raise UserError(f"unknown docker context '{name}'")
-    os.environ["DOCKER_HOST"] = host
+        raise UserError(f"unknown docker context '{context}'")
+    return engine.Engine(Runner({"DOCKER_HOST": host}), host=host)
 
 
 def _log(line: str) -> None:
     report.say(line, err=True)
 
 
-def _begin(
-    c: Context, context: str, orchestrator: str, build: bool = True
-) -> tuple[Settings, pipeline.Prepared, EngineState, Backend]:
-    """Settings, plan, state and backend of a deploy (``build``: the build inputs are checked;
-    a rollback builds nothing, so a broken Dockerfile or a missing context does not stop it)."""
-    runner = Runner()
-    if context:
-        use_context(context, runner)
-    settings = settings_of(c, orchestrator=orchestrator or None)
-    prepared = pipeline.prepare(settings, runner=runner, check=build)
-    client = prepared.images.client
+def _target(
+    settings: Settings, docker: engine.Engine, deployment: Deployment
+) -> tuple[EngineState, Backend]:
+    """The target's state and the backend that brings versions up on it."""
     on_swarm = settings.orchestrator == "swarm"
     if on_swarm:
-        count = swarm.nodes(client)
+        count = swarm.nodes(docker.client)
         if count == 0:
             raise UserError(
                 "orchestrator is swarm but this engine is not a swarm manager "
@@ -93,9 +90,9 @@ def _begin(
                 f"the swarm has {count} nodes: they pull images from a registry; set "
                 "INVOKE_STACK_REGISTRY and deploy with push (INVOKE_STACK_PUSH=1)"
             )
-    state = EngineState(client, target_of(prepared.plan.project), swarm=on_swarm)
-    backend = SwarmBackend(prepared) if on_swarm else Backend(prepared)
-    return settings, prepared, state, backend
+    state = EngineState(docker.client, target_of(docker, deployment.project), swarm=on_swarm)
+    backend = (SwarmBackend if on_swarm else Backend)(deployment, docker)
+    return state, backend
 
 
 def _finish(outcome: Release, json: bool) -> None:
@@ -141,7 +138,11 @@ def deploy(
     if sha:
         valid_tag(sha, "--sha")
     wait = valid_timeout(timeout)
-    settings, prepared, state, backend = _begin(c, context, orchestrator)
+    docker = engine_of(context)
+    settings = settings_of(c, orchestrator=orchestrator or None)
+    prepared = pipeline.prepare(settings, docker)
+    project = prepared.project
+    state, backend = _target(settings, docker, deployment.of(settings, project.files, project.data))
     with deploy_lock(state, break_lock):
         if not (no_build or sha):
             for line in report.warning_lines(prepared.plan):
@@ -160,7 +161,7 @@ def deploy(
                 )
         version = sha or prepared.plan.commit_tag
         wait = wait or settings.deploy_timeout
-        outcome = release(prepared, state, version, "deploy", wait, _log, backend)
+        outcome = release(backend, state, version, "deploy", wait, _log)
         _finish(outcome, json)
 
 
@@ -179,14 +180,17 @@ def rollback(
     if to:
         valid_tag(to, "--to")
     wait = valid_timeout(timeout)
-    settings, prepared, state, backend = _begin(c, context, orchestrator, build=False)
+    docker = engine_of(context)
+    settings = settings_of(c, orchestrator=orchestrator or None)
+    project = pipeline.resolve(settings, docker.runner)  # no plan: nothing is built
+    state, backend = _target(settings, docker, deployment.of(settings, project.files, project.data))
     current = backend.running() or state.last_good()
     sha = to or state.last_good(other_than=current)
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
     with deploy_lock(state, break_lock):
         wait = wait or settings.deploy_timeout
-        _finish(release(prepared, state, sha, "rollback", wait, _log, backend), json)
+        _finish(release(backend, state, sha, "rollback", wait, _log), json)
 
 
 @task(
@@ -199,14 +203,12 @@ def rollback(
 @one_line_errors
 def history(c: Context, json: bool = False, context: str = "", orchestrator: str = "") -> None:
     """Show every deploy and rollback of this target: sha, time, user, host, result."""
-    runner = Runner()
-    if context:
-        use_context(context, runner)
+    docker = engine_of(context)
     settings = settings_of(c, orchestrator=orchestrator or None)
-    name = compose.project_name(settings) or pipeline.resolve(settings, runner).name
-    target = target_of(name)
+    name = compose.project_name(settings) or pipeline.resolve(settings, docker.runner).name
+    target = target_of(docker, name)
     on_swarm = settings.orchestrator == "swarm"
-    entries = EngineState(engine.connect(), target, swarm=on_swarm).history()
+    entries = EngineState(docker.client, target, swarm=on_swarm).history()
     if json:
         report.emit_json(entries)
         return

@@ -36,13 +36,13 @@ class Check:
     remedy: str = ""
 
 
-def check_engine() -> tuple[Check, Any]:
+def check_engine(docker: engine.Engine) -> tuple[Check, Any]:
     try:
-        client = engine.connect()
+        client = docker.client
     except UserError as exc:
         return Check("engine", "fail", str(exc), "start dockerd, or set DOCKER_HOST"), None
     version = client.version()
-    host = os.environ.get("DOCKER_HOST") or "the default socket"
+    host = docker.host or "the default socket"
     detail = f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')}) at {host}"
     return Check("engine", "ok", detail), client
 
@@ -87,9 +87,9 @@ def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
     return Check("buildx", "ok", f"{version}: compose uses its own builder ({why})")
 
 
-def check_builder(settings: Settings, runner: Runner) -> tuple[Check, Builder | None]:
+def check_builder(settings: Settings, docker: engine.Engine) -> tuple[Check, Builder | None]:
     try:
-        builder = engine.detect_builder(runner)
+        builder = engine.detect_builder(docker)
     except UserError as exc:
         return Check("builder", "fail", str(exc)), None
     store = (
@@ -220,15 +220,16 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
     except UserError as exc:
         return [Check("settings", "fail", str(exc), "run invoke config to see every source")]
     checks.append(Check("settings", "ok", f"valid (project dir {settings.project_dir})"))
-    runner = Runner()
-    engine_check, client = check_engine()
+    docker = engine.Engine(Runner())
+    runner = docker.runner
+    engine_check, client = check_engine(docker)
     compose_check, compose_version = check_compose(runner)
     checks += [engine_check, compose_check]
     if compose_version:
         checks.append(check_buildx(compose_version, runner))
     builder = None
     if client is not None:
-        builder_check, builder = check_builder(settings, runner)
+        builder_check, builder = check_builder(settings, docker)
         checks.append(builder_check)
     git_check, git = check_git(settings)
     checks.append(git_check)
@@ -253,7 +254,7 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         checks.append(Check("cache", "skip", "cache sources not checked: no engine"))
     else:
         try:
-            prepared = pipeline.plan(project, runner, names, client=client, builder=builder)
+            prepared = pipeline.plan(project, docker, names, builder=builder)
         except UserError as exc:
             checks.append(Check("cache", "fail", str(exc)))
         else:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from tasks import commands
@@ -45,24 +45,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def connect() -> Any:
-    """A live client for the engine named by DOCKER_HOST (or the default socket); an
+def connect(runner: Runner, host: str = "") -> Any:
+    """A live SDK client for ``host`` (else DOCKER_HOST, else the default socket); an
     ``ssh://`` engine through the system's ssh client, as the docker CLI and compose reach it
     (its config, agent and known hosts)."""
-    host = os.environ.get("DOCKER_HOST") or ""
     if host.startswith("ssh://"):
         # the SDK's ssh client writes its own errors to our stderr: ask through the CLI first
-        done = Runner().run(commands.server_version())
+        done = runner.run(commands.server_version())
         if not done.ok:
             line = meaningful_line(done.err) or "no answer"
             raise UserError(f"cannot reach the Docker engine at {host}: {line}")
     docker = importlib.import_module("docker")
     try:
-        client = docker.from_env(use_ssh_client=True)
+        if host:
+            client = docker.DockerClient(base_url=host, use_ssh_client=True)
+        else:
+            client = docker.from_env(use_ssh_client=True)
         client.ping()
     except Exception as exc:  # the SDK's, or its transport's (requests, paramiko, OSError)
-        host = os.environ.get("DOCKER_HOST") or "the default socket"
-        raise UserError(f"cannot reach the Docker engine at {host}: {_first_line(exc)}") from None
+        where = host or "the default socket"
+        raise UserError(f"cannot reach the Docker engine at {where}: {_first_line(exc)}") from None
     return client
 
 
@@ -98,15 +100,18 @@ def _missing_line(line: str) -> bool:
     return "no such image" in lowered or "invalid reference format" in lowered
 
 
-class Images:
-    """Image lookups and tags on the engine compose builds with.
+class Engine:
+    """The engine a task works on, made once per task and passed down: the runner every
+    docker and compose command goes through, image lookups and tags, the SDK client.
 
     Local lookups and tags go through the docker CLI (one ``docker image inspect`` for a batch
     of refs, tags in parallel), so a build never waits for the SDK to load; registry lookups and
-    the other tasks use the SDK client, connected on first use."""
+    the other tasks use the SDK client, connected on first use. ``host`` is the engine's
+    address (a docker context's endpoint, else DOCKER_HOST; '' for the default socket)."""
 
-    def __init__(self, runner: Runner, client: Any = None) -> None:
+    def __init__(self, runner: Runner, client: Any = None, host: str = "") -> None:
         self.runner = runner
+        self.host = host or runner.environment(None).get("DOCKER_HOST", "")
         self._client = client
         self._memo: dict[str, Found | None] = {}
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
@@ -115,7 +120,7 @@ class Images:
     def client(self) -> Any:
         """The SDK client (connects on first use)."""
         if self._client is None:
-            self._client = connect()
+            self._client = connect(self.runner, self.host)
         return self._client
 
     def unknown(self, refs: Sequence[str]) -> list[str]:
@@ -206,15 +211,16 @@ def _pruned(results: Sequence[Result]) -> int:
 CONTAINERD_STORE_SINCE = 24  # the first Engine major version with a containerd image store
 # Engines before this crash in inline cache export when parallel builds share steps (20.10 here)
 PARALLEL_INLINE_SINCE = 24
+# Engines whose BuildKit serves a multi-stage build's stage images from a registry unreliably
+REGISTRY_STAGES_UNRELIABLE_SINCE = 24
 
 
-def detect_builder(
-    runner: Runner, images: Images | None = None, refs: Sequence[str] = ()
-) -> Builder:
+def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
     """The builder compose will use: ``docker buildx inspect``, and whether the engine stores
-    images in containerd (asked with ``docker info`` only of engines new enough to). With
-    ``images``, which of ``refs`` are local is found out at the same time."""
-    wanted = images.unknown(refs) if images is not None else []
+    images in containerd (asked with ``docker info`` only of engines new enough to). Which of
+    ``refs`` are local images is found out at the same time."""
+    runner = docker.runner
+    wanted = docker.unknown(refs)
     argvs = [commands.server_version(), commands.buildx_inspect(), commands.buildx_version()]
     if wanted:
         argvs.append(commands.image_inspect(wanted))
@@ -228,8 +234,8 @@ def detect_builder(
         mismatch = buildx_mismatch(old, parse_version(compose.out)) if compose.ok else ""
         if mismatch:
             raise UserError(mismatch)
-    if images is not None and inspected:
-        images.absorb(wanted, inspected[0])
+    if inspected:
+        docker.absorb(wanted, inspected[0])
     found = re.match(r"\s*(\d+)\.", version.out)
     major = int(found.group(1)) if found else None
     containerd = False
@@ -241,4 +247,6 @@ def detect_builder(
             status = []
         containerd = any("containerd" in str(value) for _, value in status or [])
     parallel_inline = major is not None and major >= PARALLEL_INLINE_SINCE
-    return builder_from(buildx.out if buildx.ok else None, containerd, parallel_inline)
+    builder = builder_from(buildx.out if buildx.ok else None, containerd, parallel_inline)
+    modern = major is not None and major >= REGISTRY_STAGES_UNRELIABLE_SINCE
+    return replace(builder, registry_stages=containerd or not modern)

@@ -102,12 +102,11 @@ def _resolve(
 
 @dataclass(frozen=True)
 class Prepared:
-    """A plan with what carrying it out needs: the engine's images and the command runner."""
+    """A plan with what carrying it out needs: the task's engine."""
 
     project: Project
     plan: BuildPlan
-    images: engine.Images
-    runner: Runner
+    docker: engine.Engine
 
 
 def lint(project: Project, services: Sequence[str]) -> list[Finding]:
@@ -146,35 +145,31 @@ def check_services(project: Project, services: Sequence[str]) -> None:
 
 def plan(
     project: Project,
-    runner: Runner,
+    docker: engine.Engine,
     services: Sequence[str] = (),
     fresh: bool = False,
     pull: bool = False,
-    client: Any = None,
     builder: Builder | None = None,
     push: bool = False,
-    check: bool = True,
 ) -> Prepared:
-    """Plan the build: check what the build would reject (unless ``check`` is off: nothing
-    will be built), look up every cache source, lint. Changes nothing."""
-    if check:
-        check_services(project, services)
+    """Plan the build: check what the build would reject, look up every cache source (on
+    ``docker``, which ``builder`` describes when known), lint. Changes nothing."""
+    check_services(project, services)
     read = dockerfiles_of(project)
     stages = read.stages
-    images = engine.Images(runner, client)
     refs = (
         [] if fresh else cache_refs(project.data, project.settings, project.git, services, stages)
     )
     if builder is None:
-        builder = engine.detect_builder(runner, images, refs)
+        builder = engine.detect_builder(docker, refs)
     else:
-        images.prefetch(refs)
+        docker.prefetch(refs)
     built = make_plan(
         project.data,
         project.settings,
         project.files,
         project.git,
-        images.locate,
+        docker.locate,
         builder,
         services,
         fresh,
@@ -184,22 +179,20 @@ def plan(
         read.steps,
     )
     built = replace(built, lint=tuple(lint(project, built.service_names())))
-    return Prepared(project, built, images, runner)
+    return Prepared(project, built, docker)
 
 
 def prepare(
     settings: Settings,
+    docker: engine.Engine,
     services: Sequence[str] = (),
     fresh: bool = False,
     pull: bool = False,
-    runner: Runner | None = None,
     push: bool = False,
-    check: bool = True,
 ) -> Prepared:
     """Resolve and plan in one call."""
-    runner = runner or Runner()
-    project = resolve(settings, runner, services=services)
-    return plan(project, runner, services, fresh, pull, push=push, check=check)
+    project = resolve(settings, docker.runner, services=services)
+    return plan(project, docker, services, fresh, pull, push=push)
 
 
 def base_images(plan: BuildPlan) -> list[str]:
@@ -226,7 +219,7 @@ def missing_bases(prepared: Prepared) -> list[str]:
     return [
         ref
         for ref in base_images(prepared.plan)
-        if "$" not in ref and prepared.images.locate(ref, False) is None
+        if "$" not in ref and prepared.docker.locate(ref, False) is None
     ]
 
 
@@ -355,7 +348,7 @@ def execute(
                     on_running(step, (now - step.started).total_seconds())
 
         argv = built.build_argv(names)
-        return prepared.runner.stream(argv, on_line, built.env(), on_idle, every), progress
+        return prepared.docker.runner.stream(argv, on_line, built.env(), on_idle, every), progress
 
     clock = Clock()
     code, progress = compose_build(built.service_names())
@@ -377,7 +370,7 @@ def execute(
     dangling = 0
     if ok:
         pairs = [(s.build_ref, ref) for s in built.services for ref in s.promote]
-        dangling = prepared.images.tag_all(pairs, built.project)
+        dangling = prepared.docker.tag_all(pairs, built.project)
         promoted = [ref for _, ref in pairs]
         clock.lap("tags")
     why = ""
@@ -388,7 +381,7 @@ def execute(
         pushed += built.exported_refs()  # the build exported them already
         try:
             for ref in built.pushed_refs():
-                prepared.runner.check(commands.push(ref), f"docker push {ref}")
+                prepared.docker.runner.check(commands.push(ref), f"docker push {ref}")
                 pushed.append(ref)
         except UserError as exc:
             ok, why = False, str(exc)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from tasks import mask
 from tasks.errors import UserError
@@ -50,10 +51,16 @@ def missing(argv: Sequence[str]) -> str:
 
 
 class Runner:
-    """Runs argv lists with the process environment plus ``env``; never through a shell."""
+    """Runs argv lists with the process environment, the runner's ``base`` (``DOCKER_HOST`` of
+    a docker context, say) and each call's ``env``; never through a shell."""
+
+    base: Mapping[str, str] = MappingProxyType({})
+
+    def __init__(self, base: Mapping[str, str] | None = None) -> None:
+        self.base = dict(base or {})
 
     def environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
-        return {**os.environ, **(env or {})}
+        return {**os.environ, **self.base, **(env or {})}
 
     def run(
         self,

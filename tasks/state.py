@@ -43,9 +43,9 @@ class Target:
     project: str
 
 
-def target_of(project: str) -> Target:
-    """The target of this run: the project on the engine ``DOCKER_HOST`` names (or local)."""
-    return Target(os.environ.get("DOCKER_HOST") or "local", project)
+def target_of(docker: engine.Engine, project: str) -> Target:
+    """The target of this run: the project on the task's engine (``local``: the default)."""
+    return Target(docker.host or "local", project)
 
 
 def _now() -> str:

@@ -157,6 +157,14 @@ def caches_in_folders() -> bool:
     return "containerd" in info
 
 
+@functools.cache
+def registry_stages_reliable() -> bool:
+    """Whether this engine's BuildKit serves a multi-stage build's stage images from a registry
+    every time (``Builder.registry_stages``): not on the classic store of Engine 24+."""
+    version = sh("docker", "version", "--format", "{{.Server.Version}}").stdout
+    return caches_in_folders() or int(version.split(".")[0]) < 24
+
+
 def raw_compose_build(root: Path) -> BuildProgress:
     """The seed's way: plain ``docker compose build`` (no inline cache metadata), parsed."""
     progress = BuildProgress()

@@ -59,7 +59,7 @@ def test_one_inspect_answers_tags_digests_and_absent_refs() -> None:
             )
         }
     )
-    images = engine.Images(runner)
+    images = engine.Engine(runner)
     images.prefetch(["shop-api:latest", "docker.io/library/busybox:1.36", "shop-web", digest])
     assert len(runner.calls) == 1
     refs = runner.calls[0][runner.calls[0].index("--") + 1 :]
@@ -74,7 +74,7 @@ def test_one_inspect_answers_tags_digests_and_absent_refs() -> None:
 def test_nothing_found_prints_a_blank_line_and_an_invalid_ref_is_absent() -> None:
     err = "Error response from daemon: no such image: Bad:ref: invalid reference format"
     runner = Canned({"docker image inspect": done("\n", err, 1)})
-    images = engine.Images(runner)
+    images = engine.Engine(runner)
     assert images.locate("Bad:ref", False) is None
 
 
@@ -87,7 +87,7 @@ def test_nothing_found_prints_a_blank_line_and_an_invalid_ref_is_absent() -> Non
     ],
 )
 def test_an_engine_that_cannot_answer_is_one_error_line(answer: Result) -> None:
-    images = engine.Images(Canned({"docker image inspect": answer}))
+    images = engine.Engine(Canned({"docker image inspect": answer}))
     with pytest.raises(UserError) as info:
         images.locate("shop-api:latest", False)
     assert "\n" not in str(info.value)
@@ -95,14 +95,14 @@ def test_an_engine_that_cannot_answer_is_one_error_line(answer: Result) -> None:
 
 def test_tags_run_together_and_a_failure_names_its_target() -> None:
     runner = Canned({"docker image tag": done()})
-    engine.Images(runner).tag_all([("a:1", "a:latest"), ("b:1", "b:latest")])
+    engine.Engine(runner).tag_all([("a:1", "a:latest"), ("b:1", "b:latest")])
     assert runner.calls == [
         ["docker", "image", "tag", "a:1", "a:latest"],
         ["docker", "image", "tag", "b:1", "b:latest"],
     ]
     failing = Canned({"docker image tag": done("", "Error: no such image a:1", 1)})
     with pytest.raises(UserError, match=r"^docker image tag a:latest failed: Error: no such"):
-        engine.Images(failing).tag_all([("a:1", "a:latest")])
+        engine.Engine(failing).tag_all([("a:1", "a:latest")])
 
 
 class FakeApi:
@@ -122,7 +122,7 @@ class FakeClient:
 def test_many_tags_go_through_one_sdk_client_instead_of_a_process_each() -> None:
     runner, client = Canned({}), FakeClient()
     pairs = [(f"s{i}:abc", f"127.0.0.1:5000/s{i}:latest") for i in range(engine.CLI_TAGS + 1)]
-    engine.Images(runner, client).tag_all(pairs)
+    engine.Engine(runner, client).tag_all(pairs)
     assert runner.calls == []
     assert client.api.tags[-1] == (pairs[-1][0], f"127.0.0.1:5000/s{engine.CLI_TAGS}", "latest")
     assert len(client.api.tags) == len(pairs)
@@ -148,8 +148,8 @@ def builder_runner(
 
 def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> None:
     runner = builder_runner(done("20.10.24+dfsg1\n"))  # no "docker info" answer: asking fails
-    images = engine.Images(runner)
-    builder = engine.detect_builder(runner, images, ["shop-api:latest"])
+    images = engine.Engine(runner)
+    builder = engine.detect_builder(images, ["shop-api:latest"])
     assert (builder.containerd, builder.exports, builder.bake) == (False, ("inline",), False)
     assert not builder.parallel_inline  # its BuildKit crashes on parallel inline exports
     assert images.locate("shop-api:latest", False) == Found("local", False)
@@ -171,7 +171,7 @@ def test_a_newer_engine_is_asked_which_image_store_it_uses(
     status: list[list[str]], containerd: bool
 ) -> None:
     runner = builder_runner(done("26.1.5+dfsg1\n"), done(json.dumps(status) + "\n"))
-    builder = engine.detect_builder(runner)
+    builder = engine.detect_builder(engine.Engine(runner))
     assert builder.containerd is containerd
     assert builder.parallel_inline
     assert builder.exports == (("inline", "registry", "local") if containerd else ("inline",))
@@ -181,13 +181,13 @@ def test_an_old_buildx_beside_a_compose_that_refuses_it_stops_before_anything_ru
     old = done("github.com/docker/buildx v0.13.1 788433953af10f2a\n")
     runner = builder_runner(done("26.1.5\n"), done("[]\n"), buildx=old)
     with pytest.raises(UserError, match=r"^docker buildx 0.13.1 is older than 0.17, which"):
-        engine.detect_builder(runner)
+        engine.detect_builder(engine.Engine(runner))
     fine = builder_runner(done("28.5.2\n"), done("[]\n"), done("github.com/docker/buildx 0.29.1\n"))
-    assert engine.detect_builder(fine).bake
+    assert engine.detect_builder(engine.Engine(fine)).bake
     assert not any(call[:3] == ["docker", "compose", "version"] for call in fine.calls)
 
 
 def test_an_unreachable_engine_is_one_line() -> None:
     gone = done("", "Cannot connect to the Docker daemon at unix:///x.sock. Is it running?", 1)
     with pytest.raises(UserError, match=r"^cannot reach the Docker engine: Cannot connect"):
-        engine.detect_builder(builder_runner(gone))
+        engine.detect_builder(engine.Engine(builder_runner(gone)))

@@ -43,8 +43,9 @@ class FakeRunner(Runner):
         return self.code
 
 
-class FakeImages:
-    def __init__(self) -> None:
+class FakeEngine:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
         self.tags: list[tuple[str, str]] = []
         self.pruned: list[str] = []
 
@@ -62,14 +63,14 @@ def vertex(name: str, cached: bool = False, error: str = "") -> str:
     return json.dumps({"vertexes": [data]})
 
 
-def prepared(tmp_path: Path, runner: Runner) -> tuple[Prepared, FakeImages]:
+def prepared(tmp_path: Path, runner: Runner) -> tuple[Prepared, FakeEngine]:
     root = tmp_path / "proj"
     root.mkdir()
     settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "cache")}, cwd=root)
     compose = project(api={"build": {"context": "/p"}})
     plan = plan_for(compose, root, {"shop-api:latest": Found("local", True)}, settings=settings)
-    images = FakeImages()
-    ready = Prepared(Project(settings, (), GIT, compose), plan, images, runner)  # type: ignore[arg-type]
+    images = FakeEngine(runner)
+    ready = Prepared(Project(settings, (), GIT, compose), plan, images)  # type: ignore[arg-type]
     return ready, images
 
 

@@ -20,6 +20,7 @@ from tests.support import (
     build_json,
     caches_in_folders,
     clear,
+    registry_stages_reliable,
     require_registry,
     services,
     sh,
@@ -123,7 +124,10 @@ def test_fresh_runner_gets_every_stage_from_the_registry_and_clear_clears_it(
     result = build_json(runner.root, env=env)
     sources = {s["entry"]: s["status"] for s in result["plan"]["services"][0]["sources"]}
     assert sources[source] == "registry"
-    assert [step for step in rebuilt(result) if INSTALL in step] == []
+    warned = any("come from the registry" in w for w in result["plan"]["warnings"])
+    assert warned is not registry_stages_reliable()  # the plan says where it cannot promise
+    if registry_stages_reliable():
+        assert [step for step in rebuilt(result) if INSTALL in step] == []
     shutil.rmtree(runner.root.parent)
 
     cleared = clear(stack, env=env)

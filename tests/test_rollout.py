@@ -1,0 +1,125 @@
+"""Releases on an in-memory engine: the health gate, the automatic rollback, the record, the
+pruning of old images, and a rollback that needs no build plan (no image or buildx lookups)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke.context import MockContext
+
+from tasks import deploy, deployment, engine, pipeline
+from tasks.refs import ownership
+from tasks.rollout import Backend, release
+from tasks.settings import load
+from tasks.state import EngineState, Target
+from tests.fakes import ComposeUp, Conflict, FakeDocker
+
+PROJECT = {
+    "name": "shop",
+    "services": {"api": {"build": {"context": "/gone"}}, "db": {"image": "postgres:16"}},
+}
+
+
+@pytest.fixture(autouse=True)
+def conflicts_are_api_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "APIError", Conflict, raising=False)
+
+
+class World:
+    """One project on a fake engine, with images ``shop-api:<sha>`` for the shas given."""
+
+    def __init__(self, tmp_path: Path, shas: list[str], bad: tuple[str, ...] = ()) -> None:
+        root = tmp_path / "shop"
+        root.mkdir(exist_ok=True)
+        self.settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
+        self.client = FakeDocker()
+        for number, sha in enumerate(shas):
+            self.client.images.add(f"shop-api:{sha}", ownership("shop", "api"), f"t{number}")
+        self.runner = ComposeUp(
+            self.client, lambda image: "unhealthy" if image.endswith(bad) else "healthy"
+        )
+        self.docker = engine.Engine(self.runner, self.client)
+        self.target = deployment.of(self.settings, (root / "compose.yaml",), PROJECT)
+        self.state = EngineState(self.client, Target("local", "shop"))
+        self.backend = Backend(self.target, self.docker)
+        self.log: list[str] = []
+
+    def release(self, sha: str, action: str = "deploy") -> Any:
+        return release(self.backend, self.state, sha, action, 5, self.log.append)
+
+    def history(self) -> list[tuple[str, str, str]]:
+        return [(e["action"], e["sha"], e["result"]) for e in self.state.history()]
+
+
+def test_a_healthy_release_runs_the_new_images_and_is_recorded(tmp_path: Path) -> None:
+    world = World(tmp_path, ["aaa"])
+    outcome = world.release("aaa")
+    assert (outcome.ok, outcome.detail) == (True, "all services healthy")
+    assert world.backend.running() == "aaa"
+    assert world.history() == [("deploy", "aaa", "ok")]
+    [up] = [call for call in world.runner.calls if "up" in call]
+    assert up[-4:] == ["up", "-d", "--no-build", "--remove-orphans"]
+    assert up[up.index("-p") + 1] == "shop" and "--project-directory" in up
+
+
+def test_an_unhealthy_release_rolls_back_to_what_runs_now(tmp_path: Path) -> None:
+    world = World(tmp_path, ["aaa", "bbb"], bad=("bbb",))
+    assert world.release("aaa").ok
+    outcome = world.release("bbb")
+    assert not outcome.ok and outcome.detail == "api is unhealthy"
+    assert (outcome.previous, outcome.back_ok) == ("aaa", True)
+    assert "404 Not Found" in outcome.diagnosis  # the health check's own output
+    assert world.backend.running() == "aaa"
+    assert world.history() == [
+        ("deploy", "aaa", "ok"),
+        ("deploy", "bbb", "failed"),
+        ("rollback", "aaa", "ok"),
+    ]
+
+
+def test_a_first_release_that_fails_is_stopped_not_rolled_back(tmp_path: Path) -> None:
+    world = World(tmp_path, ["bbb"], bad=("bbb",))
+    outcome = world.release("bbb")
+    assert (outcome.ok, outcome.previous) == (False, "")
+    assert world.runner.calls[-1][-1] == "stop"
+
+
+def test_a_sha_without_images_is_refused_before_compose_runs(tmp_path: Path) -> None:
+    world = World(tmp_path, ["aaa"])
+    outcome = world.release("zzz")
+    assert (outcome.ok, outcome.detail) == (False, "no such image: shop-api:zzz")
+    assert not any("up" in call for call in world.runner.calls)
+
+
+def test_old_images_beyond_keep_are_pruned_never_the_running_or_rollback_ones(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, ["s1", "s2", "s3", "s4"])
+    world.client.images.add("shop-api:foreign", {}, "t9")  # not ours: never touched
+    assert world.release("s1").ok
+    assert world.release("s4").pruned == ()  # keep_images is 5
+    # the newest one beyond the protected ones stays: s3 (created after s2)
+    assert world.backend.prune(1, {"s4", "s1"}) == ["shop-api:s2"]
+    assert world.client.api.removed == ["shop-api:s2"]
+
+
+def test_rollback_needs_no_build_plan_and_no_build_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``invoke rollback --to``: the build context ``/gone`` does not exist, and nothing asks
+    for an image inspection, buildx or a Dockerfile."""
+    world = World(tmp_path, ["aaa", "bbb"])
+    assert world.release("bbb").ok
+    project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
+    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(pipeline, "resolve", lambda settings, runner: project)
+    before = len(world.runner.calls)
+    deploy.rollback(MockContext(), to="aaa", timeout="5")
+    assert world.backend.running() == "aaa"
+    asked = world.runner.calls[before:]
+    assert asked and all("up" in call for call in asked)  # only the compose up
+    assert not any({"build", "inspect", "buildx", "image"} & set(call) for call in asked)
+    assert world.history()[-1] == ("rollback", "aaa", "ok")
