@@ -3,11 +3,13 @@ pruning of old images, and a rollback that needs no build plan (no image or buil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from invoke.context import MockContext
+from invoke.exceptions import Exit
 
 from tasks import deploy, deployment, engine, pipeline
 from tasks.refs import ownership
@@ -123,3 +125,26 @@ def test_rollback_needs_no_build_plan_and_no_build_context(
     assert asked and all("up" in call for call in asked)  # only the compose up
     assert not any({"build", "inspect", "buildx", "image"} & set(call) for call in asked)
     assert world.history()[-1] == ("rollback", "aaa", "ok")
+
+
+def test_history_and_an_empty_rollback_read_only_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path, ["aaa"])
+    (world.settings.project_dir / "compose.yaml").write_text("name: shop\nservices: [broken\n")
+    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    deploy.history(MockContext())
+    assert capsys.readouterr().out.strip() == "no deploys of shop yet"
+    assert world.release("aaa").ok
+    deploy.history(MockContext(), json=True)
+    [entry] = json.loads(capsys.readouterr().out)
+    assert (entry["action"], entry["sha"], entry["result"]) == ("deploy", "aaa", "ok")
+    project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
+    monkeypatch.setattr(pipeline, "resolve", lambda settings, runner: project)
+    with pytest.raises(Exit) as stopped:
+        deploy.rollback(MockContext())
+    assert stopped.value.message == (
+        "error: nothing to roll back to: no earlier successful deploy in the history"
+    )
+    assert world.runner.calls[-1][-4:] == ["up", "-d", "--no-build", "--remove-orphans"]
