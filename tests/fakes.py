@@ -59,7 +59,8 @@ class Collection:
 class Image:
     def __init__(self, image_id: str, tags: list[str], labels: Mapping[str, str], created: str):
         self.id, self.tags, self.labels = image_id, tags, dict(labels)
-        self.attrs = {"Created": created}
+        self.short_id = image_id[:19]
+        self.attrs: dict[str, Any] = {"Created": created, "Size": 1000}
 
 
 class Images:
@@ -77,7 +78,9 @@ class Images:
                 return image
         raise ImageNotFound(f"No such image: {ref}")
 
-    def list(self, name: str = "") -> list[Image]:
+    def list(self, name: str = "", filters: Mapping[str, Any] | None = None) -> list[Image]:
+        if filters:
+            return [i for i in self.all if _matches(i.labels, filters)]
         return [i for i in self.all if any(t.rsplit(":", 1)[0] == name for t in i.tags)]
 
 
@@ -108,11 +111,16 @@ class Api:
         self.images = images
         self.removed: list[str] = []
 
-    def remove_image(self, ref: str) -> None:
+    def remove_image(self, ref: str, force: bool = False) -> list[dict[str, str]]:
         for image in self.images.all:
             if ref in image.tags:
                 image.tags.remove(ref)
         self.removed.append(ref)
+        return [{"Untagged": ref}]
+
+    def prune_builds(self, **options: Any) -> dict[str, Any]:
+        self.pruned = options
+        return {"SpaceReclaimed": 4096, "CachesDeleted": ["a", "b"]}
 
 
 class FakeDocker:
@@ -124,6 +132,10 @@ class FakeDocker:
         self.networks = Collection(exclusive=True)
         self.volumes = Collection(exclusive=False)
         self.api = Api(self.images)
+
+    def df(self) -> dict[str, Any]:
+        layers = sum(1000 for image in self.images.all if image.tags)
+        return {"LayersSize": layers, "BuildCache": [{"Size": 4096, "InUse": False}]}
 
 
 class ComposeUp(Runner):

@@ -1,4 +1,5 @@
-"""Pure parts of clear-caches: sizes and base-image discovery (no engine)."""
+"""clear-caches without an engine: sizes, base-image discovery, and what is removed on an
+in-memory engine."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from tasks import engine
+from tasks.clear import carry_out, collect
 from tasks.errors import UserError
-from tasks.pipeline import base_images
+from tasks.pipeline import Prepared, Project, base_images
+from tasks.refs import ownership
+from tasks.runner import Runner
+from tasks.settings import load
 from tasks.sizes import human, parse_size
-from tests.support import plan_for, project
+from tests.fakes import FakeDocker
+from tests.support import GIT, plan_for, project
 
 
 @pytest.mark.parametrize(
@@ -37,3 +44,35 @@ def test_base_images_skip_stages_and_scratch(tmp_path: Path) -> None:
     )
     plan = plan_for(project(web={"build": {"context": str(tmp_path)}}), tmp_path)
     assert base_images(plan) == ["node:20", "nginx:1.27"]
+
+
+def test_only_ours_is_removed_on_an_in_memory_engine(tmp_path: Path) -> None:
+    """Our tags go; a foreign tag in our repository, another project's image and the base
+    image stay, each with the reason; the builder cache is pruned and counted."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox:1.36\nRUN true\n")
+    compose = project(api={"build": {"context": str(tmp_path)}})
+    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=tmp_path)
+    plan = plan_for(compose, tmp_path, settings=settings)
+    client = FakeDocker()
+    client.images.add("shop-api:abc123abc123", ownership("shop", "api"))
+    client.images.add("shop-api:latest", ownership("shop", "api"))
+    client.images.add("shop-api:theirs", {})  # tagged into our repository by someone else
+    client.images.add("blog-api:latest", ownership("blog", "api"))  # another project
+    client.images.add("busybox:1.36", {})
+    docker = engine.Engine(Runner(), client)
+    prepared = Prepared(Project(settings, (), GIT, compose), plan, docker)
+    items = collect(prepared, settings)
+    kinds = {(item.kind, item.name): item for item in items}
+    assert not kinds["image", "shop-api:abc123abc123"].kept
+    assert kinds["image", "shop-api:theirs"].kept.startswith("not ours")
+    assert ("image", "blog-api:latest") not in kinds and ("image", "busybox:1.36") not in kinds
+    reclaimed = carry_out(prepared, items, None, settings)
+    assert client.api.removed == ["shop-api:abc123abc123", "shop-api:latest"]
+    assert [i.tags for i in client.images.all[2:]] == [
+        ["shop-api:theirs"],
+        ["blog-api:latest"],
+        ["busybox:1.36"],
+    ]
+    assert client.api.pruned == {"all": True, "keep_storage": None}
+    assert reclaimed["builder cache"] == 4096 and reclaimed["images"] == 2000
+    assert all(item.ok for item in items)
