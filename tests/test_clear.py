@@ -3,11 +3,15 @@ in-memory engine."""
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
+from invoke.context import MockContext
+from invoke.exceptions import Exit
 
-from tasks import engine
+from tasks import clear, engine
 from tasks.clear import carry_out, collect
 from tasks.errors import UserError
 from tasks.pipeline import Prepared, Project, base_images
@@ -76,3 +80,30 @@ def test_only_ours_is_removed_on_an_in_memory_engine(tmp_path: Path) -> None:
     assert client.api.pruned == {"all": True, "keep_storage": None}
     assert reclaimed["builder cache"] == 4096 and reclaimed["images"] == 2000
     assert all(item.ok for item in items)
+
+
+def test_the_task_lists_on_a_dry_run_refuses_without_yes_and_clears_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox:1.36\nRUN true\n")
+    compose = project(api={"build": {"context": str(tmp_path)}})
+    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=tmp_path)
+    client = FakeDocker()
+    client.images.add("shop-api:latest", ownership("shop", "api"))
+    plan = plan_for(compose, tmp_path, settings=settings)
+    prepared = Prepared(Project(settings, (), GIT, compose), plan, engine.Engine(Runner(), client))
+    monkeypatch.setattr(clear, "settings_of", lambda c: settings)
+    monkeypatch.setattr(clear, "prepare", lambda settings, docker, services: prepared)
+    clear.clear_caches(MockContext(), dry_run=True, json=True)
+    listed = json.loads(capsys.readouterr().out)
+    assert (
+        listed["dry_run"]
+        and {"kind": "image", "result": "would remove"}.items() <= {**listed["items"][0]}.items()
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal
+    with pytest.raises(Exit, match="refusing to remove 2 items without --yes"):
+        clear.clear_caches(MockContext())
+    assert client.api.removed == []  # nothing was removed
+    clear.clear_caches(MockContext(), yes=True)
+    assert client.api.removed == ["shop-api:latest"]
+    assert "reclaimed: images 1.0kB, builder cache 4.1kB" in capsys.readouterr().out
