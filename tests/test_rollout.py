@@ -148,3 +148,26 @@ def test_history_and_an_empty_rollback_read_only_the_target(
         "error: nothing to roll back to: no earlier successful deploy in the history"
     )
     assert world.runner.calls[-1][-4:] == ["up", "-d", "--no-build", "--remove-orphans"]
+
+
+def test_the_deploy_task_releases_a_sha_and_says_how_a_failure_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path, ["aaa", "bbb"], bad=("bbb",))
+    project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
+    prepared = pipeline.Prepared(project, None, world.docker)  # type: ignore[arg-type]
+    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker: prepared)
+    deploy.deploy(MockContext(), sha="aaa", timeout="5")
+    assert capsys.readouterr().out.startswith("deploy ok: :aaa healthy in ")
+    with pytest.raises(Exit) as stopped:
+        deploy.deploy(MockContext(), sha="bbb", timeout="5", json=True)
+    outcome = json.loads(capsys.readouterr().out)
+    assert (outcome["ok"], outcome["previous"], outcome["back_ok"]) == (False, "aaa", True)
+    assert stopped.value.message == (
+        "error: deploy of :bbb failed (api is unhealthy); rolled back to :aaa, healthy"
+    )
+    with pytest.raises(Exit, match="invalid --sha"):
+        deploy.deploy(MockContext(), sha="$(id)")
+    assert world.history()[-2:] == [("deploy", "bbb", "failed"), ("rollback", "aaa", "ok")]
