@@ -50,7 +50,7 @@ class Store:
 class Handler(BaseHTTPRequestHandler):
     store: Store
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _route(self) -> tuple[str, str, str]:
