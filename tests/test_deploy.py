@@ -6,7 +6,6 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,51 +13,9 @@ from tasks.compose import project_name
 from tasks.errors import UserError
 from tasks.settings import load
 from tasks.state import LABEL_ENTRY, EngineState, Target, deploy_lock
+from tests.fakes import Conflict, FakeDocker
 
 TARGET = Target("ssh://deploy@prod", "shop")
-
-
-class Conflict(Exception):
-    status_code = 409
-
-
-class Obj:
-    def __init__(self, store: dict[str, Obj], name: str, labels: dict[str, str]) -> None:
-        self.store, self.name = store, name
-        self.attrs: dict[str, Any] = {"Name": name, "Labels": labels}
-
-    def remove(self) -> None:
-        del self.store[self.name]
-
-
-class Collection:
-    """Just what EngineState uses of ``client.networks`` / ``client.volumes``."""
-
-    def __init__(self, exclusive: bool) -> None:
-        self.exclusive = exclusive
-        self.items: dict[str, Obj] = {}
-
-    def create(self, name: str, labels: dict[str, str], **_: Any) -> Obj:
-        if name in self.items:
-            if self.exclusive:
-                raise Conflict(f"network with name {name} already exists")
-            return self.items[name]
-        self.items[name] = Obj(self.items, name, labels)
-        return self.items[name]
-
-    def list(self, filters: dict[str, list[str]]) -> list[Obj]:
-        wanted = dict(item.split("=", 1) for item in filters["label"])
-        return [
-            item
-            for item in self.items.values()
-            if all(item.attrs["Labels"].get(k) == v for k, v in wanted.items())
-        ]
-
-
-class FakeEngine:
-    def __init__(self) -> None:
-        self.networks = Collection(exclusive=True)
-        self.volumes = Collection(exclusive=False)
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +26,7 @@ def conflicts_are_api_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_history_is_append_only_and_last_good_skips_failures() -> None:
-    state = EngineState(FakeEngine(), TARGET)
+    state = EngineState(FakeDocker(), TARGET)
     state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
     state.record({"action": "deploy", "sha": "bbb", "result": "failed", "detail": "x" * 900})
     state.record({"action": "rollback", "sha": "aaa", "result": "ok"})
@@ -84,7 +41,7 @@ def test_history_is_append_only_and_last_good_skips_failures() -> None:
 
 
 def test_a_second_lock_is_refused_with_the_holder() -> None:
-    state = EngineState(FakeEngine(), TARGET)
+    state = EngineState(FakeDocker(), TARGET)
     with deploy_lock(state, break_lock=False):
         assert (
             json.loads(state.client.networks.items[state.lock_name].attrs["Labels"][LABEL_ENTRY])[
@@ -102,7 +59,7 @@ def held_by(state: EngineState, holder: dict[str, object]) -> None:
 
 
 def test_a_dead_holder_is_stale_and_only_break_lock_removes_it() -> None:
-    state = EngineState(FakeEngine(), TARGET)
+    state = EngineState(FakeDocker(), TARGET)
     held_by(state, {"pid": 2**22 + 7, "user": "bob", "machine": socket.gethostname(), "since": "t"})
     with pytest.raises(UserError, match="stale deploy lock: bob@"), deploy_lock(state, False):
         pass
@@ -119,7 +76,7 @@ def test_a_dead_holder_is_stale_and_only_break_lock_removes_it() -> None:
     ],
 )
 def test_break_lock_refuses_a_holder_not_proven_gone(holder: dict[str, object]) -> None:
-    state = EngineState(FakeEngine(), TARGET)
+    state = EngineState(FakeDocker(), TARGET)
     held_by(state, holder)
     with pytest.raises(UserError, match="is locked by ann@"), deploy_lock(state, True):
         pass
@@ -127,7 +84,7 @@ def test_break_lock_refuses_a_holder_not_proven_gone(holder: dict[str, object]) 
 
 
 def test_a_history_object_without_an_entry_is_one_clear_error() -> None:
-    state = EngineState(FakeEngine(), TARGET)
+    state = EngineState(FakeDocker(), TARGET)
     state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
     labels = {"org.compose-tasks.state": "history", "org.compose-tasks.project": "shop"}
     state.client.volumes.create(
