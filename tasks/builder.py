@@ -29,11 +29,12 @@ class Builder:
     # classic-store engine reads its local images; on the containerd store (and in a
     # docker-container builder) a cache_from ref is always looked up in its registry.
     local_images: bool = True
-    # Whether inline cache pulled from a registry serves every stage of a multi-stage build
-    # (stage images). Not on the classic store of Engine 24+: measured on 28.5 (BuildKit of
-    # today), a fresh runner's build from the registry rebuilt a dependency step in 4 of 6
-    # runs, with compose's own builder and with bake alike; 20.10's served it every time.
-    registry_stages: bool = True
+    # Whether stage images (inline cache, one image per dependency stage) serve every stage of
+    # a multi-stage build every time. Not on the classic store of Engine 24+: measured on 28.5,
+    # a fresh runner's build from the registry rebuilt a dependency step in 4 of 6 runs (with
+    # compose's own builder and with bake alike), and a build after a prune from local stage
+    # images in some runs too; 20.10's served every run.
+    stage_images: bool = True
 
     @property
     def cache_dirs(self) -> bool:

@@ -211,8 +211,8 @@ def _pruned(results: Sequence[Result]) -> int:
 CONTAINERD_STORE_SINCE = 24  # the first Engine major version with a containerd image store
 # Engines before this crash in inline cache export when parallel builds share steps (20.10 here)
 PARALLEL_INLINE_SINCE = 24
-# Engines whose BuildKit serves a multi-stage build's stage images from a registry unreliably
-REGISTRY_STAGES_UNRELIABLE_SINCE = 24
+# Engines whose BuildKit serves a multi-stage build's stage images unreliably (classic store)
+STAGE_IMAGES_UNRELIABLE_SINCE = 24
 
 
 def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
@@ -248,5 +248,5 @@ def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
         containerd = any("containerd" in str(value) for _, value in status or [])
     parallel_inline = major is not None and major >= PARALLEL_INLINE_SINCE
     builder = builder_from(buildx.out if buildx.ok else None, containerd, parallel_inline)
-    modern = major is not None and major >= REGISTRY_STAGES_UNRELIABLE_SINCE
-    return replace(builder, registry_stages=containerd or not modern)
+    modern = major is not None and major >= STAGE_IMAGES_UNRELIABLE_SINCE
+    return replace(builder, stage_images=containerd or not modern)

@@ -158,9 +158,9 @@ def caches_in_folders() -> bool:
 
 
 @functools.cache
-def registry_stages_reliable() -> bool:
-    """Whether this engine's BuildKit serves a multi-stage build's stage images from a registry
-    every time (``Builder.registry_stages``): not on the classic store of Engine 24+."""
+def stage_images_reliable() -> bool:
+    """Whether this engine's BuildKit serves a multi-stage build's stage images every time
+    (``Builder.stage_images``): not on the classic store of Engine 24+."""
     version = sh("docker", "version", "--format", "{{.Server.Version}}").stdout
     return caches_in_folders() or int(version.split(".")[0]) < 24
 
