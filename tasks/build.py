@@ -11,7 +11,7 @@ from invoke.tasks import task
 from tasks import engine, pipeline, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.commands import display_argv
-from tasks.errors import UserError
+from tasks.errors import Failed
 from tasks.runner import Runner
 
 
@@ -68,11 +68,9 @@ def build(
     if not result.ok:
         missing = pipeline.missing_bases(prepared)
         if missing:
-            raise UserError(
+            raise Failed(
                 f"base image {', '.join(missing)} is not on this engine and could not be pulled: "
                 "pull or load it where a registry is reachable (docker pull / docker load), or "
                 "make local stand-ins (bash scripts/base-images.sh for the demo)"
             )
-        raise UserError(
-            f"build failed ({', '.join(result.failed) or 'compose'}); :latest not moved"
-        )
+        raise Failed(f"build failed ({', '.join(result.failed) or 'compose'}); :latest not moved")

@@ -7,14 +7,13 @@ import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from tasks import cachedir, engine, registry, report
 from tasks.cli import one_line_errors, settings_of
-from tasks.errors import UserError, first_line
+from tasks.errors import Conflict, EngineError, Failed, NotFound, UserError, first_line
 from tasks.generated import generated_files, remove_generated
 from tasks.model import BuildPlan, Status
 from tasks.pipeline import Prepared, base_images, prepare
@@ -31,6 +30,7 @@ from tasks.refs import (
     split_ref,
 )
 from tasks.runner import Runner
+from tasks.sdk import ImageInfo, Sdk
 from tasks.settings import Settings
 from tasks.sizes import human, parse_size
 
@@ -54,19 +54,18 @@ class Item:
             self.result = f"kept: {self.kept}"
 
 
-def _users(client: Any) -> dict[str, list[str]]:
+def _users(api: Sdk) -> dict[str, list[str]]:
     """Image id -> containers using it, as 'name (status)'."""
     users: dict[str, list[str]] = {}
-    for container in client.containers.list(all=True):
-        image_id = container.attrs.get("Image", "")
-        users.setdefault(image_id, []).append(f"{container.name} ({container.status})")
+    for container in api.containers():
+        users.setdefault(container.image_id, []).append(f"{container.name} ({container.status})")
     return users
 
 
-def _safe_list(client: Any, **query: Any) -> list[Any]:
+def _safe_list(api: Sdk, name: str = "", labels: dict[str, str] | None = None) -> list[ImageInfo]:
     try:
-        return list(client.images.list(**query))
-    except engine.APIError:
+        return api.images(name, labels)
+    except EngineError:
         return []
 
 
@@ -75,18 +74,18 @@ class _Collector:
 
     def __init__(self, prepared: Prepared, narrowed: bool) -> None:
         self.plan = prepared.plan
-        self.client = prepared.docker.client
-        self.users = _users(self.client)
+        self.api = prepared.docker.sdk
+        self.users = _users(self.api)
         self.wanted = set(self.plan.service_names()) if narrowed else None
         self.items: list[Item] = []
         self.seen: set[str] = set()
         self.sized: dict[str, str] = {}  # image id -> the item that carries its size
 
-    def image(self, image: Any, name: str, kind: str = "image", force: bool = False) -> None:
+    def image(self, image: ImageInfo, name: str, kind: str = "image", force: bool = False) -> None:
         if name in self.seen:
             return
         self.seen.add(name)
-        labels = image.labels or {}
+        labels = image.labels
         if not force and not owned_by(labels, self.plan.project):
             why = f"not ours: {not_ours_reason(labels, self.plan.project)}"
             self.items.append(Item(kind, name, 0, kept=why))
@@ -94,7 +93,7 @@ class _Collector:
         using = self.users.get(image.id, [])
         note = f"in use by {', '.join(using)}: untagged, not deleted" if using else ""
         first = self.sized.setdefault(image.id, name)
-        size = int(image.attrs.get("Size", 0)) if first == name else 0
+        size = image.size if first == name else 0
         note = note or ("" if first == name else f"same image as {first}")
         self.items.append(Item(kind, name, size, note))
 
@@ -103,17 +102,17 @@ class _Collector:
         if ref in self.seen:
             return
         try:
-            self.image(self.client.images.get(ref), ref, kind, force)
-        except (engine.APIError, engine.ImageNotFound) as exc:
+            self.image(self.api.image(ref), ref, kind, force)
+        except EngineError as exc:
             if kind != "base image":
                 self.seen.add(ref)
                 why = f"cannot look it up: {first_line(exc, 120)}"
                 self.items.append(Item(kind, ref, 0, kept=why))
 
-    def in_scope(self, image: Any) -> bool:
+    def in_scope(self, image: ImageInfo) -> bool:
         # Images of services no longer in the compose file still belong to the project,
         # unless the clear was narrowed with --service.
-        labels = image.labels or {}
+        labels = image.labels
         service = labels.get(LABEL_SERVICE) or labels.get(COMPOSE_SERVICE)
         return self.wanted is None or service in self.wanted
 
@@ -121,18 +120,18 @@ class _Collector:
         """Tags of the plan's image names, and images with our or compose's project label."""
         project = self.plan.project
         for service in self.plan.services:
-            for image in _safe_list(self.client, name=service.image):
+            for image in _safe_list(self.api, service.image):
                 for tag in image.tags:
                     if split_ref(tag)[0] == service.image:
                         self.image(image, tag)
         for label in (LABEL_PROJECT, COMPOSE_PROJECT):
-            for image in _safe_list(self.client, filters={"label": f"{label}={project}"}):
+            for image in _safe_list(self.api, labels={label: project}):
                 if not self.in_scope(image):
                     continue
                 for tag in image.tags:
                     self.image(image, tag)
                 if not image.tags and owned_by(image.labels, project):
-                    self.image(image, image.short_id.replace("sha256:", ""), "dangling image")
+                    self.image(image, image.short_id, "dangling image")
 
     def cache_sources(self) -> None:
         """Images the compose file names in ``cache_from``: local ones here, registry refs
@@ -200,12 +199,11 @@ def collect(
         for ref in base_images(prepared.plan):
             found.ref(ref, "base image", force=True)
     items = found.items
-    usage = prepared.docker.client.df().get("BuildCache") or []
-    cache = [entry for entry in usage if not entry.get("InUse")]
+    unused = [size for size, in_use in prepared.docker.sdk.disk_usage().cache if not in_use]
     scope = "all unused build cache (engine-wide)"
     if keep_storage is not None:
         scope = f"build cache beyond {human(keep_storage)} (engine-wide, least recently used)"
-    items.append(Item("builder cache", scope, sum(int(e.get("Size", 0)) for e in cache)))
+    items.append(Item("builder cache", scope, sum(unused)))
     wanted = set(prepared.plan.service_names()) if narrowed else None
     for folder in cachedir.entries(settings.cache_dir):
         service = folder.name.removesuffix(cachedir.NEXT)
@@ -219,20 +217,17 @@ def collect(
     return items
 
 
-def _remove_image(client: Any, item: Item) -> None:
+def _remove_image(api: Sdk, item: Item) -> None:
     try:
-        answer = client.api.remove_image(item.name)
-    except engine.ImageNotFound:
+        deleted = api.remove_image(item.name)
+    except NotFound:
         item.result = "already gone"
         return
-    except engine.APIError as exc:
-        if exc.status_code != 409:
-            raise
+    except Conflict:
         if item.kind == "dangling image":
             item.result = "kept: in use by a container (no tag, serves no cache)"
             return
-        answer = client.api.remove_image(item.name, force=True)
-    deleted = any("Deleted" in entry for entry in answer)
+        deleted = api.remove_image(item.name, force=True)
     item.result = "removed" if deleted else "untagged"
 
 
@@ -240,21 +235,20 @@ def carry_out(
     prepared: Prepared, items: Iterable[Item], keep_storage: int | None, settings: Settings
 ) -> dict[str, int]:
     """Remove every item that is ours, recording each result; return bytes reclaimed by kind."""
-    client = prepared.docker.client
+    api = prepared.docker.sdk
     reclaimed = {"images": 0, "builder cache": 0, "cache folders": 0, "build folder": 0}
-    layers_before = int(client.df().get("LayersSize") or 0)
+    layers_before = api.disk_usage().layers_size
     for item in items:
         if item.kept:
             continue
         try:
             if item.kind in ("image", "dangling image", "base image"):
-                _remove_image(client, item)
+                _remove_image(api, item)
             elif item.kind == "registry ref":
                 item.result = registry.delete(item.name, item.digest)
             elif item.kind == "builder cache":
-                answer = client.api.prune_builds(all=True, keep_storage=keep_storage)
-                reclaimed["builder cache"] = int(answer.get("SpaceReclaimed") or 0)
-                item.result = f"pruned {len(answer.get('CachesDeleted') or [])} records"
+                reclaimed["builder cache"], records = api.prune_builds(keep_storage)
+                item.result = f"pruned {records} records"
             elif item.kind == "cache folder":
                 shutil.rmtree(item.name)
                 reclaimed["cache folders"] += item.size
@@ -263,10 +257,10 @@ def carry_out(
                 removed = remove_generated(settings)
                 reclaimed["build folder"] = item.size
                 item.result = f"removed {removed} generated file(s)"
-        except (engine.APIError, OSError) as exc:
+        except (EngineError, OSError) as exc:
             item.ok = False
             item.result = "failed: " + first_line(exc, 120)
-    reclaimed["images"] = max(0, layers_before - int(client.df().get("LayersSize") or 0))
+    reclaimed["images"] = max(0, layers_before - api.disk_usage().layers_size)
     return reclaimed
 
 
@@ -343,4 +337,4 @@ def clear_caches(
             + " (images: engine layer accounting; builder cache: engine prune result)"
         )
     if failed:
-        raise UserError(f"{len(failed)} of {len(items)} items were not cleared (see the table)")
+        raise Failed(f"{len(failed)} of {len(items)} items were not cleared (see the table)")

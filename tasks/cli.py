@@ -14,7 +14,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from tasks import mask
-from tasks.errors import UserError, first_line
+from tasks.errors import EngineError, Failed, UserError
 from tasks.settings import SECTION, Settings, load
 
 P = ParamSpec("P")
@@ -43,24 +43,20 @@ def _line(text: str) -> str:
 
 
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a UserError (or an engine error) into one line on stderr and exit code 1."""
+    """Turn our errors (``tasks.errors``) into one line on stderr and exit code 1."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except UserError as exc:
+        except (UserError, Failed) as exc:
             raise Exit(_line(f"error: {exc}"), code=1) from None
+        except EngineError as exc:
+            raise Exit(_line(f"error: Docker engine: {exc}"), code=1) from None
         except BrokenPipeError:
             # The reader went away (``| head``): stop quietly, as other command-line tools do.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise Exit(code=141) from None
-        except Exception as exc:
-            # The SDK's errors (docker.errors.*) are not imported here: `invoke config` and
-            # `history` should not load the SDK just to be able to catch its errors.
-            if not type(exc).__module__.startswith("docker."):
-                raise
-            raise Exit(_line(f"error: Docker engine: {first_line(exc)}"), code=1) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
 

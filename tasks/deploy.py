@@ -15,7 +15,7 @@ from invoke.tasks import task
 from tasks import commands, compose, deployment, engine, pipeline, report, swarm
 from tasks.cli import one_line_errors, settings_of
 from tasks.deployment import Deployment
-from tasks.errors import UserError
+from tasks.errors import Failed, UserError
 from tasks.rollout import Backend, Release, SwarmBackend, release
 from tasks.runner import Runner
 from tasks.settings import Settings
@@ -73,13 +73,13 @@ def _log(line: str) -> None:
     report.say(line, err=True)
 
 
-def _target(
+def target_and_backend(
     settings: Settings, docker: engine.Engine, deployment: Deployment
 ) -> tuple[EngineState, Backend]:
     """The target's state and the backend that brings versions up on it."""
     on_swarm = settings.orchestrator == "swarm"
     if on_swarm:
-        count = swarm.nodes(docker.client)
+        count = swarm.nodes(docker)
         if count == 0:
             raise UserError(
                 "orchestrator is swarm but this engine is not a swarm manager "
@@ -90,7 +90,7 @@ def _target(
                 f"the swarm has {count} nodes: they pull images from a registry; set "
                 "INVOKE_STACK_REGISTRY and deploy with push (INVOKE_STACK_PUSH=1)"
             )
-    state = EngineState(docker.client, target_of(docker, deployment.project), swarm=on_swarm)
+    state = EngineState(docker.sdk, target_of(docker, deployment.project), swarm=on_swarm)
     backend = (SwarmBackend if on_swarm else Backend)(deployment, docker)
     return state, backend
 
@@ -108,12 +108,12 @@ def _finish(outcome: Release, json: bool) -> None:
     failed = f"{outcome.action} of :{outcome.sha} failed ({outcome.detail})"
     if not outcome.previous:
         _log(outcome.diagnosis)
-        raise UserError(f"{failed}; no earlier deploy to roll back to, the stack is left stopped")
+        raise Failed(f"{failed}; no earlier deploy to roll back to, the stack is left stopped")
     if not outcome.back_ok:
-        raise UserError(
+        raise Failed(
             f"{failed} and rollback to :{outcome.previous} failed too ({outcome.back_detail})"
         )
-    raise UserError(f"{failed}; rolled back to :{outcome.previous}, healthy")
+    raise Failed(f"{failed}; rolled back to :{outcome.previous}, healthy")
 
 
 @task(
@@ -142,7 +142,9 @@ def deploy(
     settings = settings_of(c, orchestrator=orchestrator or None)
     prepared = pipeline.prepare(settings, docker)
     project = prepared.project
-    state, backend = _target(settings, docker, deployment.of(settings, project.files, project.data))
+    state, backend = target_and_backend(
+        settings, docker, deployment.of(settings, project.files, project.data)
+    )
     with deploy_lock(state, break_lock):
         if not (no_build or sha):
             for line in report.warning_lines(prepared.plan):
@@ -155,7 +157,7 @@ def deploy(
             if not result.ok:
                 entry = {"action": "deploy", "sha": prepared.plan.commit_tag}
                 state.record({**entry, "result": "build failed", "detail": result.error})
-                raise UserError(
+                raise Failed(
                     f"build failed ({', '.join(result.failed) or 'compose'}); "
                     "nothing deployed, the running version is untouched"
                 )
@@ -183,7 +185,9 @@ def rollback(
     docker = engine_of(context)
     settings = settings_of(c, orchestrator=orchestrator or None)
     project = pipeline.resolve(settings, docker.runner)  # no plan: nothing is built
-    state, backend = _target(settings, docker, deployment.of(settings, project.files, project.data))
+    state, backend = target_and_backend(
+        settings, docker, deployment.of(settings, project.files, project.data)
+    )
     current = backend.running() or state.last_good()
     sha = to or state.last_good(other_than=current)
     if not sha:
@@ -208,7 +212,7 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
     name = compose.project_name(settings) or pipeline.resolve(settings, docker.runner).name
     target = target_of(docker, name)
     on_swarm = settings.orchestrator == "swarm"
-    entries = EngineState(docker.client, target, swarm=on_swarm).history()
+    entries = EngineState(docker.sdk, target, swarm=on_swarm).history()
     if json:
         report.emit_json(entries)
         return

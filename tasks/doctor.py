@@ -6,7 +6,6 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -15,7 +14,7 @@ from invoke.tasks import task
 from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report
 from tasks.builder import Builder, buildx_mismatch, buildx_version, parse_version
 from tasks.cli import one_line_errors, settings_of
-from tasks.errors import UserError
+from tasks.errors import EngineError, UserError
 from tasks.model import BuildPlan, CacheSource, Finding, Status
 from tasks.plan import select
 from tasks.refs import cache_entry
@@ -36,15 +35,15 @@ class Check:
     remedy: str = ""
 
 
-def check_engine(docker: engine.Engine) -> tuple[Check, Any]:
+def check_engine(docker: engine.Engine) -> tuple[Check, bool]:
+    """The engine answers, and which version it runs: (check, reachable)."""
     try:
-        client = docker.client
-    except UserError as exc:
-        return Check("engine", "fail", str(exc), "start dockerd, or set DOCKER_HOST"), None
-    version = client.version()
+        version = docker.sdk.version()
+    except (UserError, EngineError) as exc:
+        return Check("engine", "fail", str(exc), "start dockerd, or set DOCKER_HOST"), False
     host = docker.host or "the default socket"
     detail = f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')}) at {host}"
-    return Check("engine", "ok", detail), client
+    return Check("engine", "ok", detail), True
 
 
 def check_compose(runner: Runner) -> tuple[Check, tuple[int, ...]]:
@@ -222,13 +221,13 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
     checks.append(Check("settings", "ok", f"valid (project dir {settings.project_dir})"))
     docker = engine.Engine(Runner())
     runner = docker.runner
-    engine_check, client = check_engine(docker)
+    engine_check, reachable = check_engine(docker)
     compose_check, compose_version = check_compose(runner)
     checks += [engine_check, compose_check]
     if compose_version:
         checks.append(check_buildx(compose_version, runner))
     builder = None
-    if client is not None:
+    if reachable:
         builder_check, builder = check_builder(settings, docker)
         checks.append(builder_check)
     git_check, git = check_git(settings)
@@ -250,7 +249,7 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
     except UserError as exc:
         return [*checks, Check("build input", "fail", str(exc), "the build would stop here")]
     findings = None
-    if client is None or builder is None:
+    if builder is None:
         checks.append(Check("cache", "skip", "cache sources not checked: no engine"))
     else:
         try:

@@ -1,22 +1,18 @@
 """The Docker engine: look up and tag images, detect the builder, connect the SDK.
 
 A build's lookups and tags go through the docker CLI (the engine and context compose itself
-uses; a few short processes at once cost less than loading the SDK). The SDK serves registry
-lookups and the other tasks; this is the only module that uses it, loaded on first use. Other
-modules take the SDK's error types from here (``engine.APIError``), evaluated only when an error
-is being handled.
+uses; a few short processes at once cost less than loading the SDK). The SDK (``tasks.sdk``,
+loaded on first use) serves registry lookups and the other tasks.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
-from tasks import commands
+from tasks import commands, sdk
 from tasks.builder import (
     BUILDX_NEEDED,
     Builder,
@@ -26,63 +22,26 @@ from tasks.builder import (
     buildx_version,
     parse_version,
 )
-from tasks.errors import UserError
+from tasks.errors import EngineError, NotFound, UserError
 from tasks.refs import LABEL_INLINE, short_name, split_ref
 from tasks.runner import Result, Runner, meaningful_line
-
-_ERRORS = ("APIError", "DockerException", "ImageNotFound", "NotFound")
-
-
-def _errors() -> Any:
-    """The SDK's ``docker.errors`` module, loaded on first use."""
-    return importlib.import_module("docker.errors")
+from tasks.sdk import Sdk
 
 
-def __getattr__(name: str) -> Any:
-    """The SDK's error types as attributes of this module (``engine.APIError``)."""
-    if name in _ERRORS:
-        return getattr(_errors(), name)
-    raise AttributeError(name)
-
-
-def connect(runner: Runner, host: str = "") -> Any:
-    """A live SDK client for ``host`` (else DOCKER_HOST, else the default socket); an
-    ``ssh://`` engine through the system's ssh client, as the docker CLI and compose reach it
-    (its config, agent and known hosts)."""
+def connect(runner: Runner, host: str = "") -> Sdk:
+    """The SDK for ``host`` (else DOCKER_HOST, else the default socket); an ``ssh://`` engine
+    through the system's ssh client, as the docker CLI and compose reach it (its config, agent
+    and known hosts). One that does not answer is a UserError: nothing was done yet."""
     if host.startswith("ssh://"):
         # the SDK's ssh client writes its own errors to our stderr: ask through the CLI first
         done = runner.run(commands.server_version())
         if not done.ok:
             line = meaningful_line(done.err) or "no answer"
             raise UserError(f"cannot reach the Docker engine at {host}: {line}")
-    docker = importlib.import_module("docker")
     try:
-        if host:
-            client = docker.DockerClient(base_url=host, use_ssh_client=True)
-        else:
-            client = docker.from_env(use_ssh_client=True)
-        client.ping()
-    except Exception as exc:  # the SDK's, or its transport's (requests, paramiko, OSError)
-        where = host or "the default socket"
-        raise UserError(f"cannot reach the Docker engine at {where}: {_first_line(exc)}") from None
-    return client
-
-
-def _absent(exc: Any) -> bool:
-    """Whether a registry lookup failed because the image is not there (not: unreachable)."""
-    text = str(exc).lower()
-    gone = ("not found", "does not exist", "denied", "unauthorized", "manifest unknown")
-    return getattr(exc, "status_code", None) in (401, 403, 404) or any(w in text for w in gone)
-
-
-def _first_line(exc: BaseException) -> str:
-    """An error's gist: the OS error inside a connection failure, else its first line."""
-    text = str(exc).strip()
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)|\w+Error\(\d+, '([^']+)'\)", text)
-    if errno:
-        return (errno.group(1) or errno.group(2)).strip()
-    lines = text.splitlines()
-    return lines[0] if lines else type(exc).__name__
+        return sdk.connect(host)
+    except EngineError as exc:
+        raise UserError(str(exc)) from None
 
 
 CLI_TAGS = 8  # up to this many tags, one docker CLI process each, all at once
@@ -106,22 +65,22 @@ class Engine:
 
     Local lookups and tags go through the docker CLI (one ``docker image inspect`` for a batch
     of refs, tags in parallel), so a build never waits for the SDK to load; registry lookups and
-    the other tasks use the SDK client, connected on first use. ``host`` is the engine's
+    the other tasks use the SDK (``tasks.sdk``), connected on first use. ``host`` is the engine's
     address (a docker context's endpoint, else DOCKER_HOST; '' for the default socket)."""
 
-    def __init__(self, runner: Runner, client: Any = None, host: str = "") -> None:
+    def __init__(self, runner: Runner, api: Sdk | None = None, host: str = "") -> None:
         self.runner = runner
         self.host = host or runner.environment(None).get("DOCKER_HOST", "")
-        self._client = client
+        self._sdk = api
         self._memo: dict[str, Found | None] = {}
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
 
     @property
-    def client(self) -> Any:
-        """The SDK client (connects on first use)."""
-        if self._client is None:
-            self._client = connect(self.runner, self.host)
-        return self._client
+    def sdk(self) -> Sdk:
+        """The SDK's typed calls (connects on first use)."""
+        if self._sdk is None:
+            self._sdk = connect(self.runner, self.host)
+        return self._sdk
 
     def unknown(self, refs: Sequence[str]) -> list[str]:
         """The refs (engine form) not looked up yet."""
@@ -168,11 +127,10 @@ class Engine:
                 return Found("local", inline)
         if not remote:
             return None
-        try:
-            self.client.images.get_registry_data(ref)
-        except _errors().APIError as exc:
-            return None if _absent(exc) else Found("unverified", None)
-        return Found("registry", None)
+        held = self.sdk.registry_has(ref)
+        if held is None:
+            return Found("unverified", None)
+        return Found("registry", None) if held else None
 
     def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         """Point each target at its source image: a handful with ``docker image tag`` at once;
@@ -182,11 +140,7 @@ class Engine:
         prune = [commands.prune_ours(project)] if project else []
         if len(pairs) > CLI_TAGS:
             for source, target in pairs:
-                repo, tag = split_ref(target)
-                try:
-                    self.client.api.tag(source, repo, tag or "latest")
-                except _errors().APIError as exc:
-                    raise UserError(f"tagging {target} failed: {_first_line(exc)}") from None
+                self.sdk.tag(source, target)
             return _pruned(self.runner.run_all(prune))
         argvs = [commands.image_tag(source, target) for source, target in pairs]
         results = self.runner.run_all([*argvs, *prune])
@@ -198,8 +152,8 @@ class Engine:
     def image_id(self, ref: str) -> str | None:
         """The image id behind a ref, or None."""
         try:
-            return str(self.client.images.get(ref).id)
-        except _errors().ImageNotFound:
+            return self.sdk.image(ref).id
+        except NotFound:
             return None
 
 

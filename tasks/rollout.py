@@ -8,19 +8,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import yaml
 
 from tasks import engine, swarm
 from tasks.commands import display_argv
 from tasks.deployment import Deployment
+from tasks.errors import EngineError
 from tasks.generated import DEPLOY_OVERRIDE, write_generated
 from tasks.override import escaped
 from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
 from tasks.refs import COMPOSE_SERVICE as SERVICE_LABEL
 from tasks.refs import owned_by, split_ref
 from tasks.runner import meaningful_line
+from tasks.sdk import Sdk
 from tasks.state import EngineState
 
 POLL = 1.0
@@ -46,22 +47,20 @@ def up(
     done = docker.runner.run(argv, {target.commit_var: sha})
     if not done.ok:
         return False, meaningful_line(done.err) or f"compose up exited {done.code}"
-    return wait_healthy(docker.client, target.project, timeout, log)
+    return wait_healthy(docker.sdk, target.project, timeout, log)
 
 
-def wait_healthy(client: Any, project: str, timeout: float, log: Log) -> tuple[bool, str]:
+def wait_healthy(api: Sdk, project: str, timeout: float, log: Log) -> tuple[bool, str]:
     """Wait until every container of the project is healthy (or running without a check)."""
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     while True:
         states = {}
-        label = {"label": f"{PROJECT_LABEL}={project}"}
-        for container in client.containers.list(all=True, filters=label):
-            state = container.attrs.get("State") or {}
-            health = (state.get("Health") or {}).get("Status")
+        for container in api.containers({PROJECT_LABEL: project}):
+            health = container.health
             name = container.labels.get(SERVICE_LABEL, container.name)
-            states[name] = health or state.get("Status", "?")
-            if state.get("Status") in ("exited", "dead") or health == "unhealthy":
+            states[name] = health or container.status or "?"
+            if container.status in ("exited", "dead") or health == "unhealthy":
                 return False, f"{name} is {states[name]}"
         for name, status in states.items():
             if last.get(name) != status:
@@ -75,22 +74,18 @@ def wait_healthy(client: Any, project: str, timeout: float, log: Log) -> tuple[b
         time.sleep(POLL)
 
 
-def diagnose(client: Any, project: str, lines: int = 20) -> str:
+def diagnose(api: Sdk, project: str, lines: int = 20) -> str:
     """Health-check output and the last log lines of every container that is not well."""
     out: list[str] = []
-    for container in client.containers.list(
-        all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
-    ):
-        state = container.attrs.get("State") or {}
-        health = state.get("Health") or {}
-        if health.get("Status", "healthy") == "healthy" and state.get("Status") == "running":
+    for container in api.containers({PROJECT_LABEL: project}):
+        if container.health in (None, "healthy") and container.status == "running":
             continue
         name = container.labels.get(SERVICE_LABEL, container.name)
-        out.append(f"--- {name}: {health.get('Status') or state.get('Status')}")
-        for probe in (health.get("Log") or [])[-3:]:
-            text = str(probe.get("Output", "")).strip() or "(no output)"
-            out.append(f"health check exit {probe.get('ExitCode')}: {text[:300]}")
-        logs = container.logs(tail=lines).decode(errors="replace").rstrip()
+        out.append(f"--- {name}: {container.health or container.status}")
+        for probe in container.probes[-3:]:
+            text = probe.output.strip() or "(no output)"
+            out.append(f"health check exit {probe.exit_code}: {text[:300]}")
+        logs = api.logs(container.id, lines).rstrip()
         out.append(f"last {lines} log lines:\n{logs or '(none)'}")
     return "\n".join(out)
 
@@ -102,22 +97,22 @@ def stop(target: Deployment, docker: engine.Engine) -> None:
 
 def prune_old(target: Deployment, docker: engine.Engine, keep: int, protect: set[str]) -> list[str]:
     """Remove the project's sha-tagged images beyond the newest ``keep``, never ``protect``."""
-    client = docker.client
+    api = docker.sdk
     removed: list[str] = []
     for repository in target.images.values():
         tagged = []
-        for image in client.images.list(name=repository):
+        for image in api.images(repository):
             if not owned_by(image.labels, target.project):
                 continue
             for ref in image.tags:
                 repo, tag = split_ref(ref)
                 if repo == repository and tag not in ("latest", *protect):
-                    tagged.append((image.attrs.get("Created", ""), ref))
+                    tagged.append((image.created, ref))
         for _, ref in sorted(tagged, reverse=True)[keep:]:
             try:
-                client.api.remove_image(ref)
-            except engine.APIError:
-                continue
+                api.remove_image(ref)
+            except EngineError:
+                continue  # in use, or gone already: nothing to prune
             removed.append(ref)
     return removed
 
@@ -128,14 +123,11 @@ def running_sha(target: Deployment, docker: engine.Engine) -> str:
     or if they disagree."""
     images = target.images
     found: set[str] = set()
-    containers = docker.client.containers.list(
-        filters={"label": f"{PROJECT_LABEL}={target.project}", "status": "running"}
-    )
-    for container in containers:
+    for container in docker.sdk.containers({PROJECT_LABEL: target.project}, running=True):
         service = container.labels.get(SERVICE_LABEL, "")
         if service not in images:
             continue
-        repo, tag = split_ref(str((container.attrs.get("Config") or {}).get("Image") or ""))
+        repo, tag = split_ref(container.image)
         found.add(tag if repo == images[service] and tag else "")
     return found.pop() if len(found) == 1 else ""
 
@@ -172,7 +164,7 @@ class Backend:
         return ok, why, False
 
     def diagnose(self) -> str:
-        return diagnose(self.docker.client, self.target.project)
+        return diagnose(self.docker.sdk, self.target.project)
 
     def stop(self) -> None:
         stop(self.target, self.docker)

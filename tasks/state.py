@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tasks import engine, mask
-from tasks.errors import UserError
+from tasks.errors import Conflict, NotFound, UserError
+from tasks.sdk import Kind, Record, Sdk
 
 PREFIX = "compose-tasks"
 LABEL_KIND = "org.compose-tasks.state"  # "lock" | "history"
@@ -55,8 +56,8 @@ def _now() -> str:
 class EngineState:
     """The lock and history of one project on its engine (``swarm``: as swarm configs)."""
 
-    def __init__(self, client: Any, target: Target, swarm: bool = False) -> None:
-        self.client = client
+    def __init__(self, api: Sdk, target: Target, swarm: bool = False) -> None:
+        self.api = api
         self.target = target
         self.swarm = swarm
         self.lock_name = f"{PREFIX}-lock-{target.project}"
@@ -65,28 +66,20 @@ class EngineState:
         text = json.dumps(mask.active().data(dict(entry)), sort_keys=True)
         return {LABEL_KIND: kind, LABEL_PROJECT: self.target.project, LABEL_ENTRY: text}
 
-    def _create(self, name: str, labels: dict[str, str]) -> None:
+    def _kind(self, state: str) -> Kind:
+        """What the lock or the history is kept in on this target."""
         if self.swarm:
-            self.client.configs.create(name=name, data=b"{}", labels=labels)
-        elif labels[LABEL_KIND] == "lock":
-            self.client.networks.create(name, check_duplicate=True, internal=True, labels=labels)
-        else:
-            self.client.volumes.create(name=name, labels=labels)
+            return "config"
+        return "network" if state == "lock" else "volume"
 
-    def _find(self, kind: str) -> list[Any]:
-        query = {"label": [f"{LABEL_KIND}={kind}", f"{LABEL_PROJECT}={self.target.project}"]}
-        if self.swarm:
-            return list(self.client.configs.list(filters=query))
-        if kind == "lock":
-            return list(self.client.networks.list(filters=query))
-        return list(self.client.volumes.list(filters=query))
+    def _find(self, state: str) -> list[Record]:
+        query = {LABEL_KIND: state, LABEL_PROJECT: self.target.project}
+        return self.api.records(self._kind(state), query)
 
     @staticmethod
-    def _entry(item: Any) -> dict[str, Any]:
-        attrs = item.attrs or {}
-        labels = (attrs.get("Spec") or {}).get("Labels") or attrs.get("Labels") or {}
+    def _entry(item: Record) -> dict[str, Any]:
         try:
-            entry = json.loads(labels.get(LABEL_ENTRY, ""))
+            entry = json.loads(item.labels.get(LABEL_ENTRY, ""))
         except ValueError:
             return {}
         return entry if isinstance(entry, dict) else {}
@@ -101,18 +94,16 @@ class EngineState:
     def acquire(self, holder: Mapping[str, Any]) -> bool:
         """Take the lock; False when somebody holds it (creation is exclusive)."""
         try:
-            self._create(self.lock_name, self._labels("lock", holder))
-        except engine.APIError as exc:
-            if getattr(exc, "status_code", None) == 409 or "already exists" in str(exc):
-                return False
-            raise
+            self.api.create(self._kind("lock"), self.lock_name, self._labels("lock", holder))
+        except Conflict:
+            return False
         return True
 
     def release(self) -> None:
         for item in self._find("lock"):
             if item.name == self.lock_name:
-                with contextlib.suppress(engine.NotFound):
-                    item.remove()
+                with contextlib.suppress(NotFound):
+                    self.api.remove(item.kind, item.name)
 
     # --- history ---------------------------------------------------------------------------
 
@@ -128,7 +119,7 @@ class EngineState:
         }
         full["detail"] = str(full.get("detail", ""))[:300]
         name = f"{PREFIX}-history-{self.target.project}-{uuid.uuid4().hex[:12]}"
-        self._create(name, self._labels("history", full))
+        self.api.create(self._kind("history"), name, self._labels("history", full))
 
     def history(self) -> list[dict[str, Any]]:
         """Every entry, oldest first; an object that is not an entry is a UserError."""

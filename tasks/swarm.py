@@ -17,9 +17,11 @@ import yaml
 
 from tasks import commands, engine
 from tasks.deployment import Deployment
+from tasks.errors import EngineError
 from tasks.generated import STACK_FILE, write_generated
 from tasks.override import escaped
 from tasks.refs import split_ref
+from tasks.sdk import ServiceInfo, TaskInfo
 
 STACK_LABEL = "com.docker.stack.namespace"
 POLL = 1.0
@@ -72,9 +74,8 @@ def stack_file(project: Mapping[str, Any], images: Mapping[str, str]) -> dict[st
     return out
 
 
-def _services(target: Deployment, docker: engine.Engine) -> list[Any]:
-    query = {"label": f"{STACK_LABEL}={target.project}"}
-    return list(docker.client.services.list(filters=query))
+def _services(target: Deployment, docker: engine.Engine) -> list[ServiceInfo]:
+    return docker.sdk.services({STACK_LABEL: target.project})
 
 
 def running_sha(target: Deployment, docker: engine.Engine) -> str:
@@ -82,9 +83,7 @@ def running_sha(target: Deployment, docker: engine.Engine) -> str:
     images = {f"{target.project}_{name}": repo for name, repo in target.images.items()}
     found: set[str] = set()
     for service in _services(target, docker):
-        spec = (service.attrs.get("Spec") or {}).get("TaskTemplate") or {}
-        ref = str((spec.get("ContainerSpec") or {}).get("Image") or "").split("@", 1)[0]
-        repo, tag = split_ref(ref)
+        repo, tag = split_ref(service.image)
         if service.name in images:
             found.add(tag if repo == images[service.name] else "")
     return found.pop() if len(found) == 1 else ""
@@ -129,20 +128,15 @@ def converge(
         states: dict[str, str] = {}
         done = True
         for service in _services(target, docker):
-            status = service.attrs.get("UpdateStatus") or {}
-            update = str(status.get("State", ""))
+            update = service.update_state
             if update == ROLLED_BACK or update in STUCK:
-                why = status.get("Message", update)
+                why = service.update_message or update
                 said = f"{service.name}: update {update.replace('_', ' ')} ({why})"
                 return False, said, update == ROLLED_BACK
-            spec = service.attrs.get("Spec") or {}
-            image = str(((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image"))
-            replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1)
-            running = [
-                task
-                for task in service.tasks(filters={"desired-state": "running"})
-                if (task.get("Status") or {}).get("State") == "running"
-            ]
+            image = service.image
+            tasks = docker.sdk.tasks(service.id, ["running"])
+            running = [task for task in tasks if task.state == "running"]
+            replicas = service.replicas if service.replicas is not None else len(tasks)
             healthy = sum(_healthy(docker, task) for task in running)
             states[service.name] = f"{healthy}/{replicas} healthy, update {update or 'none'}"
             wanted = built.get(service.name)
@@ -161,40 +155,36 @@ def converge(
         time.sleep(POLL)
 
 
-def _healthy(docker: engine.Engine, task: Mapping[str, Any]) -> bool:
+def _healthy(docker: engine.Engine, task: TaskInfo) -> bool:
     """A running task counts once its container is healthy (or has no health check)."""
-    container_id = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
-    if not container_id:
+    if not task.container_id:
         return False
     try:
-        container = docker.client.containers.get(container_id)
-    except (engine.NotFound, engine.APIError):
+        container = docker.sdk.container(task.container_id)
+    except EngineError:
         return True  # on another node: Swarm's own health gate covers it
-    health = ((container.attrs.get("State") or {}).get("Health") or {}).get("Status")
-    return health in (None, "healthy")
+    return container.health in (None, "healthy")
 
 
 def diagnose(target: Deployment, docker: engine.Engine) -> str:
     """The errors of the stack's failed tasks and their health-check output."""
     out: list[str] = []
     for service in _services(target, docker):
-        for task in service.tasks()[:10]:
-            status = task.get("Status") or {}
-            if status.get("State") in ("failed", "rejected", "shutdown") and status.get("Err"):
-                out.append(f"--- {service.name}: task {status.get('State')}: {status['Err']}")
-            container_id = (status.get("ContainerStatus") or {}).get("ContainerID")
-            if not container_id:
+        for task in docker.sdk.tasks(service.id)[:10]:
+            if task.state in ("failed", "rejected", "shutdown") and task.error:
+                out.append(f"--- {service.name}: task {task.state}: {task.error}")
+            if not task.container_id:
                 continue
             try:
-                container = docker.client.containers.get(container_id)
-            except (engine.NotFound, engine.APIError):
+                container = docker.sdk.container(task.container_id)
+            except EngineError:
                 continue
-            health = (container.attrs.get("State") or {}).get("Health") or {}
-            if health.get("Status") == "unhealthy":
-                for probe in (health.get("Log") or [])[-2:]:
-                    text = str(probe.get("Output", "")).strip() or "(no output)"
-                    code = probe.get("ExitCode")
-                    out.append(f"--- {service.name}: health check exit {code}: {text[:200]}")
+            if container.health == "unhealthy":
+                for probe in container.probes[-2:]:
+                    text = probe.output.strip() or "(no output)"
+                    out.append(
+                        f"--- {service.name}: health check exit {probe.exit_code}: {text[:200]}"
+                    )
     return "\n".join(dict.fromkeys(out)) or "(Swarm reported no task error)"
 
 
@@ -203,9 +193,9 @@ def remove(target: Deployment, docker: engine.Engine) -> None:
     docker.runner.run(commands.stack_rm(target.project))
 
 
-def nodes(client: Any) -> int:
+def nodes(docker: engine.Engine) -> int:
     """How many nodes the swarm has (0: this engine is not a swarm manager)."""
     try:
-        return len(client.nodes.list())
-    except engine.APIError:
+        return len(docker.sdk.nodes())
+    except EngineError:
         return 0

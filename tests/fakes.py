@@ -1,25 +1,36 @@
-"""In-memory stand-ins for the engine: just what the deploy path asks of the SDK and the CLI.
+"""In-memory stand-ins for the engine: just what the tasks ask of the SDK and the CLI.
 
-``FakeDocker`` keeps images, containers, networks and volumes; ``ComposeUp`` answers the
+``FakeDocker`` has the SDK client's shape (the real adapter, ``tasks.sdk.Sdk``, runs on it) and
+keeps images, containers, networks and volumes, failing with the SDK's own error types;
+``ComposeUp`` answers the
 ``docker compose … up`` a release runs by starting one container per service on the image the
 deploy override names, healthy or not as the test decides. No daemon, no subprocess.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from docker.errors import ImageNotFound
+import requests
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from tasks.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
 from tasks.runner import Result, Runner
 
 
-class Conflict(Exception):
-    status_code = 409
+def api_error(message: str, status: int, explanation: str | None = None) -> APIError:
+    """The error the SDK raises for an engine's HTTP answer ``status``."""
+    response = requests.Response()
+    response.status_code, response.url = status, "http+docker://localhost/fake"
+    return APIError(message, response=response, explanation=explanation)
+
+
+def conflict(message: str) -> APIError:
+    return api_error(message, 409)
 
 
 class Obj:
@@ -47,13 +58,18 @@ class Collection:
     def create(self, name: str, labels: Mapping[str, str], **_: Any) -> Obj:
         if name in self.items:
             if self.exclusive:
-                raise Conflict(f"network with name {name} already exists")
+                raise conflict(f"network with name {name} already exists")
             return self.items[name]
         self.items[name] = Obj(self.items, name, labels)
         return self.items[name]
 
     def list(self, filters: Mapping[str, Any]) -> list[Obj]:
         return [item for item in self.items.values() if _matches(item.attrs["Labels"], filters)]
+
+    def get(self, name: str) -> Obj:
+        if name not in self.items:
+            raise NotFound(f"no such object: {name}")
+        return self.items[name]
 
 
 class Image:
@@ -68,7 +84,8 @@ class Images:
         self.all: list[Image] = []
 
     def add(self, ref: str, labels: Mapping[str, str], created: str = "") -> Image:
-        image = Image(f"sha256:{len(self.all):064d}", [ref], labels, created or ref)
+        digest = hashlib.sha256(f"{len(self.all)} {ref}".encode()).hexdigest()
+        image = Image(f"sha256:{digest}", [ref], labels, created or ref)
         self.all.append(image)
         return image
 
@@ -85,12 +102,16 @@ class Images:
 
 
 class Container:
-    def __init__(self, name: str, labels: Mapping[str, str], image: str, health: str) -> None:
-        self.name, self.labels = name, dict(labels)
+    def __init__(
+        self, name: str, labels: Mapping[str, str], image: str, health: str, image_id: str = ""
+    ) -> None:
+        self.id = self.name = name
+        self.labels = dict(labels)
         probe = {"ExitCode": 1, "Output": "404 Not Found"} if health == "unhealthy" else {}
         self.attrs: dict[str, Any] = {
             "State": {"Status": "running", "Health": {"Status": health, "Log": [probe]}},
             "Config": {"Image": image},
+            "Image": image_id,
         }
 
     def logs(self, tail: int = 20) -> bytes:
@@ -105,28 +126,66 @@ class Containers:
         filters = filters or {}
         return [c for c in self.running.values() if _matches(c.labels, filters)]
 
+    def get(self, container_id: str) -> Container:
+        if container_id not in self.running:
+            raise NotFound(f"No such container: {container_id}")
+        return self.running[container_id]
+
+
+def _is_id(image: Image, ref: str) -> bool:
+    return len(ref) >= 12 and image.id.removeprefix("sha256:").startswith(ref)
+
 
 class Api:
+    """``client.api``: removal (``in_use``: refs a container needs; ``broken``: refs whose
+    removal fails) and the builder prune."""
+
     def __init__(self, images: Images) -> None:
         self.images = images
         self.removed: list[str] = []
+        self.in_use: set[str] = set()
+        self.broken: set[str] = set()
 
     def remove_image(self, ref: str, force: bool = False) -> list[dict[str, str]]:
-        for image in self.images.all:
-            if ref in image.tags:
-                image.tags.remove(ref)
+        if ref in self.broken:
+            raise api_error("remove failed", 500, f"could not remove {ref}: device busy")
+        image = next((i for i in self.images.all if ref in i.tags or _is_id(i, ref)), None)
+        if image is None:
+            raise ImageNotFound(f"No such image: {ref}")
+        if ref in self.in_use and not force:
+            raise conflict(f"conflict: unable to remove {ref}: image is being used")
+        if ref in image.tags:
+            image.tags.remove(ref)
         self.removed.append(ref)
-        return [{"Untagged": ref}]
+        return [{"Untagged": ref}, {"Deleted": image.id}] if not image.tags else [{"Untagged": ref}]
 
     def prune_builds(self, **options: Any) -> dict[str, Any]:
         self.pruned = options
         return {"SpaceReclaimed": 4096, "CachesDeleted": ["a", "b"]}
 
 
+class Node:
+    def __init__(self, number: int) -> None:
+        self.attrs = {"ID": f"n{number}", "Description": {"Hostname": f"sw{number}"}}
+
+
+class Nodes:
+    """``client.nodes``: ``count`` swarm nodes; none: this engine is no swarm manager."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def list(self) -> list[Node]:
+        if not self.count:
+            raise api_error("x", 503, "This node is not a swarm manager.")
+        return [Node(number) for number in range(1, self.count + 1)]
+
+
 class FakeDocker:
     """The SDK client: images, containers, networks (the lock) and volumes (the history)."""
 
     def __init__(self) -> None:
+        self.nodes = Nodes()
         self.images = Images()
         self.containers = Containers()
         self.networks = Collection(exclusive=True)

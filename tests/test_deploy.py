@@ -11,22 +11,20 @@ import pytest
 
 from tasks.compose import project_name
 from tasks.errors import UserError
+from tasks.sdk import Sdk
 from tasks.settings import load
 from tasks.state import LABEL_ENTRY, EngineState, Target, deploy_lock
-from tests.fakes import Conflict, FakeDocker
+from tests.fakes import FakeDocker
 
 TARGET = Target("ssh://deploy@prod", "shop")
 
 
-@pytest.fixture(autouse=True)
-def conflicts_are_api_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks import engine
-
-    monkeypatch.setattr(engine, "APIError", Conflict, raising=False)
+def fresh() -> EngineState:
+    return EngineState(Sdk(FakeDocker()), TARGET)
 
 
 def test_history_is_append_only_and_last_good_skips_failures() -> None:
-    state = EngineState(FakeDocker(), TARGET)
+    state = fresh()
     state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
     state.record({"action": "deploy", "sha": "bbb", "result": "failed", "detail": "x" * 900})
     state.record({"action": "rollback", "sha": "aaa", "result": "ok"})
@@ -36,17 +34,17 @@ def test_history_is_append_only_and_last_good_skips_failures() -> None:
     assert len(entries[1]["detail"]) == 300
     assert state.last_good() == "aaa"
     assert state.last_good(other_than="aaa") == ""
-    other = EngineState(state.client, Target("local", "blog"))
+    other = EngineState(state.api, Target("local", "blog"))
     assert other.history() == []  # per project
 
 
 def test_a_second_lock_is_refused_with_the_holder() -> None:
-    state = EngineState(FakeDocker(), TARGET)
+    state = fresh()
     with deploy_lock(state, break_lock=False):
         assert (
-            json.loads(state.client.networks.items[state.lock_name].attrs["Labels"][LABEL_ENTRY])[
-                "pid"
-            ]
+            json.loads(
+                state.api.client.networks.items[state.lock_name].attrs["Labels"][LABEL_ENTRY]
+            )["pid"]
             == os.getpid()
         )
         with pytest.raises(UserError, match="is locked by"), deploy_lock(state, break_lock=True):
@@ -59,7 +57,7 @@ def held_by(state: EngineState, holder: dict[str, object]) -> None:
 
 
 def test_a_dead_holder_is_stale_and_only_break_lock_removes_it() -> None:
-    state = EngineState(FakeDocker(), TARGET)
+    state = fresh()
     held_by(state, {"pid": 2**22 + 7, "user": "bob", "machine": socket.gethostname(), "since": "t"})
     with pytest.raises(UserError, match="stale deploy lock: bob@"), deploy_lock(state, False):
         pass
@@ -76,7 +74,7 @@ def test_a_dead_holder_is_stale_and_only_break_lock_removes_it() -> None:
     ],
 )
 def test_break_lock_refuses_a_holder_not_proven_gone(holder: dict[str, object]) -> None:
-    state = EngineState(FakeDocker(), TARGET)
+    state = fresh()
     held_by(state, holder)
     with pytest.raises(UserError, match="is locked by ann@"), deploy_lock(state, True):
         pass
@@ -84,10 +82,10 @@ def test_break_lock_refuses_a_holder_not_proven_gone(holder: dict[str, object]) 
 
 
 def test_a_history_object_without_an_entry_is_one_clear_error() -> None:
-    state = EngineState(FakeDocker(), TARGET)
+    state = fresh()
     state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
     labels = {"org.compose-tasks.state": "history", "org.compose-tasks.project": "shop"}
-    state.client.volumes.create(
+    state.api.client.volumes.create(
         "compose-tasks-history-shop-bad", labels={**labels, LABEL_ENTRY: "{"}
     )
     with pytest.raises(UserError, match="corrupt deploy history on the target"):

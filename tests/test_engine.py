@@ -12,6 +12,7 @@ from tasks import engine
 from tasks.builder import Found
 from tasks.errors import UserError
 from tasks.runner import Result, Runner
+from tasks.sdk import Sdk
 
 NO_SUCH = "Error response from daemon: no such image: {0}: No such image: {0}"
 
@@ -122,7 +123,7 @@ class FakeClient:
 def test_many_tags_go_through_one_sdk_client_instead_of_a_process_each() -> None:
     runner, client = Canned({}), FakeClient()
     pairs = [(f"s{i}:abc", f"127.0.0.1:5000/s{i}:latest") for i in range(engine.CLI_TAGS + 1)]
-    engine.Engine(runner, client).tag_all(pairs)
+    engine.Engine(runner, Sdk(client)).tag_all(pairs)
     assert runner.calls == []
     assert client.api.tags[-1] == (pairs[-1][0], f"127.0.0.1:5000/s{engine.CLI_TAGS}", "latest")
     assert len(client.api.tags) == len(pairs)

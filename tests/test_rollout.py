@@ -4,6 +4,7 @@ pruning of old images, and a rollback that needs no build plan (no image or buil
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +12,20 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 
-from tasks import deploy, deployment, engine, pipeline
+from tasks import deploy, deployment, engine, pipeline, report
+from tasks.errors import UserError
 from tasks.refs import ownership
 from tasks.rollout import Backend, release
+from tasks.runner import Result, Runner
+from tasks.sdk import Sdk
 from tasks.settings import load
 from tasks.state import EngineState, Target
-from tests.fakes import ComposeUp, Conflict, FakeDocker
+from tests.fakes import ComposeUp, FakeDocker
 
 PROJECT = {
     "name": "shop",
     "services": {"api": {"build": {"context": "/gone"}}, "db": {"image": "postgres:16"}},
 }
-
-
-@pytest.fixture(autouse=True)
-def conflicts_are_api_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "APIError", Conflict, raising=False)
 
 
 class World:
@@ -42,9 +41,9 @@ class World:
         self.runner = ComposeUp(
             self.client, lambda image: "unhealthy" if image.endswith(bad) else "healthy"
         )
-        self.docker = engine.Engine(self.runner, self.client)
+        self.docker = engine.Engine(self.runner, Sdk(self.client))
         self.target = deployment.of(self.settings, (root / "compose.yaml",), PROJECT)
-        self.state = EngineState(self.client, Target("local", "shop"))
+        self.state = EngineState(self.docker.sdk, Target("local", "shop"))
         self.backend = Backend(self.target, self.docker)
         self.log: list[str] = []
 
@@ -171,3 +170,106 @@ def test_the_deploy_task_releases_a_sha_and_says_how_a_failure_ended(
     with pytest.raises(Exit, match="invalid --sha"):
         deploy.deploy(MockContext(), sha="$(id)")
     assert world.history()[-2:] == [("deploy", "bbb", "failed"), ("rollback", "aaa", "ok")]
+
+
+def deploy_task(world: World, monkeypatch: pytest.MonkeyPatch, plan: Any = None) -> None:
+    """Point the deploy task at the world: its engine, settings and resolved project."""
+    project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
+    prepared = pipeline.Prepared(project, plan, world.docker)
+    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker: prepared)
+
+
+def test_a_failure_with_nothing_to_go_back_to_stops_the_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, ["bbb"], bad=("bbb",))
+    deploy_task(world, monkeypatch)
+    with pytest.raises(Exit) as stopped:
+        deploy.deploy(MockContext(), sha="bbb", timeout="5")
+    assert stopped.value.message == (
+        "error: deploy of :bbb failed (api is unhealthy); no earlier deploy to roll back to, "
+        "the stack is left stopped"
+    )
+    assert world.runner.calls[-1][-1] == "stop"
+
+
+def test_a_failed_rollback_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World(tmp_path, ["aaa", "bbb"], bad=("aaa", "bbb"))
+    world.state.record({"action": "deploy", "sha": "aaa", "result": "ok"})  # healthy back then
+    deploy_task(world, monkeypatch)
+    with pytest.raises(Exit) as stopped:
+        deploy.deploy(MockContext(), sha="bbb", timeout="5")
+    assert stopped.value.message == (
+        "error: deploy of :bbb failed (api is unhealthy) and rollback to :aaa failed too "
+        "(api is unhealthy)"
+    )
+
+
+def test_a_failed_build_deploys_nothing_and_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path, ["aaa"])
+    plan = type("Plan", (), {"commit_tag": "ccc"})()
+    deploy_task(world, monkeypatch, plan)
+    failed = type("Result", (), {"ok": False, "failed": ("api",), "error": "RUN make: exit 2"})()
+    monkeypatch.setattr(pipeline, "execute", lambda prepared, on_step, on_running: failed)
+    monkeypatch.setattr(report, "warning_lines", lambda plan: ["warn: x"])
+    with pytest.raises(Exit) as stopped:
+        deploy.deploy(MockContext(), timeout="5")
+    assert stopped.value.message == (
+        "error: build failed (api); nothing deployed, the running version is untouched"
+    )
+    assert not any("up" in call for call in world.runner.calls)
+    assert world.history() == [("deploy", "ccc", "build failed")]
+
+
+@pytest.mark.parametrize(("nodes", "registry", "said"), [
+    (0, "", "orchestrator is swarm but this engine is not a swarm manager"),
+    (3, "", "the swarm has 3 nodes: they pull images from a registry; set INVOKE_STACK_REGISTRY"),
+])  # fmt: skip
+def test_a_swarm_target_is_checked_before_anything_runs(
+    tmp_path: Path, nodes: int, registry: str, said: str
+) -> None:
+    world = World(tmp_path, ["aaa"])
+    world.client.nodes.count = nodes
+    settings = load({"orchestrator": "swarm", "registry": registry}, cwd=world.settings.project_dir)
+    with pytest.raises(UserError, match=f"^{said}"):
+        deploy.target_and_backend(settings, world.docker, world.target)
+    assert world.runner.calls == [] and world.state.history() == []
+
+
+def test_a_one_node_swarm_keeps_state_in_configs(tmp_path: Path) -> None:
+    world = World(tmp_path, ["aaa"])
+    world.client.nodes.count = 1
+    settings = load({"orchestrator": "swarm"}, cwd=world.settings.project_dir)
+    state, backend = deploy.target_and_backend(settings, world.docker, world.target)
+    assert (state.swarm, type(backend).__name__) == (True, "SwarmBackend")
+
+
+@pytest.mark.parametrize("text", ["x", "-1", "86401", "nan", "inf"])
+def test_a_bad_timeout_is_refused(text: str) -> None:
+    with pytest.raises(UserError, match=f"invalid --timeout '{text}'"):
+        deploy.valid_timeout(text)
+
+
+class Contexts(Runner):
+    """Knows one docker context, ``prod``."""
+
+    def run(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Result:
+        known = argv[:3] == ["docker", "context", "inspect"] and argv[3] == "prod"
+        return Result(tuple(argv), 0 if known else 1, "ssh://deploy@prod\n" if known else "", "")
+
+
+def test_a_context_names_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deploy, "Runner", Contexts)
+    chosen = deploy.engine_of("prod")
+    assert chosen.host == "ssh://deploy@prod"
+    assert chosen.runner.environment(None)["DOCKER_HOST"] == "ssh://deploy@prod"
+    with pytest.raises(UserError, match=r"^unknown docker context 'staging'$"):
+        deploy.engine_of("staging")
+    with pytest.raises(UserError, match=r"^invalid --context"):
+        deploy.engine_of("-H tcp://x")

@@ -1,0 +1,385 @@
+"""The Docker SDK behind one typed adapter: every SDK call the tasks make, and its failures
+mapped once to ``errors.EngineError`` (``NotFound``, ``Conflict``, ``Unreachable``).
+
+Callers get plain records (``ImageInfo``, ``ContainerInfo``, ``ServiceInfo``…), never SDK
+objects, and never need the SDK's error types. The SDK itself is loaded by ``connect`` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tasks.errors import Conflict, EngineError, NotFound, Unreachable, gist
+from tasks.refs import split_ref
+
+Kind = Literal["config", "network", "volume"]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    created: str = ""
+    size: int = 0
+
+    @property
+    def short_id(self) -> str:
+        """The id's first 12 hex digits, as the CLI shows it."""
+        return self.id.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One health-check run."""
+
+    exit_code: int | None
+    output: str
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    status: str  # running, exited, dead…
+    image_id: str = ""
+    image: str = ""  # the ref it was created from
+    health: str | None = None  # None: no health check
+    probes: tuple[Probe, ...] = ()
+
+
+@dataclass(frozen=True)
+class Record:
+    """A config, network or volume: what deploy state is kept in."""
+
+    kind: Kind
+    name: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A Swarm service as its spec and update status say."""
+
+    id: str
+    name: str
+    image: str
+    replicas: int | None  # None: global mode
+    update_state: str = ""
+    update_message: str = ""
+    max_per_node: int = 0  # 0: no limit
+    constraints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One Swarm task: where it was placed and how it is doing."""
+
+    state: str
+    desired: str
+    node_id: str = ""
+    container_id: str = ""
+    error: str = ""
+    slot: int = 0
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: str
+    hostname: str
+    state: str  # ready, down, unknown
+    availability: str  # active, pause, drain
+    manager: bool = False
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    layers_size: int
+    cache: tuple[tuple[int, bool], ...] = field(default=())  # (size, in use) per record
+
+
+@contextlib.contextmanager
+def mapped(what: str) -> Iterator[None]:
+    """Turn the SDK's (and its transport's) failures inside the block into ours."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, EngineError) or not _transport(exc):
+            raise  # ours already, or a bug: not the engine's to answer for
+        raise _mapped(what, exc) from None
+
+
+_TRANSPORTS = ("docker.", "requests.", "urllib3.", "paramiko.")
+
+
+def _transport(exc: Exception) -> bool:
+    """Whether the SDK or what carries its calls raised ``exc``."""
+    return isinstance(exc, OSError) or type(exc).__module__.startswith(_TRANSPORTS)
+
+
+def _mapped(what: str, exc: Exception) -> EngineError:
+    text = f"{what}: {gist(exc)}"
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    if status == 404 or name.endswith("NotFound"):
+        return NotFound(text, status)
+    if status == 409:
+        return Conflict(text, status)
+    if status is not None or (
+        type(exc).__module__.startswith("docker.") and name != "DockerException"
+    ):
+        return EngineError(text, status)  # the engine answered, or the SDK refused the call
+    return Unreachable(text)  # no answer: the connection, or the SDK could not make one
+
+
+def _filters(labels: Mapping[str, str], **more: Any) -> dict[str, Any]:
+    query: dict[str, Any] = {"label": [f"{key}={value}" for key, value in labels.items()]}
+    query.update({key.replace("_", "-"): value for key, value in more.items()})
+    return query
+
+
+def _health(state: Mapping[str, Any]) -> tuple[str | None, tuple[Probe, ...]]:
+    health = state.get("Health") or {}
+    probes = tuple(
+        Probe(probe.get("ExitCode"), str(probe.get("Output", "")))
+        for probe in health.get("Log") or []
+    )
+    return health.get("Status"), probes
+
+
+class Sdk:
+    """Typed calls on one SDK client (``docker.DockerClient`` or a stand-in with its shape)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    # --- engine ------------------------------------------------------------------------
+
+    def version(self) -> dict[str, str]:
+        with mapped("engine version"):
+            answer = self.client.version()
+        return {str(key): str(value) for key, value in answer.items()}
+
+    def disk_usage(self) -> DiskUsage:
+        with mapped("engine disk usage"):
+            usage = self.client.df()
+        cache = tuple(
+            (int(entry.get("Size") or 0), bool(entry.get("InUse")))
+            for entry in usage.get("BuildCache") or []
+        )
+        return DiskUsage(int(usage.get("LayersSize") or 0), cache)
+
+    def prune_builds(self, keep_storage: int | None) -> tuple[int, int]:
+        """Prune the builder cache: (bytes reclaimed, records deleted)."""
+        with mapped("builder cache prune"):
+            answer = self.client.api.prune_builds(all=True, keep_storage=keep_storage)
+        return int(answer.get("SpaceReclaimed") or 0), len(answer.get("CachesDeleted") or [])
+
+    # --- images ------------------------------------------------------------------------
+
+    @staticmethod
+    def _image(image: Any) -> ImageInfo:
+        attrs = image.attrs or {}
+        labels = dict(image.labels or {})
+        return ImageInfo(
+            str(image.id), tuple(image.tags), labels, str(attrs.get("Created", "")),
+            int(attrs.get("Size") or 0),
+        )  # fmt: skip
+
+    def image(self, ref: str) -> ImageInfo:
+        """The local image behind ``ref``; ``NotFound`` when there is none."""
+        with mapped(f"image {ref}"):
+            return self._image(self.client.images.get(ref))
+
+    def images(self, name: str = "", labels: Mapping[str, str] | None = None) -> list[ImageInfo]:
+        """Local images of the repository ``name``, or carrying every label of ``labels``."""
+        with mapped(f"image list {name}".strip()):
+            if labels:
+                found = self.client.images.list(filters=_filters(labels))
+            else:
+                found = self.client.images.list(name=name)
+            return [self._image(image) for image in found]
+
+    def remove_image(self, ref: str, force: bool = False) -> bool:
+        """Untag ``ref`` (deleting the image when it was its last tag): whether it was deleted.
+        ``NotFound`` when it is gone, ``Conflict`` when a container needs it (without force)."""
+        with mapped(f"removing {ref}"):
+            answer = self.client.api.remove_image(ref, force=force)
+        return any("Deleted" in entry for entry in answer or [])
+
+    def tag(self, source: str, target: str) -> None:
+        repository, tag = split_ref(target)
+        with mapped(f"tagging {target}"):
+            self.client.api.tag(source, repository, tag or "latest")
+
+    def registry_has(self, ref: str) -> bool | None:
+        """Whether the registry holds ``ref`` (None: it could not be asked)."""
+        try:
+            with mapped(f"registry lookup {ref}"):
+                self.client.images.get_registry_data(ref)
+        except NotFound:
+            return False
+        except EngineError as exc:
+            text = str(exc).lower()
+            gone = ("not found", "does not exist", "denied", "unauthorized", "manifest unknown")
+            return False if exc.status in (401, 403) or any(w in text for w in gone) else None
+        return True
+
+    # --- containers --------------------------------------------------------------------
+
+    @staticmethod
+    def _container(container: Any) -> ContainerInfo:
+        attrs = container.attrs or {}
+        state = attrs.get("State") or {}
+        health, probes = _health(state)
+        return ContainerInfo(
+            str(container.id) if getattr(container, "id", None) else str(attrs.get("Id", "")),
+            str(container.name),
+            dict(container.labels or {}),
+            str(state.get("Status") or getattr(container, "status", "") or ""),
+            str(attrs.get("Image", "")),
+            str((attrs.get("Config") or {}).get("Image") or ""),
+            health,
+            probes,
+        )
+
+    def containers(
+        self, labels: Mapping[str, str] | None = None, running: bool = False
+    ) -> list[ContainerInfo]:
+        """Containers (stopped ones too unless ``running``) carrying every label of ``labels``."""
+        extra = {"status": "running"} if running else {}
+        with mapped("container list"):
+            found = self.client.containers.list(
+                all=not running, filters=_filters(labels or {}, **extra)
+            )
+            return [self._container(container) for container in found]
+
+    def container(self, container_id: str) -> ContainerInfo:
+        with mapped(f"container {container_id[:12]}"):
+            return self._container(self.client.containers.get(container_id))
+
+    def logs(self, container_id: str, tail: int) -> str:
+        with mapped(f"logs of {container_id[:12]}"):
+            data = self.client.containers.get(container_id).logs(tail=tail)
+        return bytes(data).decode(errors="replace")
+
+    # --- deploy state ------------------------------------------------------------------
+
+    def create(self, kind: Kind, name: str, labels: Mapping[str, str]) -> None:
+        """A config, network (internal, by name exclusively: ``Conflict``) or volume."""
+        with mapped(f"creating {kind} {name}"):
+            if kind == "config":
+                self.client.configs.create(name=name, data=b"{}", labels=dict(labels))
+            elif kind == "network":
+                self.client.networks.create(
+                    name, check_duplicate=True, internal=True, labels=dict(labels)
+                )
+            else:
+                self.client.volumes.create(name=name, labels=dict(labels))
+
+    def _collection(self, kind: Kind) -> Any:
+        if kind == "config":
+            return self.client.configs
+        return self.client.networks if kind == "network" else self.client.volumes
+
+    def records(self, kind: Kind, labels: Mapping[str, str]) -> list[Record]:
+        with mapped(f"{kind} list"):
+            found = self._collection(kind).list(filters=_filters(labels))
+            out = []
+            for item in found:
+                attrs = item.attrs or {}
+                held = (attrs.get("Spec") or {}).get("Labels") or attrs.get("Labels") or {}
+                out.append(Record(kind, str(item.name), dict(held)))
+            return out
+
+    def remove(self, kind: Kind, name: str) -> None:
+        """Remove a config, network or volume; ``NotFound`` when it is gone."""
+        with mapped(f"removing {kind} {name}"):
+            self._collection(kind).get(name).remove()
+
+    # --- swarm -------------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeInfo]:
+        """The swarm's nodes; ``EngineError`` when this engine is not a manager."""
+        with mapped("node list"):
+            found = self.client.nodes.list()
+        out = []
+        for node in found:
+            attrs = node.attrs or {}
+            spec, status = attrs.get("Spec") or {}, attrs.get("Status") or {}
+            out.append(
+                NodeInfo(
+                    str(attrs.get("ID", "")),
+                    str((attrs.get("Description") or {}).get("Hostname", "")),
+                    str(status.get("State", "unknown")),
+                    str(spec.get("Availability", "active")),
+                    spec.get("Role") == "manager",
+                )
+            )
+        return out
+
+    def services(self, labels: Mapping[str, str]) -> list[ServiceInfo]:
+        with mapped("service list"):
+            found = self.client.services.list(filters=_filters(labels))
+        out = []
+        for service in found:
+            attrs = service.attrs or {}
+            spec = attrs.get("Spec") or {}
+            template = spec.get("TaskTemplate") or {}
+            placement = template.get("Placement") or {}
+            replicated = (spec.get("Mode") or {}).get("Replicated")
+            status = attrs.get("UpdateStatus") or {}
+            out.append(
+                ServiceInfo(
+                    str(service.id),
+                    str(service.name),
+                    str((template.get("ContainerSpec") or {}).get("Image") or ""),
+                    int(replicated.get("Replicas", 1)) if replicated is not None else None,
+                    str(status.get("State", "")),
+                    str(status.get("Message", "")),
+                    int(placement.get("MaxReplicas") or 0),
+                    tuple(placement.get("Constraints") or ()),
+                )
+            )
+        return out
+
+    def tasks(self, service_id: str, desired: Sequence[str] = ()) -> list[TaskInfo]:
+        """A service's tasks, newest first (``desired``: only with these desired states)."""
+        query: dict[str, Any] = {"service": service_id}
+        if desired:
+            query["desired-state"] = list(desired)
+        with mapped("task list"):
+            found = self.client.api.tasks(filters=query)
+        out = []
+        for task in sorted(found, key=lambda t: str(t.get("CreatedAt", "")), reverse=True):
+            status = task.get("Status") or {}
+            container = (status.get("ContainerStatus") or {}).get("ContainerID") or ""
+            out.append(
+                TaskInfo(
+                    str(status.get("State", "")),
+                    str(task.get("DesiredState", "")),
+                    str(task.get("NodeID", "")),
+                    str(container),
+                    str(status.get("Err", "")),
+                    int(task.get("Slot") or 0),
+                )
+            )
+        return out
+
+
+def connect(base_url: str) -> Sdk:
+    """An SDK client for ``base_url`` ('' : DOCKER_HOST, else the default socket); ssh:// through
+    the system's ssh client, as the CLI reaches it. ``Unreachable`` when it does not answer."""
+    with mapped(f"cannot reach the Docker engine at {base_url or 'the default socket'}"):
+        docker = importlib.import_module("docker")
+        if base_url:
+            client = docker.DockerClient(base_url=base_url, use_ssh_client=True)
+        else:
+            client = docker.from_env(use_ssh_client=True)
+        client.ping()
+    return Sdk(client)
