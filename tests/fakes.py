@@ -10,6 +10,7 @@ deploy override names, healthy or not as the test decides. No daemon, no subproc
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -192,6 +193,9 @@ class FakeDocker:
         self.volumes = Collection(exclusive=False)
         self.api = Api(self.images)
 
+    def version(self) -> dict[str, str]:
+        return {"Version": "20.10.24", "ApiVersion": "1.41"}
+
     def df(self) -> dict[str, Any]:
         layers = sum(1000 for image in self.images.all if image.tags)
         return {"LayersSize": layers, "BuildCache": [{"Size": 4096, "InUse": False}]}
@@ -224,3 +228,58 @@ class ComposeUp(Runner):
                     name, labels, image, self.health(image)
                 )
         return Result(tuple(argv), 0, "", "")
+
+
+class FakeCli(Runner):
+    """The docker CLI and compose for the build task: ``compose config`` prints ``project``,
+    the engine is a 20.10 with BuildKit's docker driver, no image is local, and ``compose
+    build`` streams ``progress`` (BuildKit's JSON lines) and exits ``code``; ``local`` are the
+    refs of local images. Every argv is recorded; a command it does not know fails the test."""
+
+    def __init__(self, progress: Sequence[str], code: int = 0, local: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.project: Mapping[str, Any] = {}
+        self.progress, self.code, self.local = progress, code, set(local)
+        self.calls: list[list[str]] = []
+
+    def run(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Result:
+        self.calls.append(list(argv))
+        words = list(argv)
+        if words[:3] == ["docker", "compose", "version"]:
+            return Result(tuple(argv), 0, "2.40.0\n", "")
+        if words[:2] == ["docker", "compose"] and "config" in words:
+            return Result(tuple(argv), 0, json.dumps(self.project), "")
+        if words[:2] == ["docker", "version"]:
+            return Result(tuple(argv), 0, "20.10.24\n", "")
+        if words[:3] == ["docker", "buildx", "inspect"]:
+            return Result(tuple(argv), 0, "Name: default\nDriver: docker\n", "")
+        if words[:3] == ["docker", "buildx", "version"]:
+            return Result(tuple(argv), 1, "", "docker: 'buildx' is not a docker command.")
+        if words[:3] == ["docker", "image", "inspect"]:
+            refs = [ref for ref in words[3:] if ":" in ref and not ref.startswith("{{")]
+            found = "".join(f"{json.dumps([ref])}\t[]\t{{}}\n" for ref in refs if ref in self.local)
+            missing = "\n".join(f"Error: No such image: {r}" for r in refs if r not in self.local)
+            return Result(tuple(argv), 1 if missing else 0, found, missing)
+        if words[:3] in (["docker", "image", "tag"], ["docker", "image", "prune"]):
+            return Result(tuple(argv), 0, "", "")
+        if words[:1] == ["git"]:
+            return Result(tuple(argv), 128, "", "fatal: not a git repository")
+        raise AssertionError(f"unexpected command: {words}")
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        on_line: Callable[[str], None],
+        env: Mapping[str, str] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        idle: float = 15.0,
+    ) -> int:
+        self.calls.append(list(argv))
+        for line in self.progress:
+            on_line(line)
+        return self.code

@@ -1,0 +1,94 @@
+"""The build task on a stand-in CLI: the plan, the exact compose command, the report, the exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke.context import MockContext
+from invoke.exceptions import Exit
+
+from tasks import build
+from tasks.settings import load
+from tests.fakes import FakeCli
+
+
+def vertex(name: str, cached: bool = False, error: str = "") -> str:
+    done = {"started": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:00:01Z"}
+    data: dict[str, Any] = {"name": name, "digest": name, "cached": cached, **done}
+    return json.dumps({"vertexes": [{**data, "error": error} if error else data]})
+
+
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: FakeCli) -> Path:
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "Dockerfile").write_text("FROM busybox:1.36\nCOPY . /app\nRUN make\n")
+    (root / "compose.yaml").write_text("services:\n  api:\n    build: .\n")
+    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
+    monkeypatch.setattr(build, "settings_of", lambda c, **flags: settings)
+    monkeypatch.setattr(build, "Runner", lambda: cli)
+    return root
+
+
+def project_of(root: Path) -> dict[str, Any]:
+    build_spec = {"context": str(root), "dockerfile": "Dockerfile"}
+    return {"name": "shop", "services": {"api": {"build": build_spec}}}
+
+
+def test_a_build_runs_compose_once_and_reports_the_cached_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    progress = [vertex("[api 2/3] COPY . /app", cached=True), vertex("[api 3/3] RUN make")]
+    cli = FakeCli(progress, local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = project_of(root)
+    build.build(MockContext(), json=True)
+    out = json.loads(capsys.readouterr().out)
+    (service,) = out["result"]["services"]
+    assert (service["steps"], service["cached"], service["first_rebuilt"]) == (
+        2,
+        1,
+        "[3/3] RUN make",
+    )
+    builds = [call for call in cli.calls if "build" in call]
+    assert len(builds) == 1 and builds[0][:2] == ["docker", "compose"]
+    assert [
+        "docker",
+        "image",
+        "tag",
+        out["plan"]["services"][0]["build_ref"],
+        "shop-api:latest",
+    ] in cli.calls
+    assert not any(path.name.startswith("compose.build") for path in root.iterdir())  # outside
+
+
+def test_a_dry_run_builds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = FakeCli([])
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = project_of(root)
+    build.build(MockContext(), dry_run=True)
+    assert "docker compose" in capsys.readouterr().out
+    assert not any("build" in call and call[:2] == ["docker", "compose"] for call in cli.calls)
+
+
+@pytest.mark.parametrize(
+    ("local", "said"),
+    [
+        (["busybox:1.36"], "error: build failed (api); :latest not moved"),
+        ([], "error: base image busybox:1.36 is not on this engine and could not be pulled: "),
+    ],
+)
+def test_a_failed_build_moves_no_tag_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: list[str], said: str
+) -> None:
+    cli = FakeCli([vertex("[api 3/3] RUN make", error="exit code: 2")], 1, local)
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = project_of(root)
+    with pytest.raises(Exit) as stopped:
+        build.build(MockContext())
+    assert str(stopped.value.message).startswith(said)
+    assert not any(call[:3] == ["docker", "image", "tag"] for call in cli.calls)
