@@ -25,6 +25,8 @@ from tasks.sdk import Sdk
 from tasks.state import EngineState
 
 POLL = 1.0
+DONE = "done (exited 0)"  # a one-shot service (a migration) that did its job
+WELL = ("healthy", "running", DONE)
 Log = Callable[[str], None]
 
 
@@ -59,17 +61,21 @@ def wait_healthy(api: Sdk, project: str, timeout: float, log: Log) -> tuple[bool
         for container in api.containers({PROJECT_LABEL: project}):
             health = container.health
             name = container.labels.get(SERVICE_LABEL, container.name)
+            if container.finished:
+                states[name] = DONE
+                continue
             states[name] = health or container.status or "?"
             if container.status in ("exited", "dead") or health == "unhealthy":
-                return False, f"{name} is {states[name]}"
+                code = f" (exit {container.exit_code})" if container.status == "exited" else ""
+                return False, f"{name} is {states[name]}{code}"
         for name, status in states.items():
             if last.get(name) != status:
                 log(f"  {name:<14} {status}")
         last = states
-        if states and all(s in ("healthy", "running") for s in states.values()):
+        if states and all(s in WELL for s in states.values()):
             return True, "all services healthy"
         if time.monotonic() > deadline:
-            waiting = [n for n, s in states.items() if s not in ("healthy", "running")]
+            waiting = [n for n, s in states.items() if s not in WELL]
             return False, f"timed out after {timeout:.0f}s waiting for {', '.join(waiting)}"
         time.sleep(POLL)
 
@@ -78,7 +84,9 @@ def diagnose(api: Sdk, project: str, lines: int = 20) -> str:
     """Health-check output and the last log lines of every container that is not well."""
     out: list[str] = []
     for container in api.containers({PROJECT_LABEL: project}):
-        if container.health in (None, "healthy") and container.status == "running":
+        if container.finished or (
+            container.health in (None, "healthy") and container.status == "running"
+        ):
             continue
         name = container.labels.get(SERVICE_LABEL, container.name)
         out.append(f"--- {name}: {container.health or container.status}")

@@ -51,6 +51,15 @@ class ContainerInfo:
     image: str = ""  # the ref it was created from
     health: str | None = None  # None: no health check
     probes: tuple[Probe, ...] = ()
+    exit_code: int = 0
+    restart: str = ""  # its restart policy: '' or no, always, unless-stopped, on-failure
+
+    @property
+    def finished(self) -> bool:
+        """A one-shot container that did its job: exited 0 and not to be restarted."""
+        return self.status == "exited" and self.exit_code == 0 and self.restart not in (
+            "always", "unless-stopped",
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class ServiceInfo:
     update_message: str = ""
     max_per_node: int = 0  # 0: no limit
     constraints: tuple[str, ...] = ()
+    one_shot: bool = False  # restart_policy condition none: a task that completes is done
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,8 @@ class Sdk:
             str((attrs.get("Config") or {}).get("Image") or ""),
             health,
             probes,
+            int(state.get("ExitCode") or 0),
+            str(((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""),
         )
 
     def containers(
@@ -344,6 +356,7 @@ class Sdk:
                     str(status.get("Message", "")),
                     int(placement.get("MaxReplicas") or 0),
                     tuple(placement.get("Constraints") or ()),
+                    (template.get("RestartPolicy") or {}).get("Condition") == "none",
                 )
             )
         return out

@@ -10,7 +10,9 @@ sets none, so a bad update never takes the running version down.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -112,6 +114,63 @@ def up(
     return converge(target, docker, built, timeout, log)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where one service of the stack stands: converged or not, what to show, what is wrong."""
+
+    done: bool
+    line: str
+    problem: str = ""  # why it is not as the service asks, once Swarm has placed it
+
+
+def _spread(tasks: Sequence[TaskInfo], nodes: Mapping[str, str]) -> str:
+    """Running tasks per node, as ``sw1 2, sw2 1``."""
+    count = Counter(nodes.get(task.node_id, task.node_id[:12] or "?") for task in tasks)
+    return ", ".join(f"{node} {n}" for node, n in sorted(count.items()))
+
+
+def service_progress(
+    docker: engine.Engine, service: ServiceInfo, wanted: str, nodes: Mapping[str, str]
+) -> Progress:
+    """One service's state: every replica running (healthy where it has a check) on the image
+    ``wanted`` ('' : any), spread over the ready nodes unless its placement says otherwise; a
+    one-shot service (restart condition none) is done once its task completed."""
+    update = service.update_state or "none"
+    if service.one_shot:
+        newest = docker.sdk.tasks(service.id)[:1]
+        state = newest[0].state if newest else "pending"
+        if state in ("failed", "rejected"):
+            return Progress(True, state, f"task {state}: {newest[0].error or 'exit non-zero'}")
+        return Progress(state == "complete", "done (completed)" if state == "complete" else state)
+    tasks = docker.sdk.tasks(service.id, ["running"])
+    running = [task for task in tasks if task.state == "running"]
+    replicas = service.replicas if service.replicas is not None else len(tasks)
+    healthy = sum(_healthy(docker, task) for task in running)
+    on = f" on {_spread(running, nodes)}" if running and nodes else ""
+    line = f"{healthy}/{replicas} healthy{on}, update {update}"
+    done = healthy >= replicas and update in ("none", "completed")
+    if wanted and service.image.split("@", 1)[0] != wanted:
+        done = False
+    waiting = [task.error for task in tasks if task.state != "running" and task.error]
+    problem = waiting[0] if waiting else ""
+    hosts = {task.node_id for task in running}
+    free = not service.constraints and service.max_per_node == 0
+    if done and free and replicas > 1 and len(hosts) == 1 and len(nodes) > 1:
+        rejected = [t.error for t in docker.sdk.tasks(service.id) if t.state == "rejected"]
+        why = rejected[0] if rejected else "Swarm placed them there"
+        problem = f"all {replicas} replicas run on one of {len(nodes)} ready nodes ({why})"
+    return Progress(done, line, problem)
+
+
+def ready_nodes(docker: engine.Engine) -> dict[str, str]:
+    """The swarm's ready, active nodes: id -> hostname."""
+    return {
+        node.id: node.hostname
+        for node in docker.sdk.nodes()
+        if node.state == "ready" and node.availability == "active"
+    }
+
+
 def converge(
     target: Deployment,
     docker: engine.Engine,
@@ -120,38 +179,36 @@ def converge(
     log: Log,
 ) -> tuple[bool, str, bool]:
     """Wait until every service of the stack has all its tasks running (healthy when it has a
-    health check), each built service on its new image, or until Swarm rolled the update back.
-    ``built``: Swarm service name -> the image it must run."""
+    health check) where Swarm placed them, each built service on its new image, or until Swarm
+    rolled the update back. ``built``: Swarm service name -> the image it must run."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
-        states: dict[str, str] = {}
-        done = True
+        nodes = ready_nodes(docker)
+        found: dict[str, Progress] = {}
         for service in _services(target, docker):
             update = service.update_state
             if update == ROLLED_BACK or update in STUCK:
                 why = service.update_message or update
                 said = f"{service.name}: update {update.replace('_', ' ')} ({why})"
                 return False, said, update == ROLLED_BACK
-            image = service.image
-            tasks = docker.sdk.tasks(service.id, ["running"])
-            running = [task for task in tasks if task.state == "running"]
-            replicas = service.replicas if service.replicas is not None else len(tasks)
-            healthy = sum(_healthy(docker, task) for task in running)
-            states[service.name] = f"{healthy}/{replicas} healthy, update {update or 'none'}"
-            wanted = built.get(service.name)
-            if wanted and image.split("@", 1)[0] != wanted:
-                done = False
-            if healthy < replicas or update not in ("", "completed"):
-                done = False  # rollback_started included: wait for Swarm to finish it
-        for name, state in states.items():
-            if shown.get(name) != state:
-                log(f"  {name:<24} {state}")
-        shown = states
-        if done and states:
+            found[service.name] = service_progress(
+                docker, service, built.get(service.name, ""), nodes
+            )
+        for name, progress in found.items():
+            if shown.get(name) != progress.line:
+                log(f"  {name:<24} {progress.line}")
+        shown = {name: progress.line for name, progress in found.items()}
+        if found and all(progress.done for progress in found.values()):
+            wrong = [f"{name}: {p.problem}" for name, p in found.items() if p.problem]
+            if wrong:
+                return False, "; ".join(wrong), False
             return True, "all services converged", False
         if time.monotonic() > deadline:
-            return False, f"timed out after {timeout:.0f}s waiting for convergence", False
+            late = [f"{name} ({p.problem})" if p.problem else name
+                    for name, p in found.items() if not p.done]  # fmt: skip
+            waited = f" for {', '.join(late)}" if late else " for convergence"
+            return False, f"timed out after {timeout:.0f}s waiting{waited}", False
         time.sleep(POLL)
 
 

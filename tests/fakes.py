@@ -103,16 +103,29 @@ class Images:
 
 
 class Container:
+    """A container; ``health`` is its health status, or ``exited N`` (no health check, exit
+    code N, ``restart`` its restart policy)."""
+
     def __init__(
-        self, name: str, labels: Mapping[str, str], image: str, health: str, image_id: str = ""
+        self,
+        name: str,
+        labels: Mapping[str, str],
+        image: str,
+        health: str,
+        image_id: str = "",
+        restart: str = "no",
     ) -> None:
         self.id = self.name = name
         self.labels = dict(labels)
         probe = {"ExitCode": 1, "Output": "404 Not Found"} if health == "unhealthy" else {}
+        state: dict[str, Any] = {"Status": "running", "Health": {"Status": health, "Log": [probe]}}
+        if health.startswith("exited "):
+            state = {"Status": "exited", "ExitCode": int(health.split()[1])}
         self.attrs: dict[str, Any] = {
-            "State": {"Status": "running", "Health": {"Status": health, "Log": [probe]}},
+            "State": state,
             "Config": {"Image": image},
             "Image": image_id,
+            "HostConfig": {"RestartPolicy": {"Name": restart}},
         }
 
     def logs(self, tail: int = 20) -> bytes:
@@ -141,8 +154,8 @@ class Api:
     """``client.api``: removal (``in_use``: refs a container needs; ``broken``: refs whose
     removal fails) and the builder prune."""
 
-    def __init__(self, images: Images) -> None:
-        self.images = images
+    def __init__(self, images: Images, services: Services) -> None:
+        self.images, self.services = images, services
         self.removed: list[str] = []
         self.in_use: set[str] = set()
         self.broken: set[str] = set()
@@ -160,26 +173,70 @@ class Api:
         self.removed.append(ref)
         return [{"Untagged": ref}, {"Deleted": image.id}] if not image.tags else [{"Untagged": ref}]
 
+    def tasks(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        service = next(s for s in self.services.all if s.id == filters["service"])
+        desired = filters.get("desired-state")
+        return [t for t in service.tasks if not desired or t["DesiredState"] in desired]
+
     def prune_builds(self, **options: Any) -> dict[str, Any]:
         self.pruned = options
         return {"SpaceReclaimed": 4096, "CachesDeleted": ["a", "b"]}
 
 
 class Node:
-    def __init__(self, number: int) -> None:
-        self.attrs = {"ID": f"n{number}", "Description": {"Hostname": f"sw{number}"}}
+    def __init__(self, number: int, state: str = "ready") -> None:
+        self.attrs = {
+            "ID": f"n{number}",
+            "Description": {"Hostname": f"sw{number}"},
+            "Status": {"State": state},
+            "Spec": {"Availability": "active", "Role": "manager"},
+        }
 
 
 class Nodes:
-    """``client.nodes``: ``count`` swarm nodes; none: this engine is no swarm manager."""
+    """``client.nodes``: ``count`` swarm nodes (``down``: the numbers of those that are down);
+    none: this engine is no swarm manager."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.down: set[int] = set()
 
     def list(self) -> list[Node]:
         if not self.count:
             raise api_error("x", 503, "This node is not a swarm manager.")
-        return [Node(number) for number in range(1, self.count + 1)]
+        return [Node(n, "down" if n in self.down else "ready") for n in range(1, self.count + 1)]
+
+
+class Service:
+    """A Swarm service: ``tasks`` as the engine lists them (newest last)."""
+
+    def __init__(self, name: str, image: str, replicas: int, **spec: Any) -> None:
+        self.id = self.name = name
+        template = {
+            "ContainerSpec": {"Image": image},
+            "Placement": spec.get("placement", {}),
+            "RestartPolicy": {"Condition": spec.get("restart", "any")},
+        }
+        self.attrs: dict[str, Any] = {
+            "Spec": {"Mode": {"Replicated": {"Replicas": replicas}}, "TaskTemplate": template},
+            "UpdateStatus": {"State": spec.get("update", "completed")},
+        }
+        self.tasks: list[dict[str, Any]] = []
+
+    def task(self, state: str, node: int, error: str = "", desired: str = "running") -> None:
+        created = f"{len(self.tasks):04d}"
+        container = {"ContainerID": f"{self.name}.{created}"}  # not on this engine: elsewhere
+        status = {"State": state, "Err": error, "ContainerStatus": container}
+        entry = {"CreatedAt": created, "DesiredState": desired, "NodeID": f"n{node}"}
+        self.tasks.append({**entry, "Status": status})
+
+
+class Services:
+    def __init__(self) -> None:
+        self.all: list[Service] = []
+
+    def list(self, filters: Mapping[str, Any] | None = None) -> list[Service]:
+        return list(self.all)
 
 
 class FakeDocker:
@@ -187,11 +244,12 @@ class FakeDocker:
 
     def __init__(self) -> None:
         self.nodes = Nodes()
+        self.services = Services()
         self.images = Images()
         self.containers = Containers()
         self.networks = Collection(exclusive=True)
         self.volumes = Collection(exclusive=False)
-        self.api = Api(self.images)
+        self.api = Api(self.images, self.services)
 
     def version(self) -> dict[str, str]:
         return {"Version": "20.10.24", "ApiVersion": "1.41"}

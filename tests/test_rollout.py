@@ -20,7 +20,7 @@ from tasks.runner import Result, Runner
 from tasks.sdk import Sdk
 from tasks.settings import load
 from tasks.state import EngineState, Target
-from tests.fakes import ComposeUp, FakeDocker
+from tests.fakes import ComposeUp, Container, FakeDocker
 
 PROJECT = {
     "name": "shop",
@@ -273,3 +273,26 @@ def test_a_context_names_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
         deploy.engine_of("staging")
     with pytest.raises(UserError, match=r"^invalid --context"):
         deploy.engine_of("-H tcp://x")
+
+
+@pytest.mark.parametrize(
+    ("exited", "restart", "ok", "detail"),
+    [
+        ("exited 0", "no", True, "all services healthy"),
+        ("exited 0", "", True, "all services healthy"),
+        ("exited 0", "always", False, "migrate is exited (exit 0)"),
+        ("exited 3", "no", False, "migrate is exited (exit 3)"),
+    ],
+)
+def test_a_one_shot_service_that_exited_0_is_done_not_failed(
+    tmp_path: Path, exited: str, restart: str, ok: bool, detail: str
+) -> None:
+    world = World(tmp_path, ["aaa"])
+    labels = {"com.docker.compose.project": "shop", "com.docker.compose.service": "migrate"}
+    world.client.containers.running["shop-migrate-1"] = Container(
+        "shop-migrate-1", labels, "shop-migrate", exited, restart=restart
+    )
+    outcome = world.release("aaa")
+    assert (outcome.ok, outcome.detail) == (ok, detail)
+    if ok:
+        assert "migrate" in " ".join(world.log) and "done (exited 0)" in " ".join(world.log)

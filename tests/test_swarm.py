@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tasks import deployment, engine, swarm
+from tasks.deployment import Deployment
+from tasks.runner import Runner
+from tasks.sdk import Sdk
+from tasks.settings import load
 from tasks.swarm import stack_file
+from tests.fakes import FakeDocker, Service
 
 PROJECT: dict[str, Any] = {
     "name": "shop",
@@ -41,3 +50,89 @@ def test_built_services_are_pinned_and_get_safe_rolling_updates() -> None:
     assert db["deploy"]["update_config"]["order"] == "start-first"
     assert stack["volumes"] == {"data": {}, "keep": {"name": "legacy-volume"}}
     assert stack["networks"] == {"default": {"attachable": True}}
+
+
+def swarm_of(nodes: int, *services: Service) -> tuple[engine.Engine, Deployment]:
+    client = FakeDocker()
+    client.nodes.count = nodes
+    client.services.all = list(services)
+    settings = load({}, environ={}, cwd=Path(__file__).parent)
+    target = deployment.of(settings, (), {"name": "shop", "services": {}})
+    return engine.Engine(Runner(), Sdk(client)), target
+
+
+def converge(docker: engine.Engine, target: Deployment, built: dict[str, str]) -> tuple[bool, str]:
+    lines: list[str] = []
+    ok, why, _ = swarm.converge(target, docker, built, 0.0, lines.append)
+    return ok, why + " | " + " / ".join(line.split(maxsplit=1)[1] for line in lines)
+
+
+def test_replicas_are_shown_per_node_and_converge_when_spread() -> None:
+    web = Service("shop_web", "reg/shop-web:v2@sha256:abc", 3)
+    for node in (1, 2, 3):
+        web.task("running", node)
+    ok, said = converge(*swarm_of(3, web), {"shop_web": "reg/shop-web:v2"})
+    assert ok, said
+    assert said == "all services converged | 3/3 healthy on sw1 1, sw2 1, sw3 1, update completed"
+
+
+def test_replicas_all_on_one_node_of_three_are_not_ok() -> None:
+    web = Service("shop_web", "reg/shop-web:v2", 2)
+    web.task("rejected", 2, "No such image: reg/shop-web:v2", desired="shutdown")
+    web.task("running", 1)
+    web.task("running", 1)
+    ok, said = converge(*swarm_of(3, web), {})
+    assert not ok
+    assert said.startswith(
+        "shop_web: all 2 replicas run on one of 3 ready nodes (No such image: reg/shop-web:v2)"
+    )
+
+
+def test_a_placement_that_asks_for_one_node_is_as_asked() -> None:
+    web = Service("shop_web", "w", 2, placement={"Constraints": ["node.hostname==sw1"]})
+    web.task("running", 1)
+    web.task("running", 1)
+    assert converge(*swarm_of(3, web), {})[0]
+
+
+def test_a_replica_swarm_cannot_place_is_named_when_time_runs_out() -> None:
+    web = Service("shop_web", "w", 3, placement={"MaxReplicas": 1})
+    web.task("running", 1)
+    web.task("running", 2)
+    web.task("pending", 0, "no suitable node (max replicas per node limit exceed)")
+    ok, said = converge(*swarm_of(2, web), {})
+    assert not ok
+    assert said.startswith(
+        "timed out after 0s waiting for shop_web "
+        "(no suitable node (max replicas per node limit exceed))"
+    )
+    assert "2/3 healthy on sw1 1, sw2 1" in said
+
+
+def test_a_down_node_is_left_out_and_the_rest_converges() -> None:
+    web = Service("shop_web", "w", 2)
+    web.task("running", 1)
+    web.task("running", 3)
+    docker, target = swarm_of(3, web)
+    client = docker.sdk.client
+    client.nodes.down = {2}
+    assert swarm.ready_nodes(docker) == {"n1": "sw1", "n3": "sw3"}
+    assert converge(docker, target, {})[0]
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "ok", "said"),
+    [
+        ("complete", "", True, "all services converged | done (completed)"),
+        ("failed", "task: non-zero exit (3)", False, "shop_migrate: task failed: task: non-zero"),
+    ],
+)
+def test_a_one_shot_service_is_done_once_it_completed(
+    state: str, error: str, ok: bool, said: str
+) -> None:
+    migrate = Service("shop_migrate", "m", 1, restart="none")
+    migrate.task(state, 1, error)
+    web = Service("shop_web", "w", 1)
+    web.task("running", 1)
+    result = converge(*swarm_of(1, migrate, web), {})
+    assert result[0] is ok and result[1].startswith(said)
