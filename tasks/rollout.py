@@ -205,9 +205,9 @@ def release(
     timeout: float,
     log: Log,
 ) -> Release:
-    """Bring ``sha`` up; on failure bring back what ran before (what runs now, else the last
-    good sha of the history) through the same health gate, unless Swarm already rolled the
-    update back by itself. Records every step."""
+    """Bring ``sha`` up; on failure bring every service back to what ran before (what runs now,
+    else the last good sha of the history) through the same health gate, also after Swarm
+    rolled back the service that failed (it rolls back that one only). Records every step."""
     settings = backend.target.settings
     target = state.target
     running = backend.running()
@@ -222,7 +222,7 @@ def release(
         pruned = backend.prune(settings.keep_images, {sha, previous})
         return Release(action, sha, True, why, seconds, pruned=tuple(pruned))
     diagnosis = backend.diagnose()
-    if rolled_back:
+    if rolled_back and not previous:
         log(diagnosis)
         now = backend.running()
         back = {"action": "rollback", "sha": now, "result": "ok", "seconds": seconds}
@@ -235,7 +235,9 @@ def release(
         return Release(action, sha, False, why, seconds, diagnosis)
     log(f"{action} of :{sha} failed: {why}")
     log(diagnosis)
-    log(f"rolling back to :{previous}")
+    # Swarm rolls back only the service that failed: the others this deploy updated go back too
+    every = " every service" if rolled_back else ""
+    log(f"rolling back{every} to :{previous}")
     started = time.monotonic()
     back_ok, back_why, _ = backend.up(previous, timeout, log)
     back = {"action": "rollback", "sha": previous, "result": "ok" if back_ok else "failed"}

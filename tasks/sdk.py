@@ -81,6 +81,7 @@ class ServiceInfo:
     replicas: int | None  # None: global mode
     update_state: str = ""
     update_message: str = ""
+    update_started: str = ""  # when the update (or rollback) the state belongs to began
     max_per_node: int = 0  # 0: no limit
     constraints: tuple[str, ...] = ()
     one_shot: bool = False  # restart_policy condition none: a task that completes is done
@@ -354,6 +355,7 @@ class Sdk:
                     int(replicated.get("Replicas", 1)) if replicated is not None else None,
                     str(status.get("State", "")),
                     str(status.get("Message", "")),
+                    str(status.get("StartedAt", "")),
                     int(placement.get("MaxReplicas") or 0),
                     tuple(placement.get("Constraints") or ()),
                     (template.get("RestartPolicy") or {}).get("Condition") == "none",

@@ -81,8 +81,15 @@ class Image:
 
 
 class Images:
+    """``client.images``; ``registry``: the refs a registry holds."""
+
     def __init__(self) -> None:
         self.all: list[Image] = []
+        self.registry: set[str] = set()
+
+    def get_registry_data(self, ref: str) -> None:
+        if ref not in self.registry:
+            raise api_error("x", 404, f"manifest unknown: {ref}")
 
     def add(self, ref: str, labels: Mapping[str, str], created: str = "") -> Image:
         digest = hashlib.sha256(f"{len(self.all)} {ref}".encode()).hexdigest()

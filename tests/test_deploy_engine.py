@@ -93,6 +93,18 @@ def test_healthy_deploy_serves_new_version(web: Stack) -> None:
     assert [(e["action"], e["result"]) for e in history(web)] == [("deploy", "ok")]
 
 
+def test_a_one_shot_service_that_exited_0_is_done(web: Stack) -> None:
+    """A migration job (``restart: "no"``, exits 0) beside the web service: the deploy is ok."""
+    migrate = f"  migrate:\n    image: {BASE_IMAGE}\n    command: ['true']\n    restart: 'no'\n"
+    text = (web.root / "compose.yaml").read_text().replace("volumes:\n  data:", "")
+    web.write("compose.yaml", text + migrate + "volumes:\n  data:\n")
+    web.commit("a migration job")
+    done = deploy(web)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "migrate" in done.stderr and "done (exited 0)" in done.stderr
+    assert serving(web) == head(web)
+
+
 def test_failed_build_leaves_old_version_serving(web: Stack) -> None:
     assert deploy(web).returncode == 0
     good = head(web)

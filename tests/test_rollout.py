@@ -4,7 +4,7 @@ pruning of old images, and a rollback that needs no build plan (no image or buil
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +296,36 @@ def test_a_one_shot_service_that_exited_0_is_done_not_failed(
     assert (outcome.ok, outcome.detail) == (ok, detail)
     if ok:
         assert "migrate" in " ".join(world.log) and "done (exited 0)" in " ".join(world.log)
+
+
+class SwarmRolledBack(Backend):
+    """A stack whose update of ``bad`` Swarm rolled back (that service only)."""
+
+    def __init__(self, world: World, bad: str) -> None:
+        super().__init__(world.target, world.docker)
+        self.bad, self.now = bad, "aaa"
+        self.ups: list[str] = []
+
+    def running(self) -> str:
+        return self.now
+
+    def up(self, sha: str, timeout: float, log: Callable[[str], None]) -> tuple[bool, str, bool]:
+        self.ups.append(sha)
+        if sha == self.bad:
+            self.now = ""  # the failing service is back, the others run the new version
+            return False, "shop_api: update rollback completed", True
+        self.now = sha
+        return True, "all services converged", False
+
+    def diagnose(self) -> str:
+        return "--- shop_api: health check exit 1"
+
+
+def test_after_swarm_rolled_back_one_service_every_service_goes_back(tmp_path: Path) -> None:
+    world = World(tmp_path, ["aaa", "bbb"])
+    backend = SwarmRolledBack(world, "bbb")
+    outcome = release(backend, world.state, "bbb", "deploy", 5, world.log.append)
+    assert backend.ups == ["bbb", "aaa"]  # the whole stack brought back
+    assert (outcome.ok, outcome.previous, outcome.back_ok) == (False, "aaa", True)
+    assert world.history() == [("deploy", "bbb", "failed"), ("rollback", "aaa", "ok")]
+    assert "rolling back every service to :aaa" in world.log

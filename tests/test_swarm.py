@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from tasks import deployment, engine, swarm
 from tasks.deployment import Deployment
-from tasks.runner import Runner
+from tasks.runner import Result, Runner
 from tasks.sdk import Sdk
 from tasks.settings import load
 from tasks.swarm import stack_file
@@ -116,7 +117,7 @@ def test_a_down_node_is_left_out_and_the_rest_converges() -> None:
     docker, target = swarm_of(3, web)
     client = docker.sdk.client
     client.nodes.down = {2}
-    assert swarm.ready_nodes(docker) == {"n1": "sw1", "n3": "sw3"}
+    assert swarm.ready_nodes(docker) == ({"n1": "sw1", "n3": "sw3"}, ["sw2"])
     assert converge(docker, target, {})[0]
 
 
@@ -136,3 +137,46 @@ def test_a_one_shot_service_is_done_once_it_completed(
     web.task("running", 1)
     result = converge(*swarm_of(1, migrate, web), {})
     assert result[0] is ok and result[1].startswith(said)
+
+
+def test_an_update_status_left_by_an_earlier_deploy_is_not_this_ones() -> None:
+    web = Service("shop_web", "w", 1, update="rollback_completed")
+    web.task("running", 1)
+    docker, target = swarm_of(1, web)
+    before = {"shop_web": ("rollback_completed", "")}
+    lines: list[str] = []
+    assert swarm.converge(target, docker, {}, 0.0, lines.append, before)[0]
+    assert swarm.converge(target, docker, {}, 0.0, lines.append)[2]  # without: Swarm's rollback
+
+
+class Pushes(Runner):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def run(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Result:
+        self.calls.append(list(argv))
+        return Result(tuple(argv), 0, "", "")
+
+
+def test_a_registry_gets_every_image_it_lacks_before_the_stack_deploy(tmp_path: Path) -> None:
+    client = FakeDocker()
+    client.images.add("reg:5000/shop-web:v2", {})
+    runner = Pushes()
+    docker = engine.Engine(runner, Sdk(client))
+    settings = load({"registry": "reg:5000"}, environ={}, cwd=Path(__file__).parent)
+    target = deployment.of(settings, (), {"name": "shop", "services": {}})
+    refs = {"web": "reg:5000/shop-web:v2"}
+    lines: list[str] = []
+    client.images.registry = {"reg:5000/shop-web:v2"}
+    assert swarm.publish(target, docker, refs, lines.append) == ""
+    assert runner.calls == []  # the registry has it
+    client.images.registry = set()
+    assert swarm.publish(target, docker, refs, lines.append) == ""
+    assert runner.calls == [["docker", "push", "--quiet", "reg:5000/shop-web:v2"]]
+    missing = {"api": "reg:5000/shop-api:v2"}
+    assert swarm.publish(target, docker, missing, lines.append) == (
+        "no such image: reg:5000/shop-api:v2"
+    )

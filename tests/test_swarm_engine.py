@@ -42,6 +42,9 @@ def swarm_stack(stack: Stack) -> Iterator[Stack]:
         "    healthcheck:\n"
         '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]\n'
         "      interval: 1s\n      timeout: 2s\n      retries: 3\n      start_period: 1s\n"
+        # a one-shot job: done once it completed, not a replica that never runs
+        f"  migrate:\n    image: {BASE_IMAGE}\n    command: ['true']\n"
+        "    deploy:\n      restart_policy: {condition: none}\n"
         "networks:\n  default:\n    attachable: true\nvolumes:\n  data: {}\n",
     )
     stack.write("web/Dockerfile", WEB)
@@ -87,6 +90,7 @@ def test_rolling_updates_serve_every_request_and_a_failed_one_rolls_back(
     stack = swarm_stack
     code, err = deploy(stack)
     assert code == 0, err[-3000:]
+    assert "_migrate" in err and "done (completed)" in err
     v1 = head(stack)
     network = f"{stack.name}_default"
     sh("docker", "run", "--rm", "-v", f"{stack.name}_data:/data", BASE_IMAGE,
