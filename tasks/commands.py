@@ -98,10 +98,13 @@ def push(ref: str) -> list[str]:
     return ["docker", "push", "--quiet", ref]
 
 
-def stack_deploy(stack_file: str, stack: str, resolve_image: str) -> list[str]:
+def stack_deploy(stack_file: str, stack: str, registry: bool) -> list[str]:
+    """With a registry: every image pinned to its digest there, and the CLI's credentials for
+    it passed on to the nodes that pull; without one, the images on this engine as they are."""
+    through = ["--resolve-image", "always", "--with-registry-auth"] if registry else []
     return [
         "docker", "stack", "deploy", "--prune",
-        "--resolve-image", resolve_image, "-c", stack_file, stack,
+        *(through or ["--resolve-image", "never"]), "-c", stack_file, stack,
     ]  # fmt: skip
 
 

@@ -88,7 +88,7 @@ def target_and_backend(
         if count > 1 and not settings.registry:
             raise UserError(
                 f"the swarm has {count} nodes: they pull images from a registry; set "
-                "INVOKE_STACK_REGISTRY and deploy with push (INVOKE_STACK_PUSH=1)"
+                "INVOKE_STACK_REGISTRY (setting registry; the deploy pushes the images there)"
             )
     state = EngineState(docker.sdk, target_of(docker, deployment.project), swarm=on_swarm)
     backend = (SwarmBackend if on_swarm else Backend)(deployment, docker)

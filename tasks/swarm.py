@@ -105,8 +105,7 @@ def up(
         escaped(stack_file(target.data, refs)), sort_keys=False
     )
     path = write_generated(settings, settings.build_dir / STACK_FILE, text)
-    resolve = "always" if settings.registry else "never"
-    argv = commands.stack_deploy(str(path), target.project, resolve)
+    argv = commands.stack_deploy(str(path), target.project, bool(settings.registry))
     before = {service.name: _update_of(service) for service in _services(target, docker)}
     log(f"$ {' '.join(argv)}")
     done = docker.runner.run(argv, {target.commit_var: sha})

@@ -30,3 +30,12 @@ def test_compose_of_settings_keeps_profiles_and_an_explicit_env_file(tmp_path: P
 
 def test_context_host_is_an_argv_not_a_shell_string() -> None:
     assert commands.context_host("prod; rm -rf /")[3] == "prod; rm -rf /"
+
+
+def test_a_stack_deploy_through_a_registry_pins_digests_and_passes_credentials() -> None:
+    assert commands.stack_deploy("s.yml", "shop", True)[3:7] == [
+        "--prune", "--resolve-image", "always", "--with-registry-auth",
+    ]  # fmt: skip
+    assert commands.stack_deploy("s.yml", "shop", False)[3:] == [
+        "--prune", "--resolve-image", "never", "-c", "s.yml", "shop",
+    ]  # fmt: skip
