@@ -22,7 +22,7 @@ from tasks.builder import (
     buildx_version,
     parse_version,
 )
-from tasks.errors import EngineError, NotFound, UserError
+from tasks.errors import EngineError, Failed, NotFound, UserError
 from tasks.refs import LABEL_INLINE, short_name, split_ref
 from tasks.runner import Result, Runner, meaningful_line
 from tasks.sdk import Sdk
@@ -146,7 +146,7 @@ class Engine:
         results = self.runner.run_all([*argvs, *prune])
         for argv, done in zip(argvs, results, strict=False):
             if not done.ok:
-                raise UserError(f"docker image tag {argv[-1]} failed: {meaningful_line(done.err)}")
+                raise Failed(f"docker image tag {argv[-1]} failed: {meaningful_line(done.err)}")
         return _pruned(results[len(argvs) :])
 
     def image_id(self, ref: str) -> str | None:

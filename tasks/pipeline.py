@@ -18,7 +18,7 @@ from typing import Any
 from tasks import cachedir, commands, compose, engine, gitinfo, inputs, mask, resolved
 from tasks.builder import Builder
 from tasks.dockerfile import dependency_stages, first_steps, parse
-from tasks.errors import UserError
+from tasks.errors import Failed, UserError
 from tasks.generated import write_generated
 from tasks.gitinfo import GitInfo
 from tasks.lint import display_path, lint_project, read_dockerfile
@@ -331,7 +331,7 @@ def execute(
         try:
             cachedir.prepare(settings.cache_dir, folders)
         except OSError as exc:
-            raise UserError(f"cannot prepare {settings.cache_dir}: {exc.strerror}") from None
+            raise Failed(f"cannot prepare {settings.cache_dir}: {exc.strerror}") from None
 
     def compose_build(names: Sequence[str]) -> tuple[int, BuildProgress]:
         aliases = {alias: s for alias, s in built.aliases().items() if s in names}

@@ -10,7 +10,7 @@ import pytest
 
 from tasks import engine
 from tasks.builder import Found
-from tasks.errors import UserError
+from tasks.errors import Failed, UserError
 from tasks.runner import Result, Runner
 from tasks.sdk import Sdk
 
@@ -102,7 +102,7 @@ def test_tags_run_together_and_a_failure_names_its_target() -> None:
         ["docker", "image", "tag", "b:1", "b:latest"],
     ]
     failing = Canned({"docker image tag": done("", "Error: no such image a:1", 1)})
-    with pytest.raises(UserError, match=r"^docker image tag a:latest failed: Error: no such"):
+    with pytest.raises(Failed, match=r"^docker image tag a:latest failed: Error: no such"):
         engine.Engine(failing).tag_all([("a:1", "a:latest")])
 
 
