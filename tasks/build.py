@@ -25,6 +25,9 @@ from tasks.runner import Runner
         "json": "print the plan and the result as JSON (progress goes to stderr)",
         "push": "after every service built, push the commit tag, cache tags and stage cache "
         "images to the registry (setting push; needs setting registry or registry image names)",
+        "affected": "build only the services whose inputs (Dockerfile, context files, args, base "
+        "images...) changed since their last build here; the others' images are re-tagged with "
+        "this commit (setting affected)",
     },
 )
 @one_line_errors
@@ -36,13 +39,16 @@ def build(
     dry_run: bool = False,
     json: bool = False,
     push: bool = False,
+    affected: bool = False,
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
-    settings = settings_of(c, pull=pull or None, push=push or None)
+    settings = settings_of(c, pull=pull or None, push=push or None, affected=affected or None)
     docker, clock = engine.Engine(Runner()), pipeline.Clock()
     project = pipeline.resolve(settings, docker.runner, reuse=True, services=service or [])
     clock.lap("resolve")
-    prepared = pipeline.plan(project, docker, service or [], fresh, pull)
+    prepared = pipeline.plan(
+        project, docker, service or [], fresh, pull, affected=settings.affected
+    )
     clock.lap("plan")
     plan = prepared.plan
     if dry_run:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tasks import mask
@@ -60,12 +60,24 @@ def buildx_version() -> list[str]:
     return ["docker", "buildx", "version"]
 
 
-# One line per image found: its tags, its digests, its labels (all JSON).
-IMAGE_FIELDS = '{{json .RepoTags}}{{"\\t"}}{{json .RepoDigests}}{{"\\t"}}{{json .Config.Labels}}'
+# One line per image found: its tags, its digests, its labels, its id (all JSON).
+IMAGE_FIELDS = (
+    '{{json .RepoTags}}{{"\\t"}}{{json .RepoDigests}}{{"\\t"}}{{json .Config.Labels}}'
+    '{{"\\t"}}{{json .Id}}'
+)
 
 
 def image_inspect(refs: Sequence[str]) -> list[str]:
     return ["docker", "image", "inspect", "--format", IMAGE_FIELDS, "--", *refs]
+
+
+def images_labelled(repository: str, labels: Mapping[str, str]) -> list[str]:
+    """The local images of ``repository`` carrying every one of ``labels``, a ref a line."""
+    filters = [part for k, v in labels.items() for part in ("--filter", f"label={k}={v}")]
+    return [
+        "docker", "image", "ls", "--filter", f"reference={repository}", *filters,
+        "--format", "{{.Repository}}:{{.Tag}}",
+    ]  # fmt: skip
 
 
 def image_tag(source: str, target: str) -> list[str]:

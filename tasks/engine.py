@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from tasks import commands, sdk
@@ -74,6 +74,7 @@ class Engine:
         self._sdk = api
         self._memo: dict[str, Found | None] = {}
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
+        self._ids: dict[str, str] = {}  # familiar ref -> image id, of the local ones
 
     @property
     def sdk(self) -> Sdk:
@@ -95,13 +96,15 @@ class Engine:
         found: dict[str, bool] = {}
         for line in filter(str.strip, done.out.splitlines()):
             try:
-                tags, digests, labels = (json.loads(part) for part in line.split("\t"))
+                tags, digests, labels, *rest = (json.loads(part) for part in line.split("\t"))
             except ValueError:
                 raise UserError(
                     f"docker image inspect printed an unexpected line: {line}"
                 ) from None
             inline = (labels or {}).get(LABEL_INLINE) == "1"
-            found.update({name: inline for name in (tags or []) + (digests or [])})
+            names = (tags or []) + (digests or [])
+            found.update({name: inline for name in names})
+            self._ids.update({name: str(rest[0]) for name in names if rest})
         self._local.update({ref: found.get(ref) for ref in wanted})
 
     def prefetch(self, refs: Sequence[str]) -> None:
@@ -109,6 +112,22 @@ class Engine:
         wanted = self.unknown(refs)
         if wanted:
             self.absorb(wanted, self.runner.run(commands.image_inspect(wanted)))
+
+    def local_id(self, ref: str) -> str:
+        """The id of the local image ``ref`` ('' when there is none), looked up in a batch by
+        ``prefetch``."""
+        self.prefetch([ref])
+        return self._ids.get(familiar(ref), "")
+
+    def labelled(self, pairs: Sequence[tuple[str, Mapping[str, str]]]) -> list[str]:
+        """For each (repository, labels): a local tag of it whose image carries every label, or
+        '' (one ``docker image ls`` each, all at once)."""
+        argvs = [commands.images_labelled(repo, labels) for repo, labels in pairs]
+        found = []
+        for done in self.runner.run_all(argvs):
+            refs = [ref for ref in done.out.split() if not ref.endswith(":<none>")]
+            found.append(refs[0] if done.ok and refs else "")
+        return found
 
     def locate(self, ref: str, remote: bool = True, local: bool = True) -> Found | None:
         """With ``local``, a local image first; then, with ``remote``, its registry (Docker

@@ -92,6 +92,9 @@ class ServicePlan:
     stages: tuple[StageTarget, ...] = ()  # dependency stages built as their own cache images
     build: Mapping[str, Any] = field(default_factory=dict)  # the compose build section, resolved
     cache_dir: str = ""  # the local cache folder it imports from ("": none)
+    inputs: str = ""  # the digest of its build inputs (``fingerprint``), recorded as a label
+    # affected-only builds: the local image built from the same inputs, re-tagged, not built
+    reuse: str = ""
 
     @property
     def cache_from(self) -> list[str]:
@@ -124,9 +127,14 @@ class BuildPlan:
     serial: bool = False  # build one target at a time (see ``build_argv``)
     warnings: tuple[str, ...] = field(default=())
     lint: tuple[Finding, ...] = field(default=())  # Dockerfile cache lint, filled by the caller
+    affected: bool = False  # services whose inputs did not change are re-tagged, not built
 
     def service_names(self) -> list[str]:
         return [service.name for service in self.services]
+
+    def building(self) -> list[str]:
+        """The services compose builds: all but those reused from an earlier build."""
+        return [service.name for service in self.services if not service.reuse]
 
     def pushed_refs(self) -> list[str]:
         """What a push sends: each service's commit tag, cache tags and stage cache images."""
@@ -169,7 +177,7 @@ class BuildPlan:
             argv.append("--no-cache")
         if self.pull:
             argv.append("--pull")
-        names = [name for name in self.service_names() if not only or name in only]
+        names = [name for name in self.building() if not only or name in only]
         return [*argv, *names, *(alias for alias, s in self.aliases().items() if s in names)]
 
     def env(self) -> dict[str, str]:

@@ -15,17 +15,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import cachedir, commands, compose, engine, gitinfo, inputs, mask, resolved
+from tasks import cachedir, commands, compose, engine, fingerprint, gitinfo, inputs, mask, resolved
 from tasks.builder import Builder
 from tasks.dockerfile import dependency_stages, first_steps, parse
 from tasks.errors import Failed, UserError
+from tasks.fingerprint import GitIndex
 from tasks.generated import write_generated
 from tasks.gitinfo import GitInfo
 from tasks.lint import display_path, lint_project, read_dockerfile
-from tasks.model import BuildPlan, Finding
+from tasks.model import BuildPlan, Finding, ServicePlan
 from tasks.override import override_yaml
 from tasks.plan import cache_refs, make_plan, select
 from tasks.progress import BuildProgress, Step
+from tasks.refs import LABEL_INPUTS, ownership
 from tasks.runner import Runner
 from tasks.settings import Settings
 
@@ -151,9 +153,12 @@ def plan(
     pull: bool = False,
     builder: Builder | None = None,
     push: bool = False,
+    affected: bool = False,
 ) -> Prepared:
     """Plan the build: check what the build would reject, look up every cache source (on
-    ``docker``, which ``builder`` describes when known), lint. Changes nothing."""
+    ``docker``, which ``builder`` describes when known), lint. With ``affected``, each
+    service's inputs are digested and a service built before from the same inputs is re-tagged
+    instead of built (never with ``fresh``). Changes nothing."""
     check_services(project, services)
     read = dockerfiles_of(project)
     stages = read.stages
@@ -179,7 +184,91 @@ def plan(
         read.steps,
     )
     built = replace(built, lint=tuple(lint(project, built.service_names())))
+    if affected:
+        built = with_inputs(project, built, docker, fresh)
     return Prepared(project, built, docker)
+
+
+def _bases(path: Path, text: str) -> list[str]:
+    """The images a Dockerfile's stages start from (earlier stages and scratch left out)."""
+    names: set[str] = set()
+    found: list[str] = []
+    for stage in parse(text, str(path)).stages:
+        if stage.base.lower() not in names and stage.base != "scratch":
+            found.append(stage.base)
+        if stage.name:
+            names.add(stage.name.lower())
+    return found
+
+
+def _dockerfile(service: ServicePlan) -> tuple[Path, bytes]:
+    """A service's Dockerfile: its path and bytes (``dockerfile_inline`` too)."""
+    inline = service.build.get("dockerfile_inline")
+    path = Path(service.context) / service.dockerfile
+    return path, str(inline).encode() if inline else path.read_bytes()
+
+
+def _text(found: tuple[Path, bytes]) -> tuple[Path, str]:
+    return found[0], found[1].decode(errors="replace")
+
+
+def _service_inputs(
+    service: ServicePlan, commit_arg: str, docker: engine.Engine, index: GitIndex | None
+) -> str:
+    """A service's input digest, the commit arg left out (``fingerprint``)."""
+    context = Path(service.context)
+    build = dict(service.build)
+    path, data = _dockerfile(service)
+    args = {k: v for k, v in dict(build.get("args") or {}).items() if k != commit_arg}
+    build["args"] = args
+    named = {}
+    for name, where in dict(build.get("additional_contexts") or {}).items():
+        folder = Path(str(where))
+        local = "://" not in str(where) and ":" not in str(where)[:2] and folder.is_dir()
+        named[name] = fingerprint.folder_digest(folder, [], index) if local else str(where)
+    bases = {ref: docker.local_id(ref) for ref in _bases(*_text((path, data))) if "$" not in ref}
+    ours = {k: v for k, v in service.args.items() if k != commit_arg}
+    patterns = fingerprint.ignore_lines(context, path)
+    digest = fingerprint.folder_digest(context, patterns, index)
+    return fingerprint.service_digest(data, digest, build, named, ours, bases, [service.strategy])
+
+
+def with_inputs(
+    project: Project, built: BuildPlan, docker: engine.Engine, fresh: bool
+) -> BuildPlan:
+    """The plan with each service's input digest on its image (a label) and, unless
+    ``fresh``, the services an image of ours with the same digest serves re-tagged instead of
+    built."""
+    docker.prefetch(
+        [
+            ref
+            for service in built.services
+            for ref in _bases(*_text(_dockerfile(service)))
+            if "$" not in ref
+        ]
+    )
+    indexes: dict[str, GitIndex | None] = {}
+    digests = []
+    for service in built.services:
+        if service.context not in indexes:
+            indexes[service.context] = fingerprint.git_index(docker.runner, Path(service.context))
+        index = indexes[service.context]
+        digests.append(_service_inputs(service, project.settings.commit_arg, docker, index))
+    wanted = [
+        (service.image, {**ownership(built.project, service.name), LABEL_INPUTS: digest})
+        for service, digest in zip(built.services, digests, strict=True)
+    ]
+    found = [""] * len(wanted) if fresh else docker.labelled(wanted)
+    services = tuple(
+        replace(
+            service,
+            labels={**service.labels, LABEL_INPUTS: digest},
+            inputs=digest,
+            reuse=ref,
+        )
+        for service, digest, ref in zip(built.services, digests, found, strict=True)
+    )
+    return replace(built, services=services, affected=True)
 
 
 def prepare(
@@ -262,6 +351,7 @@ class ServiceResult:
     seconds: float
     error: str
     rebuilt_steps: tuple[str, ...] = ()
+    reused: str = ""  # not built: the image of an earlier build with the same inputs, re-tagged
 
 
 @dataclass(frozen=True)
@@ -298,6 +388,7 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
                 round(stats.seconds, 2),
                 stats.error,
                 tuple(step.label for step in stats.steps if not step.cached),
+                service.reuse,
             )
         )
     return tuple(rows)
@@ -351,7 +442,9 @@ def execute(
         return prepared.docker.runner.stream(argv, on_line, built.env(), on_idle, every), progress
 
     clock = Clock()
-    code, progress = compose_build(built.service_names())
+    names = built.building()
+    # nothing to build (every service reused): compose is not run at all
+    code, progress = compose_build(names) if names else (0, BuildProgress({}, []))
     failed = tuple(progress.failed_services())
     retried: tuple[str, ...] = ()
     if code and failed and all(snapshot_race(progress.service(n).error) for n in failed):
@@ -369,7 +462,9 @@ def execute(
     promoted: list[str] = []
     dangling = 0
     if ok:
-        pairs = [(s.build_ref, ref) for s in built.services for ref in s.promote]
+        # a reused service: its earlier image becomes this commit's too, then the cache tags
+        pairs = [(s.reuse, s.build_ref) for s in built.services if s.reuse not in ("", s.build_ref)]
+        pairs += [(s.reuse or s.build_ref, ref) for s in built.services for ref in s.promote]
         dangling = prepared.docker.tag_all(pairs, built.project)
         promoted = [ref for _, ref in pairs]
         clock.lap("tags")

@@ -11,6 +11,7 @@ LABEL_PROJECT = "org.compose-tasks.project"  # which compose project it was buil
 LABEL_SERVICE = "org.compose-tasks.service"
 LABEL_COMMIT = "org.compose-tasks.commit"
 LABEL_INLINE = "org.compose-tasks.inline-cache"
+LABEL_INPUTS = "org.compose-tasks.inputs"  # the digest of the image's build inputs
 BUILDCACHE_TAG = "buildcache"  # a service image's registry cache tag: <image>:buildcache
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"

@@ -47,8 +47,11 @@ def plan_text(plan: BuildPlan) -> str:
         f"builder {plan.builder}",
     ]
     for service in plan.services:
+        what = f"builds {service.build_ref}"
+        if service.reuse:
+            what = f"inputs unchanged: tags {service.reuse} as {service.build_ref}"
         out.append(
-            f"service {service.name}: builds {service.build_ref}, then tags "
+            f"service {service.name}: {what}, then tags "
             f"{', '.join(service.promote)}; cache strategy: {service.strategy}"
         )
         for stage in service.stages:
@@ -91,7 +94,7 @@ def result_table(results: Sequence[ServiceResult]) -> str:
                 row.steps,
                 row.cached,
                 row.rebuilt,
-                row.first_rebuilt[:50] or "-",
+                f"reused {row.reused}"[:50] if row.reused else row.first_rebuilt[:50] or "-",
                 f"{row.seconds:.1f}s",
             ]
             for row in results
@@ -102,6 +105,12 @@ def result_table(results: Sequence[ServiceResult]) -> str:
 def build_summary(plan: BuildPlan, result: BuildResult) -> str:
     """The closing text: the per-service table and what happened to the cache tags."""
     lines = [result_table(result.services)]
+    reused = [f"{row.service} ({row.reused})" for row in result.services if row.reused]
+    if reused:
+        lines.append(
+            f"not built, inputs unchanged since their last build: {', '.join(reused)}; "
+            "re-tagged as this commit's images"
+        )
     if result.retried:
         lines.append(
             f"built {', '.join(result.retried)} again: the containerd image store lost a parent "

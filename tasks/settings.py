@@ -212,6 +212,12 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec("push", False, _flag, "push images and cache tags to the registry after a build"),
     Spec(
+        "affected",
+        False,
+        _flag,
+        "build only the services whose inputs changed; re-tag the others' earlier images",
+    ),
+    Spec(
         "orchestrator",
         "compose",
         _orchestrator,
@@ -254,6 +260,7 @@ class Settings:
     keep_images: int
     registry: str
     push: bool
+    affected: bool
     orchestrator: str
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)

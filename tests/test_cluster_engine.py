@@ -222,5 +222,15 @@ def test_a_node_lost_during_a_deploy(shop: Stack) -> None:
         assert history(shop)[-1] == ("deploy", v2[:7], "ok")
         lock = f"name=compose-tasks-lock-{shop.name}"
         assert not on(1, "config", "ls", "-q", "--filter", lock).stdout.strip()  # released
+        # the leader lost too (node 3 back first): the two others elect one and keep the state
+        kept = history(shop)
+        subprocess.run(["bash", SCRIPT, "up"], check=True, capture_output=True)
+        subprocess.run(["bash", SCRIPT, "kill", "1"], check=True, capture_output=True)
+        for _ in range(60):
+            asked = invoke(shop.root, "history", "--json", env={**ENV, **node(2)})
+            if asked.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert history(shop, 2) == kept
     finally:
         subprocess.run(["bash", SCRIPT, "up"], capture_output=True, check=False)
