@@ -140,7 +140,7 @@ def deploy(
     wait = valid_timeout(timeout)
     docker = engine_of(context)
     settings = settings_of(c, orchestrator=orchestrator or None)
-    prepared = pipeline.prepare(settings, docker)
+    prepared = pipeline.prepare(settings, docker, affected=settings.affected)
     project = prepared.project
     state, backend = target_and_backend(
         settings, docker, deployment.of(settings, project.files, project.data)

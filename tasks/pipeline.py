@@ -278,10 +278,11 @@ def prepare(
     fresh: bool = False,
     pull: bool = False,
     push: bool = False,
+    affected: bool = False,
 ) -> Prepared:
     """Resolve and plan in one call."""
     project = resolve(settings, docker.runner, services=services)
-    return plan(project, docker, services, fresh, pull, push=push)
+    return plan(project, docker, services, fresh, pull, push=push, affected=affected)
 
 
 def base_images(plan: BuildPlan) -> list[str]:

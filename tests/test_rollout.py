@@ -157,7 +157,7 @@ def test_the_deploy_task_releases_a_sha_and_says_how_a_failure_ended(
     prepared = pipeline.Prepared(project, None, world.docker)  # type: ignore[arg-type]
     monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
     monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
-    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker: prepared)
+    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, **_: prepared)
     deploy.deploy(MockContext(), sha="aaa", timeout="5")
     assert capsys.readouterr().out.startswith("deploy ok: :aaa healthy in ")
     with pytest.raises(Exit) as stopped:
@@ -178,7 +178,7 @@ def deploy_task(world: World, monkeypatch: pytest.MonkeyPatch, plan: Any = None)
     prepared = pipeline.Prepared(project, plan, world.docker)
     monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
     monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
-    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker: prepared)
+    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, **_: prepared)
 
 
 def test_a_failure_with_nothing_to_go_back_to_stops_the_stack(
