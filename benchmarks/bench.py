@@ -305,6 +305,74 @@ def plan_time(base: Path, nonce: str, count: int, repeats: int) -> dict[str, flo
     }
 
 
+AFFECTED_SERVICES = 10
+AFFECTED_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+WORKDIR /app
+COPY deps.txt ./
+ARG GIT_COMMIT_HASH=unknown
+COPY src/ ./src/
+RUN echo "$GIT_COMMIT_HASH" > /app/VERSION
+"""
+
+
+def affected_time(base: Path, nonce: str, repeats: int) -> dict[str, float | int]:
+    """Ten services, one of them changed by each new commit: ``invoke build --affected`` (which
+    builds only that one and re-tags the others) against raw ``docker compose build`` (which
+    runs all ten through the builder); and a new commit that changes nothing."""
+    root = base / "affected"
+    name = f"benchaff{nonce}"
+    services = ""
+    for index in range(AFFECTED_SERVICES):
+        folder = root / f"s{index}"
+        (folder / "src").mkdir(parents=True)
+        (folder / "Dockerfile").write_text(AFFECTED_DOCKERFILE)
+        (folder / "deps.txt").write_text(f"deps {index}\n")
+        (folder / "src" / "main.txt").write_text("v0\n")
+        services += f"  s{index}:\n    build: ./s{index}\n"
+    (root / "compose.yaml").write_text(f"name: {name}\nservices:\n{services}")
+    git = ["git", "-c", "user.name=b", "-c", "user.email=b@example.invalid"]
+    sh(["git", "init", "-q"], root)
+    env = {**clean_env(), "XDG_CACHE_HOME": str(base / "affected-cache")}
+
+    def commit(change: bool, run: int) -> None:
+        if change:
+            (root / "s0" / "src" / "main.txt").write_text(f"v{run}\n")
+        sh(["git", "add", "-A"], root)
+        sh([*git, "commit", "--allow-empty", "-qm", f"run {run}"], root)
+
+    raw, ours, raw_same, ours_same, built = [], [], [], [], []
+    compose = ["docker", "compose", "build"]
+    affected = invoke_argv("build", "--affected", "--json")
+    try:
+        commit(False, 0)
+        sh(compose, root, env)
+        sh(affected, root, env)
+        for run in range(1, repeats + 1):
+            commit(True, run)
+            raw.append(timed(compose, root, env)[0])
+            seconds, done = timed(affected, root, env)
+            ours.append(seconds)
+            rows = json.loads(done.stdout)["result"]["services"]
+            built.append(sum(not row["reused"] for row in rows))
+            commit(False, run)
+            raw_same.append(timed(compose, root, env)[0])
+            ours_same.append(timed(affected, root, env)[0])
+    finally:
+        remove_images([f"{name}-*"], root, name)
+    medians = [statistics.median(times) for times in (raw, ours, raw_same, ours_same)]
+    return {
+        "services": AFFECTED_SERVICES,
+        "compose_seconds": round(medians[0], 3),
+        "affected_seconds": round(medians[1], 3),
+        "affected_over_compose": ratio(medians[1], medians[0]),
+        "built_per_commit": max(built),
+        "no_change_compose_seconds": round(medians[2], 3),
+        "no_change_affected_seconds": round(medians[3], 3),
+        "no_change_affected_over_compose": ratio(medians[3], medians[2]),
+    }
+
+
 def ratio(top: float, bottom: float) -> float:
     return round(top / bottom, 2) if bottom else float("nan")
 
@@ -343,6 +411,7 @@ def summarize(
 def markdown(
     meta: dict[str, str], fixtures: dict[str, dict[str, dict[str, Cell]]],
     ratios: dict[str, float], plan: dict[str, float | int], repeats: int,
+    affected: dict[str, float | int],
 ) -> str:  # fmt: skip
     lines = [
         f"# Build benchmark ({meta['date']})",
@@ -386,6 +455,15 @@ def markdown(
         f"{plan['plan_over_config']} and {plan['plan_cold_over_config']}). Starting the tasks "
         f"and doing nothing (`invoke --list`: Python, invoke, the task modules) takes "
         f"{plan['startup_seconds']:.2f} s.",
+        "",
+        f"Affected-only builds: {affected['services']} services, each new commit changing one. "
+        f"`invoke build --affected` {affected['affected_seconds']:.2f} s (built "
+        f"{affected['built_per_commit']} service, re-tagged the rest) against "
+        f"{affected['compose_seconds']:.2f} s for raw `docker compose build` (ratio "
+        f"{affected['affected_over_compose']}); a new commit that changes nothing: "
+        f"{affected['no_change_affected_seconds']:.2f} s (compose not run) against "
+        f"{affected['no_change_compose_seconds']:.2f} s (ratio "
+        f"{affected['no_change_affected_over_compose']}).",
         "",
         "Where a warm no-change `invoke build` spends its time (single fixture, medians; "
         "`timings` of `invoke build --json`, the rest is process start, imports and exit):",
@@ -537,11 +615,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         fixtures[fixture][config][key].samples.append(sample)
             print(f"bench: planning {args.services} services", file=sys.stderr)
             plan = plan_time(base, nonce, args.services, args.repeats)
+            print(f"bench: affected-only builds of {AFFECTED_SERVICES} services", file=sys.stderr)
+            affected = affected_time(base, nonce, args.repeats)
         finally:
             for _, _, stack in stacks:
                 stack.remove_images()
     ratios = summarize(fixtures["single"], fixtures["multi"])
-    text = markdown(meta, fixtures, ratios, plan, args.repeats)
+    text = markdown(meta, fixtures, ratios, plan, args.repeats, affected)
     data = {
         "meta": meta,
         "repeats": args.repeats,
@@ -562,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
         "ratios": ratios,
         "plan": plan,
+        "affected": affected,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

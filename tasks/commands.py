@@ -71,13 +71,10 @@ def image_inspect(refs: Sequence[str]) -> list[str]:
     return ["docker", "image", "inspect", "--format", IMAGE_FIELDS, "--", *refs]
 
 
-def images_labelled(repository: str, labels: Mapping[str, str]) -> list[str]:
-    """The local images of ``repository`` carrying every one of ``labels``, a ref a line."""
+def images_labelled(labels: Mapping[str, str]) -> list[str]:
+    """The local images carrying every one of ``labels``, a ref a line."""
     filters = [part for k, v in labels.items() for part in ("--filter", f"label={k}={v}")]
-    return [
-        "docker", "image", "ls", "--filter", f"reference={repository}", *filters,
-        "--format", "{{.Repository}}:{{.Tag}}",
-    ]  # fmt: skip
+    return ["docker", "image", "ls", *filters, "--format", "{{.Repository}}:{{.Tag}}"]
 
 
 def image_tag(source: str, target: str) -> list[str]:

@@ -119,15 +119,28 @@ class Engine:
         self.prefetch([ref])
         return self._ids.get(familiar(ref), "")
 
-    def labelled(self, pairs: Sequence[tuple[str, Mapping[str, str]]]) -> list[str]:
-        """For each (repository, labels): a local tag of it whose image carries every label, or
-        '' (one ``docker image ls`` each, all at once)."""
-        argvs = [commands.images_labelled(repo, labels) for repo, labels in pairs]
-        found = []
-        for done in self.runner.run_all(argvs):
-            refs = [ref for ref in done.out.split() if not ref.endswith(":<none>")]
-            found.append(refs[0] if done.ok and refs else "")
+    def labelled(self, labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """The local images carrying every one of ``labels``: each tag and its image's labels
+        (one ``docker image ls``, then one ``docker image inspect`` of what it found)."""
+        listed = self.runner.run(commands.images_labelled(labels))
+        refs = [ref for ref in listed.out.split() if not ref.endswith(":<none>")]
+        if not listed.ok or not refs:
+            return {}
+        done = self.runner.run(commands.image_inspect(refs))
+        found: dict[str, dict[str, str]] = {}
+        for line in filter(str.strip, done.out.splitlines() if done.ok else []):
+            try:
+                tags, _, held, *rest = (json.loads(part) for part in line.split("\t"))
+            except ValueError:
+                continue
+            found.update({tag: dict(held or {}) for tag in tags or [] if tag in refs})
+            self._ids.update({tag: str(rest[0]) for tag in tags or [] if rest})
         return found
+
+    def same_image(self, ref: str, other: str) -> bool:
+        """Whether two refs were found to name one image (by the lookups so far)."""
+        found = self._ids.get(familiar(ref))
+        return found is not None and found == self._ids.get(familiar(other))
 
     def locate(self, ref: str, remote: bool = True, local: bool = True) -> Found | None:
         """With ``local``, a local image first; then, with ``remote``, its registry (Docker

@@ -27,7 +27,7 @@ from tasks.model import BuildPlan, Finding, ServicePlan
 from tasks.override import override_yaml
 from tasks.plan import cache_refs, make_plan, select
 from tasks.progress import BuildProgress, Step
-from tasks.refs import LABEL_INPUTS, ownership
+from tasks.refs import LABEL_INPUTS, LABEL_PROJECT, LABEL_SERVICE, LABEL_TOOL, TOOL, split_ref
 from tasks.runner import Runner
 from tasks.settings import Settings
 
@@ -247,18 +247,29 @@ def with_inputs(
             if "$" not in ref
         ]
     )
-    indexes: dict[str, GitIndex | None] = {}
+    indexes: list[GitIndex] = []  # one per repository, the project's first
     digests = []
     for service in built.services:
-        if service.context not in indexes:
-            indexes[service.context] = fingerprint.git_index(docker.runner, Path(service.context))
-        index = indexes[service.context]
+        context = Path(service.context).resolve()
+        index = next((i for i in indexes if context.is_relative_to(i.root)), None)
+        if index is None:
+            index = fingerprint.git_index(docker.runner, context)
+            indexes += [index] if index else []
         digests.append(_service_inputs(service, project.settings.commit_arg, docker, index))
-    wanted = [
-        (service.image, {**ownership(built.project, service.name), LABEL_INPUTS: digest})
+    ours = {} if fresh else docker.labelled({LABEL_TOOL: TOOL, LABEL_PROJECT: built.project})
+    found = [
+        next(
+            (
+                ref
+                for ref, labels in sorted(ours.items())
+                if split_ref(ref)[0] == service.image
+                and labels.get(LABEL_SERVICE) == service.name
+                and labels.get(LABEL_INPUTS) == digest
+            ),
+            "",
+        )
         for service, digest in zip(built.services, digests, strict=True)
     ]
-    found = [""] * len(wanted) if fresh else docker.labelled(wanted)
     services = tuple(
         replace(
             service,
@@ -444,6 +455,7 @@ def execute(
 
     clock = Clock()
     names = built.building()
+    reused = {service.reuse for service in built.services if service.reuse}
     # nothing to build (every service reused): compose is not run at all
     code, progress = compose_build(names) if names else (0, BuildProgress({}, []))
     failed = tuple(progress.failed_services())
@@ -464,8 +476,14 @@ def execute(
     dangling = 0
     if ok:
         # a reused service: its earlier image becomes this commit's too, then the cache tags
+        # (those already on it are left: nothing built it again)
         pairs = [(s.reuse, s.build_ref) for s in built.services if s.reuse not in ("", s.build_ref)]
         pairs += [(s.reuse or s.build_ref, ref) for s in built.services for ref in s.promote]
+        pairs = [
+            (source, target)
+            for source, target in pairs
+            if source not in reused or not prepared.docker.same_image(source, target)
+        ]
         dangling = prepared.docker.tag_all(pairs, built.project)
         promoted = [ref for _, ref in pairs]
         clock.lap("tags")

@@ -50,6 +50,8 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         cached, total = runs["code-change"]
         assert 4 <= cached < total, (fixture, config)  # the dependency steps, not the code
     assert data["plan"]["services"] == 5
+    assert data["affected"]["built_per_commit"] == 1  # only the changed service is built
+    assert "Affected-only builds: 10 services" in done.stdout
     phases = data["builds"]["single"]["invoke"]["no-change"][0]["timings"]
     assert list(phases) == ["resolve", "plan", "compose build", "tags"]
     assert "| process start, imports, settings, exit |" in done.stdout
