@@ -22,18 +22,22 @@ def checks_of(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     }
 
 
-def test_doctor_runs_every_check_on_a_stand_in_engine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: FakeCli) -> None:
+    """A one-service project the doctor checks through ``cli``."""
     root = tmp_path / "shop"
     root.mkdir()
     (root / "Dockerfile").write_text("FROM busybox:1.36\nCOPY . /app\n")
     (root / "compose.yaml").write_text("services:\n  api:\n    build: .\n")
     settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
-    cli = FakeCli([], local=["busybox:1.36"])
     cli.project = {"name": "shop", "services": {"api": {"build": {"context": str(root)}}}}
     monkeypatch.setattr(doctor, "settings_of", lambda c: settings)
     monkeypatch.setattr(doctor, "Runner", lambda: cli)
+
+
+def test_doctor_runs_every_check_on_a_stand_in_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shop(tmp_path, monkeypatch, FakeCli([], local=["busybox:1.36"]))
     monkeypatch.setattr(engine, "connect", lambda runner, host: Sdk(FakeDocker()))
     doctor.doctor(MockContext(), json=True)
     found = checks_of(capsys)
@@ -46,15 +50,7 @@ def test_doctor_runs_every_check_on_a_stand_in_engine(
 def test_doctor_without_an_engine_fails_that_check_and_skips_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "shop"
-    root.mkdir()
-    (root / "compose.yaml").write_text("services:\n  api:\n    build: .\n")
-    (root / "Dockerfile").write_text("FROM busybox:1.36\n")
-    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
-    cli = FakeCli([])
-    cli.project = {"name": "shop", "services": {"api": {"build": {"context": str(root)}}}}
-    monkeypatch.setattr(doctor, "settings_of", lambda c: settings)
-    monkeypatch.setattr(doctor, "Runner", lambda: cli)
+    shop(tmp_path, monkeypatch, FakeCli([]))
 
     def unreachable(runner: object, host: str) -> Sdk:
         raise UserError("cannot reach the Docker engine at the default socket: refused")

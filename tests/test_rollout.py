@@ -149,15 +149,20 @@ def test_history_and_an_empty_rollback_read_only_the_target(
     assert world.runner.calls[-1][-4:] == ["up", "-d", "--no-build", "--remove-orphans"]
 
 
+def deploy_task(world: World, monkeypatch: pytest.MonkeyPatch, plan: Any = None) -> None:
+    """Point the deploy task at the world: its engine, settings and resolved project."""
+    project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
+    prepared = pipeline.Prepared(project, plan, world.docker)
+    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, **_: prepared)
+
+
 def test_the_deploy_task_releases_a_sha_and_says_how_a_failure_ended(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world = World(tmp_path, ["aaa", "bbb"], bad=("bbb",))
-    project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
-    prepared = pipeline.Prepared(project, None, world.docker)  # type: ignore[arg-type]
-    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
-    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
-    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, **_: prepared)
+    deploy_task(world, monkeypatch)
     deploy.deploy(MockContext(), sha="aaa", timeout="5")
     assert capsys.readouterr().out.startswith("deploy ok: :aaa healthy in ")
     with pytest.raises(Exit) as stopped:
@@ -170,15 +175,6 @@ def test_the_deploy_task_releases_a_sha_and_says_how_a_failure_ended(
     with pytest.raises(Exit, match="invalid --sha"):
         deploy.deploy(MockContext(), sha="$(id)")
     assert world.history()[-2:] == [("deploy", "bbb", "failed"), ("rollback", "aaa", "ok")]
-
-
-def deploy_task(world: World, monkeypatch: pytest.MonkeyPatch, plan: Any = None) -> None:
-    """Point the deploy task at the world: its engine, settings and resolved project."""
-    project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
-    prepared = pipeline.Prepared(project, plan, world.docker)
-    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
-    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
-    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, **_: prepared)
 
 
 def test_a_failure_with_nothing_to_go_back_to_stops_the_stack(
