@@ -21,6 +21,7 @@ from typing import Any
 
 from tasks import commands
 from tasks.dockerignore import ignored
+from tasks.errors import UserError
 from tasks.runner import Runner
 
 # Keys of a build section the digest leaves to other parts (or that do not change the image).
@@ -96,17 +97,23 @@ def folder_digest(root: Path, patterns: Sequence[str], index: GitIndex | None) -
     inside = index is not None and base.is_relative_to(index.root)
     for rel in _files(root, patterns):
         path = root / rel
-        info = path.lstat()
-        if path.is_symlink():
-            entry = f"l {path.readlink()}"
-        else:
-            known = None
-            if index is not None and inside:
-                known = index.ids.get((base / rel).relative_to(index.root).as_posix())
-            kind = "x" if info.st_mode & 0o111 else "f"
-            entry = f"{kind} {known or blob_id(path.read_bytes())}"
+        try:
+            entry = _entry(path, base / rel, index if inside else None)
+        except OSError as exc:
+            raise UserError(f"cannot read {path} (a build input): {exc.strerror}") from None
         digest.update(f"{rel}\0{entry}\n".encode())
     return digest.hexdigest()
+
+
+def _entry(path: Path, absolute: Path, index: GitIndex | None) -> str:
+    """One context file as the digest takes it: its kind and its blob id (or link target)."""
+    if path.is_symlink():
+        return f"l {path.readlink()}"
+    if not path.is_file():
+        return "s"  # a socket or pipe: never read (a pipe would block)
+    known = index.ids.get(absolute.relative_to(index.root).as_posix()) if index else None
+    kind = "x" if path.lstat().st_mode & 0o111 else "f"
+    return f"{kind} {known or blob_id(path.read_bytes())}"
 
 
 def service_digest(

@@ -3,10 +3,14 @@ engine)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tasks import fingerprint
+from tasks.errors import UserError
 from tasks.fingerprint import blob_id, folder_digest, git_index, service_digest
 from tasks.runner import Runner
 
@@ -107,3 +111,20 @@ def test_every_part_of_a_service_digest_counts() -> None:
     assert service_digest(**target) != base  # type: ignore[arg-type]
     same = {**parts, "build": {**parts["build"], "cache_from": ["b"]}}  # type: ignore[dict-item]
     assert service_digest(**same) == base  # type: ignore[arg-type]  # where the cache comes from
+
+
+def test_an_unreadable_context_file_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = repo(tmp_path)
+    (root / "app" / "src" / "key.pem").write_text("x\n")  # untracked: its content is read
+    denied = PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(denied))
+    with pytest.raises(UserError, match=r"^cannot read .*key.pem \(a build input\): Permission"):
+        digest(root)
+
+
+def test_a_pipe_in_the_context_is_not_read(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    os.mkfifo(root / "app" / "src" / "events")
+    assert len(digest(root)) == 64  # a read would block forever
