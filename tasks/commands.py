@@ -117,6 +117,11 @@ def stack_deploy(stack_file: str, stack: str, registry: bool) -> list[str]:
     ]  # fmt: skip
 
 
+def service_force_update(service: str) -> list[str]:
+    """The same spec again, every task replaced (``update_config`` applies): a new update."""
+    return ["docker", "service", "update", "--detach", "--force", service]
+
+
 def stack_rm(stack: str) -> list[str]:
     return ["docker", "stack", "rm", stack]
 

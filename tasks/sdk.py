@@ -97,6 +97,7 @@ class TaskInfo:
     container_id: str = ""
     error: str = ""
     slot: int = 0
+    image: str = ""  # the image its spec runs (with the digest Swarm resolved)
 
 
 @dataclass(frozen=True)
@@ -382,6 +383,7 @@ class Sdk:
                     str(container),
                     str(status.get("Err", "")),
                     int(task.get("Slot") or 0),
+                    str(((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Image") or ""),
                 )
             )
         return out

@@ -28,6 +28,7 @@ from tasks.sdk import ServiceInfo, TaskInfo
 
 STACK_LABEL = "com.docker.stack.namespace"
 POLL = 1.0
+STALLED = 15.0  # seconds without change before an update that waits on a down node is redone
 # Service keys a stack file takes from the resolved project (the rest is compose-only).
 SERVICE_KEYS = (
     "image", "command", "entrypoint", "environment", "healthcheck", "ports", "volumes",
@@ -159,11 +160,14 @@ def service_progress(
     wanted: str,
     nodes: Mapping[str, str],
     stale: bool = False,
+    lost: bool = False,
 ) -> Progress:
     """One service's state: every replica running (healthy where it has a check) on a ready
     node, on the image ``wanted`` ('' : any), spread over the ready nodes unless its placement
     says otherwise; a one-shot service (restart condition none) is done once its task
-    completed. ``stale``: its update status is an earlier deploy's (this one changed nothing)."""
+    completed. ``stale``: its update status is an earlier deploy's (this one changed nothing).
+    ``lost``: a node is down; an update that waits on its tasks counts as done once every
+    replica runs the new image on the nodes left (Swarm finishes it when the node is back)."""
     update = "none" if stale else service.update_state or "none"
     if service.one_shot:
         newest = docker.sdk.tasks(service.id)[:1]
@@ -173,11 +177,14 @@ def service_progress(
         return Progress(state == "complete", "done (completed)" if state == "complete" else state)
     tasks = docker.sdk.tasks(service.id, ["running"])
     running = [t for t in tasks if t.state == "running" and (not nodes or t.node_id in nodes)]
+    running = [t for t in running if not wanted or t.image.split("@", 1)[0] == wanted]
     replicas = service.replicas if service.replicas is not None else len(tasks)
     healthy = sum(_healthy(docker, task) for task in running)
     on = f" on {_spread(running, nodes)}" if running and nodes else ""
     line = f"{healthy}/{replicas} healthy{on}, update {update}"
-    done = healthy >= replicas and update in ("none", "completed")
+    done = healthy >= replicas and (
+        update in ("none", "completed") or (lost and update == "updating")
+    )
     if wanted and service.image.split("@", 1)[0] != wanted:
         done = False
     waiting = [task.error for task in tasks if task.state != "running" and task.error]
@@ -189,6 +196,14 @@ def service_progress(
         why = rejected[0] if rejected else "Swarm placed them there"
         problem = f"all {replicas} replicas run on one of {len(nodes)} ready nodes ({why})"
     return Progress(done, line, problem)
+
+
+def _last_error(docker: engine.Engine, service_id: str) -> str:
+    """Why the service's newest task that failed or was rejected did (Swarm retries those)."""
+    for task in docker.sdk.tasks(service_id):
+        if task.state in ("failed", "rejected") and task.error:
+            return f"{task.state}: {task.error}"
+    return ""
 
 
 def ready_nodes(docker: engine.Engine) -> tuple[dict[str, str], list[str]]:
@@ -212,6 +227,8 @@ def converge(
     each service's update status before this deploy (a status still the same is not ours)."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
+    since: dict[str, float] = {}  # when each service's state last changed
+    nudged: set[str] = set()
     said_down: list[str] = []
     while True:
         nodes, down = ready_nodes(docker)
@@ -220,7 +237,8 @@ def converge(
             log(f"  {lost if down else 'every node is ready again'}")
             said_down = down
         found: dict[str, Progress] = {}
-        for service in _services(target, docker):
+        services = _services(target, docker)
+        for service in services:
             stale = (before or {}).get(service.name) == _update_of(service)
             update = "" if stale else service.update_state
             if update == ROLLED_BACK or update in STUCK:
@@ -228,12 +246,23 @@ def converge(
                 said = f"{service.name}: update {update.replace('_', ' ')} ({why})"
                 return False, said, update == ROLLED_BACK
             found[service.name] = service_progress(
-                docker, service, built.get(service.name, ""), nodes, stale
+                docker, service, built.get(service.name, ""), nodes, stale, bool(down)
             )
         for name, progress in found.items():
             if shown.get(name) != progress.line:
                 log(f"  {name:<24} {progress.line}")
+                since[name] = time.monotonic()
         shown = {name: progress.line for name, progress in found.items()}
+        for service in services:
+            # Swarm's updater waits for a task it placed on a node that then went down; a
+            # forced update of the same spec places it again, on the nodes left
+            still = time.monotonic() - since.get(service.name, time.monotonic())
+            stuck = down and not found[service.name].done and service.update_state == "updating"
+            if stuck and still >= STALLED and service.name not in nudged:
+                log(f"  {service.name}: its update waits on a node that is down; updating it "
+                    "again on the nodes left")  # fmt: skip
+                docker.runner.run(commands.service_force_update(service.name))
+                nudged.add(service.name)
         if found and all(progress.done for progress in found.values()):
             wrong = [f"{name}: {p.problem}" for name, p in found.items() if p.problem]
             if wrong:
@@ -241,8 +270,12 @@ def converge(
             lost = f" (node {', '.join(down)} down)" if down else ""
             return True, f"all services converged{lost}", False
         if time.monotonic() > deadline:
-            late = [f"{name} ({p.problem})" if p.problem else name
-                    for name, p in found.items() if not p.done]  # fmt: skip
+            ids = {service.name: service.id for service in services}
+            late = [
+                f"{name} ({why})" if (why := p.problem or _last_error(docker, ids[name])) else name
+                for name, p in found.items()
+                if not p.done
+            ]
             waited = f" for {', '.join(late)}" if late else " for convergence"
             return False, f"timed out after {timeout:.0f}s waiting{waited}", False
         time.sleep(POLL)

@@ -230,11 +230,19 @@ class Service:
         }
         self.tasks: list[dict[str, Any]] = []
 
-    def task(self, state: str, node: int, error: str = "", desired: str = "running") -> None:
+    def task(
+        self, state: str, node: int, error: str = "", desired: str = "running", image: str = ""
+    ) -> None:
         created = f"{len(self.tasks):04d}"
         container = {"ContainerID": f"{self.name}.{created}"}  # not on this engine: elsewhere
         status = {"State": state, "Err": error, "ContainerStatus": container}
-        entry = {"CreatedAt": created, "DesiredState": desired, "NodeID": f"n{node}"}
+        entry: dict[str, Any] = {
+            "CreatedAt": created,
+            "DesiredState": desired,
+            "NodeID": f"n{node}",
+        }
+        spec = self.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+        entry["Spec"] = {"ContainerSpec": {"Image": image or spec["Image"]}}
         self.tasks.append({**entry, "Status": status})
 
 

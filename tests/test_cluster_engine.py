@@ -98,6 +98,19 @@ def shop(cluster: None, tmp_path: Path) -> Iterator[Stack]:
     yield stack
     on(1, "rm", "-f", f"{stack.name}-probe", check=False)
     on(1, "stack", "rm", stack.name, check=False)
+    # wait until every node let the stack's network go: a new stack may get its subnet, and a
+    # node still holding the old one rejects tasks ("Pool overlaps with other one")
+    for _ in range(120):
+        held = [
+            n
+            for n in (1, 2, 3)
+            if on(
+                n, "network", "ls", "-q", "--filter", f"name={stack.name}_", check=False
+            ).stdout.strip()
+        ]
+        if not held:
+            break
+        time.sleep(0.5)
 
 
 ENV = {"INVOKE_STACK_ORCHESTRATOR": "swarm", "INVOKE_STACK_REGISTRY": REGISTRY, **node(1)}

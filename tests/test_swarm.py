@@ -180,3 +180,53 @@ def test_a_registry_gets_every_image_it_lacks_before_the_stack_deploy(tmp_path: 
     assert swarm.publish(target, docker, missing, lines.append) == (
         "no such image: reg:5000/shop-api:v2"
     )
+
+
+def test_a_timeout_names_why_swarm_keeps_rejecting_a_replica() -> None:
+    web = Service("shop_web", "w", 2, update="updating")
+    web.task("running", 1)
+    web.task("rejected", 2, "invalid pool request: Pool overlaps", desired="shutdown")
+    ok, said = converge(*swarm_of(2, web), {})
+    assert not ok
+    assert said.startswith(
+        "timed out after 0s waiting for shop_web (rejected: invalid pool request: Pool overlaps)"
+    )
+
+
+def test_an_update_that_waits_on_a_lost_node_is_done_on_the_nodes_left() -> None:
+    """Swarm's updater waits for the task on the node that went down; every replica already
+    runs the new image on the two nodes left."""
+    web = Service("shop_web", "reg/web:v2@sha256:b", 3, update="updating")
+    web.task("running", 1)
+    web.task("running", 2)
+    web.task("running", 1)
+    web.task("running", 3, image="reg/web:v1@sha256:a")  # the old one, on the lost node
+    web.task("running", 2, image="reg/web:v1@sha256:a")  # an old one not replaced yet
+    docker, target = swarm_of(3, web)
+    docker.sdk.client.nodes.down = {3}
+    ok, said = converge(docker, target, {"shop_web": "reg/web:v2"})
+    assert ok, said
+    assert said.startswith("all services converged (node sw3 down) | sw3 down: its replicas go")
+    assert "3/3 healthy on sw1 2, sw2 1, update updating" in said
+    docker.sdk.client.nodes.down = set()
+    assert not converge(docker, target, {"shop_web": "reg/web:v2"})[0]  # no node lost: wait
+
+
+def test_an_update_stuck_on_a_lost_node_is_redone_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new task went to the node that then died: Swarm's updater waits for it, the tool
+    forces the update again (once) so that Swarm places it on a node that is left."""
+    api = Service("shop_api", "reg/api:v2@sha256:b", 2, update="updating")
+    api.task("running", 1)
+    api.task("running", 3)  # the new one, on the node that is gone
+    client = FakeDocker()
+    client.nodes.count, client.nodes.down = 3, {3}
+    client.services.all = [api]
+    runner = Pushes()
+    docker = engine.Engine(runner, Sdk(client))
+    _, target = swarm_of(3)
+    monkeypatch.setattr(swarm, "STALLED", 0.0)
+    lines: list[str] = []
+    ok, why, _ = swarm.converge(target, docker, {"shop_api": "reg/api:v2"}, 0.0, lines.append)
+    assert not ok and why.startswith("timed out")
+    assert runner.calls == [["docker", "service", "update", "--detach", "--force", "shop_api"]]
+    assert "shop_api: its update waits on a node that is down" in " ".join(lines)
