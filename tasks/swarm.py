@@ -192,9 +192,14 @@ def service_progress(
     hosts = {task.node_id for task in running}
     free = not service.constraints and service.max_per_node == 0
     if done and free and replicas > 1 and len(hosts) == 1 and len(nodes) > 1:
+        # only where another node refused them (an image it cannot pull, say): after a node
+        # loss Swarm may place both of two replicas on one node, and does not move them later
         rejected = [t.error for t in docker.sdk.tasks(service.id) if t.state == "rejected"]
-        why = rejected[0] if rejected else "Swarm placed them there"
-        problem = f"all {replicas} replicas run on one of {len(nodes)} ready nodes ({why})"
+        if rejected:
+            problem = (
+                f"all {replicas} replicas run on one of {len(nodes)} ready nodes "
+                f"(another refused them: {rejected[0]})"
+            )
     return Progress(done, line, problem)
 
 

@@ -85,7 +85,8 @@ def test_replicas_all_on_one_node_of_three_are_not_ok() -> None:
     ok, said = converge(*swarm_of(3, web), {})
     assert not ok
     assert said.startswith(
-        "shop_web: all 2 replicas run on one of 3 ready nodes (No such image: reg/shop-web:v2)"
+        "shop_web: all 2 replicas run on one of 3 ready nodes "
+        "(another refused them: No such image: reg/shop-web:v2)"
     )
 
 
@@ -230,3 +231,10 @@ def test_an_update_stuck_on_a_lost_node_is_redone_once(monkeypatch: pytest.Monke
     assert not ok and why.startswith("timed out")
     assert runner.calls == [["docker", "service", "update", "--detach", "--force", "shop_api"]]
     assert "shop_api: its update waits on a node that is down" in " ".join(lines)
+
+
+def test_replicas_on_one_node_nobody_refused_are_as_swarm_placed_them() -> None:
+    web = Service("shop_web", "w", 2)
+    web.task("running", 2)
+    web.task("running", 2)
+    assert converge(*swarm_of(3, web), {})[0]
