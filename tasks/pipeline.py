@@ -305,14 +305,8 @@ def base_images(plan: BuildPlan) -> list[str]:
             text = path.read_text()
         except OSError:
             continue
-        names: set[str] = set()
-        for stage in parse(text, str(path)).stages:
-            base = stage.base
-            if base.lower() not in names and base != "scratch" and base not in found:
-                found.append(base)
-            if stage.name:
-                names.add(stage.name.lower())
-    return found
+        found += _bases(path, text)
+    return list(dict.fromkeys(found))
 
 
 def missing_bases(prepared: Prepared) -> list[str]:
