@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,8 +201,9 @@ class Stack:
         if self.config == "invoke":
             sh(invoke_argv("build", "--push"), self.root, self.env)
 
-    def build(self) -> Sample:
-        """Build once the configuration's way; wall time and cached/total steps."""
+    def build(self, rebuild: bool = False) -> Sample:
+        """Build once the configuration's way; wall time and cached/total steps (``rebuild``:
+        even when ``invoke build`` finds this commit's images up to date)."""
         if self.config == "seed":
             sha = sh(["git", "rev-parse", "HEAD"], self.root).stdout.strip()
             argv = ["docker", "compose", "--progress", "json", "build"]
@@ -212,7 +213,8 @@ class Stack:
                 progress.feed(line)
             stats = [progress.service(service) for service in SERVICES]
             return Sample(seconds, sum(s.cached for s in stats), sum(s.total for s in stats))
-        seconds, done = timed(invoke_argv("build", "--json"), self.root, self.env)
+        flags = ["--rebuild"] if rebuild else []
+        seconds, done = timed(invoke_argv("build", "--json", *flags), self.root, self.env)
         data = json.loads(done.stdout)
         rows = data["result"]["services"]
         cached, total = sum(r["cached"] for r in rows), sum(r["steps"] for r in rows)
@@ -247,7 +249,7 @@ def run_scenarios(stack: Stack) -> dict[str, Sample]:
     stack.change_code()
     out["code-change"] = stack.build()
     prune_builder(stack.root)
-    out["builder-pruned"] = stack.build()
+    out["builder-pruned"] = stack.build(rebuild=True)
     stack.clear()
     out["after-clear"] = stack.build()
     stack.push()
@@ -373,6 +375,161 @@ def affected_time(base: Path, nonce: str, repeats: int) -> dict[str, float | int
     }
 
 
+REPLAY_DOCKERFILES = {
+    # node-like: dependencies, a build stage on top, a static server copying the bundle
+    "web": """\
+FROM {base} AS deps
+WORKDIR /web-{nonce}
+COPY package.txt ./
+RUN cp package.txt installed.txt
+FROM deps AS build
+COPY src/ ./src/
+RUN cat installed.txt src/* > bundle.txt
+FROM {base}
+COPY --from=build /web-{nonce}/bundle.txt /srv/bundle.txt
+ARG GIT_COMMIT_HASH=unknown
+RUN echo "$GIT_COMMIT_HASH" > /srv/version
+""",
+    # go-like: the builder embeds the commit in the binary, the final image is the binary
+    "api": """\
+FROM {base} AS builder
+WORKDIR /api-{nonce}
+COPY go.mod ./
+RUN cp go.mod downloaded.txt
+COPY . .
+ARG GIT_COMMIT_HASH=unknown
+RUN cat downloaded.txt main.txt > app && echo "$GIT_COMMIT_HASH" >> app
+FROM {base}
+COPY --from=builder /api-{nonce}/app /app
+""",
+    # context: . (the project root) with a .dockerignore, an arg from .env, an ENV
+    "worker": """\
+FROM {base}
+ENV MODE=batch
+WORKDIR /worker-{nonce}
+COPY worker/ ./
+ARG LEVEL=1
+RUN echo "level $LEVEL $MODE" > level.txt
+""",
+    # build.target: a stage before the last
+    "docs": """\
+FROM {base} AS docs
+WORKDIR /docs-{nonce}
+COPY pages/ ./
+RUN cat *.txt > site.txt
+FROM docs AS unused
+RUN echo never built
+""",
+}
+
+
+def replay_commits(root: Path, base: str) -> list[tuple[str, Callable[[], None]]]:
+    """The scripted history: each entry changes one input (or nothing) and commits."""
+
+    def write(relative: str, text: str) -> Callable[[], None]:
+        def change() -> None:
+            (root / relative).write_text(text)
+
+        return change
+
+    def edit(relative: str, old: str, new: str) -> Callable[[], None]:
+        def change() -> None:
+            path = root / relative
+            path.write_text(path.read_text().replace(old, new))
+
+        return change
+
+    def retag_base() -> None:
+        sh(["docker", "run", "--name", f"{root.name}-base", base, "touch", "/new"], root)
+        sh(["docker", "commit", f"{root.name}-base", base], root)
+        sh(["docker", "rm", "-f", f"{root.name}-base"], root)
+
+    return [
+        ("first build", lambda: None),
+        ("new commit, nothing changed", lambda: None),
+        ("a web source file", write("web/src/app.txt", "app v2\n")),
+        ("the api's dependency list", write("api/go.mod", "module api v2\n")),
+        ("a file .dockerignore excludes", write("worker/notes.md", "notes v2\n")),
+        ("an arg from .env", write(".env", "LEVEL=3\n")),
+        ("a RUN line in a Dockerfile", edit("docs/Dockerfile", "cat *.txt", "cat -n *.txt")),
+        ("a docs page", write("docs/pages/b.txt", "page b\n")),
+        ("the base image re-tagged", retag_base),
+        ("a step added mid-Dockerfile", edit("api/Dockerfile", "COPY . .", "RUN true\nCOPY . .")),
+        ("an untracked file (no commit)", write("web/src/untracked.txt", "new\n")),
+        ("a compose arg", edit("compose.yaml", "MODE_ARG: a", "MODE_ARG: b")),
+    ]
+
+
+def prediction_replay(base: Path, nonce: str) -> dict[str, Any]:
+    """Replay a scripted history of commits on a four-service project (multi-stage, ``context:
+    .``, ``build.target``, args from ``.env``) with ``invoke build``, and count the service
+    builds whose prediction (which steps rebuild, how many come from cache) was exact."""
+    root = base / f"replay{nonce}"
+    image = f"benchbase{nonce}:1"
+    sh(["docker", "tag", BASE_IMAGE, image], base)
+    for service, text in REPLAY_DOCKERFILES.items():
+        folder = root / ("docs" if service == "docs" else service)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "Dockerfile").write_text(text.format(base=image, nonce=nonce))
+    # contents unique to the run: BuildKit matches COPY --from by content, across projects
+    (root / "web" / "package.txt").write_text(f"left-pad {nonce}\n")
+    (root / "web" / "src").mkdir()
+    (root / "web" / "src" / "app.txt").write_text("app v1\n")
+    (root / "api" / "go.mod").write_text(f"module api{nonce}\n")
+    (root / "api" / "main.txt").write_text("package main\n")
+    (root / "worker" / "job.txt").write_text("job\n")
+    (root / "worker" / "notes.md").write_text("notes\n")
+    (root / ".dockerignore").write_text("**/*.md\n.git\n")
+    (root / "docs" / "pages").mkdir(parents=True)
+    (root / "docs" / "pages" / "a.txt").write_text("page a\n")
+    (root / ".env").write_text("LEVEL=2\n")
+    (root / "compose.yaml").write_text(
+        f"name: replay{nonce}\nservices:\n"
+        "  web:\n    build: ./web\n"
+        "  api:\n    build: ./api\n"
+        "  worker:\n    build:\n      context: .\n      dockerfile: worker/Dockerfile\n"
+        "      args:\n        LEVEL: ${LEVEL}\n        MODE_ARG: a\n"
+        "  docs:\n    build:\n      context: ./docs\n      target: docs\n"
+    )
+    git = ["git", "-c", "user.name=b", "-c", "user.email=b@example.invalid"]
+    sh(["git", "init", "-q"], root)
+    env = {**clean_env(), "XDG_CACHE_HOME": str(base / "replay-cache")}
+    builds: list[dict[str, Any]] = []
+    try:
+        for title, change in replay_commits(root, image):
+            change()
+            if "no commit" not in title:
+                sh(["git", "add", "-A"], root)
+                sh([*git, "commit", "--allow-empty", "-qm", title], root)
+            done = sh(invoke_argv("build", "--json"), root, env)
+            for row in json.loads(done.stdout)["result"]["services"]:
+                if row["exact"] is None:
+                    continue
+                predicted = row["predicted"]
+                builds.append(
+                    {
+                        "commit": title,
+                        "service": row["service"],
+                        "exact": row["exact"],
+                        "predicted": f"{predicted['cached']}/{predicted['steps']}",
+                        "actual": f"{row['cached']}/{row['steps']}",
+                        "predicted_rebuilt": predicted["rebuilt"],
+                        "rebuilt": row["rebuilt_steps"],
+                    }
+                )
+    finally:
+        remove_images([f"replay{nonce}-*"], root, f"replay{nonce}")
+        sh(["docker", "rmi", image], base)  # the tag only: the first one is busybox's image
+    exact = sum(build["exact"] for build in builds)
+    return {
+        "commits": len(replay_commits(root, image)),
+        "service_builds": len(builds),
+        "exact": exact,
+        "exact_ratio": ratio(exact, len(builds)),
+        "missed": [build for build in builds if not build["exact"]],
+    }
+
+
 def ratio(top: float, bottom: float) -> float:
     return round(top / bottom, 2) if bottom else float("nan")
 
@@ -411,7 +568,7 @@ def summarize(
 def markdown(
     meta: dict[str, str], fixtures: dict[str, dict[str, dict[str, Cell]]],
     ratios: dict[str, float], plan: dict[str, float | int], repeats: int,
-    affected: dict[str, float | int],
+    affected: dict[str, float | int], replay: dict[str, Any],
 ) -> str:  # fmt: skip
     lines = [
         f"# Build benchmark ({meta['date']})",
@@ -464,6 +621,18 @@ def markdown(
         f"{affected['no_change_affected_seconds']:.2f} s (compose not run) against "
         f"{affected['no_change_compose_seconds']:.2f} s (ratio "
         f"{affected['no_change_affected_over_compose']}).",
+        "",
+        f"Prediction: {replay['commits']} scripted commits (each changing one input: a source "
+        "file, a dependency list, an ignored file, an arg from `.env`, a RUN line, the base "
+        "image, a step added, an untracked file, a compose arg) on four services (multi-stage, "
+        "`context: .`, `build.target`): the plan's prediction (which steps rebuild, how many "
+        f"come from cache) was exact for {replay['exact']} of {replay['service_builds']} service "
+        f"builds ({replay['exact_ratio']:.0%}).",
+        *[
+            f"- missed: {m['commit']}, {m['service']}: predicted {m['predicted']} cached, "
+            f"got {m['actual']}"
+            for m in replay["missed"]
+        ],
         "",
         "Where a warm no-change `invoke build` spends its time (single fixture, medians; "
         "`timings` of `invoke build --json`, the rest is process start, imports and exit):",
@@ -617,11 +786,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             plan = plan_time(base, nonce, args.services, args.repeats)
             print(f"bench: affected-only builds of {AFFECTED_SERVICES} services", file=sys.stderr)
             affected = affected_time(base, nonce, args.repeats)
+            print("bench: replaying scripted commits against the build prediction", file=sys.stderr)
+            replay = prediction_replay(base, nonce)
         finally:
             for _, _, stack in stacks:
                 stack.remove_images()
     ratios = summarize(fixtures["single"], fixtures["multi"])
-    text = markdown(meta, fixtures, ratios, plan, args.repeats, affected)
+    text = markdown(meta, fixtures, ratios, plan, args.repeats, affected, replay)
     data = {
         "meta": meta,
         "repeats": args.repeats,
@@ -643,6 +814,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "ratios": ratios,
         "plan": plan,
         "affected": affected,
+        "prediction": replay,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -28,6 +28,8 @@ from tasks.runner import Runner
         "affected": "build only the services whose inputs (Dockerfile, context files, args, base "
         "images...) changed since their last build here; the others' images are re-tagged with "
         "this commit (setting affected)",
+        "rebuild": "build every service, even one whose image of this commit was built from the "
+        "same inputs (the cache still applies)",
     },
 )
 @one_line_errors
@@ -40,6 +42,7 @@ def build(
     json: bool = False,
     push: bool = False,
     affected: bool = False,
+    rebuild: bool = False,
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
     settings = settings_of(c, pull=pull or None, push=push or None, affected=affected or None)
@@ -47,7 +50,7 @@ def build(
     project = pipeline.resolve(settings, docker.runner, reuse=True, services=service or [])
     clock.lap("resolve")
     prepared = pipeline.plan(
-        project, docker, service or [], fresh, pull, affected=settings.affected
+        project, docker, service or [], fresh, pull, affected=settings.affected, rebuild=rebuild
     )
     clock.lap("plan")
     plan = prepared.plan

@@ -90,19 +90,32 @@ def _files(root: Path, patterns: Sequence[str]) -> Iterator[str]:
                 yield prefix + name  # os.walk does not descend into it: the link is the input
 
 
-def folder_digest(root: Path, patterns: Sequence[str], index: GitIndex | None) -> str:
-    """The digest of a build context (or a named context folder)."""
-    digest = hashlib.sha256()
+def context_files(root: Path, patterns: Sequence[str], index: GitIndex | None) -> dict[str, str]:
+    """Each file of a build context (or named context folder) the ignore lines let through,
+    by relative path, in order: its kind and blob id (``x <id>``, ``f <id>``, ``l <target>``)."""
     base = root.resolve()
     inside = index is not None and base.is_relative_to(index.root)
+    found: dict[str, str] = {}
     for rel in _files(root, patterns):
         path = root / rel
         try:
-            entry = _entry(path, base / rel, index if inside else None)
+            found[rel] = _entry(path, base / rel, index if inside else None)
         except OSError as exc:
             raise UserError(f"cannot read {path} (a build input): {exc.strerror}") from None
+    return found
+
+
+def files_digest(files: Mapping[str, str]) -> str:
+    """The digest of files as ``context_files`` lists them."""
+    digest = hashlib.sha256()
+    for rel, entry in files.items():
         digest.update(f"{rel}\0{entry}\n".encode())
     return digest.hexdigest()
+
+
+def folder_digest(root: Path, patterns: Sequence[str], index: GitIndex | None) -> str:
+    """The digest of a build context (or a named context folder)."""
+    return files_digest(context_files(root, patterns, index))
 
 
 def _entry(path: Path, absolute: Path, index: GitIndex | None) -> str:

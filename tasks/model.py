@@ -11,6 +11,7 @@ from typing import Any
 from tasks.commands import compose
 from tasks.override import override
 from tasks.refs import cache_entry
+from tasks.steps import Prediction
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,9 @@ class ServicePlan:
     build: Mapping[str, Any] = field(default_factory=dict)  # the compose build section, resolved
     cache_dir: str = ""  # the local cache folder it imports from ("": none)
     inputs: str = ""  # the digest of its build inputs (``fingerprint``), recorded as a label
-    # affected-only builds: the local image built from the same inputs, re-tagged, not built
+    # not built: the local image built from the same inputs (re-tagged if another commit's)
     reuse: str = ""
+    prediction: Prediction | None = None  # what the cache will give each step (``steps``)
 
     @property
     def cache_from(self) -> list[str]:

@@ -7,6 +7,7 @@ Stages return typed outcomes and print nothing; tasks render them with ``report`
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import cachedir, commands, compose, engine, fingerprint, gitinfo, inputs, mask, resolved
+from tasks import (
+    cachedir,
+    commands,
+    compose,
+    engine,
+    fingerprint,
+    gitinfo,
+    inputs,
+    mask,
+    resolved,
+    steps,
+)
 from tasks.builder import Builder
 from tasks.dockerfile import dependency_stages, first_steps, parse
 from tasks.errors import Failed, UserError
@@ -27,9 +39,19 @@ from tasks.model import BuildPlan, Finding, ServicePlan
 from tasks.override import override_yaml
 from tasks.plan import cache_refs, make_plan, select
 from tasks.progress import BuildProgress, Step
-from tasks.refs import LABEL_INPUTS, LABEL_PROJECT, LABEL_SERVICE, LABEL_TOOL, TOOL, split_ref
+from tasks.refs import (
+    LABEL_INPUTS,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    LABEL_STEPS,
+    LABEL_TOOL,
+    LABEL_VALUES,
+    TOOL,
+    split_ref,
+)
 from tasks.runner import Runner
 from tasks.settings import Settings
+from tasks.steps import PlannedStep, Prediction
 
 
 @dataclass(frozen=True)
@@ -154,11 +176,14 @@ def plan(
     builder: Builder | None = None,
     push: bool = False,
     affected: bool = False,
+    rebuild: bool = False,
 ) -> Prepared:
     """Plan the build: check what the build would reject, look up every cache source (on
-    ``docker``, which ``builder`` describes when known), lint. With ``affected``, each
-    service's inputs are digested and a service built before from the same inputs is re-tagged
-    instead of built (never with ``fresh``). Changes nothing."""
+    ``docker``, which ``builder`` describes when known), lint, and digest each service's
+    inputs: a service whose image of this commit was built from the same inputs is not built
+    again; with ``affected`` (the commit arg left out of the digest) a service built from the
+    same inputs at any commit is re-tagged instead. Neither with ``fresh`` or ``rebuild``.
+    Changes nothing."""
     check_services(project, services)
     read = dockerfiles_of(project)
     stages = read.stages
@@ -184,8 +209,7 @@ def plan(
         read.steps,
     )
     built = replace(built, lint=tuple(lint(project, built.service_names())))
-    if affected:
-        built = with_inputs(project, built, docker, fresh)
+    built = with_inputs(project, built, docker, fresh or rebuild, affected)
     return Prepared(project, built, docker)
 
 
@@ -212,33 +236,90 @@ def _text(found: tuple[Path, bytes]) -> tuple[Path, str]:
     return found[0], found[1].decode(errors="replace")
 
 
-def _service_inputs(
+@dataclass(frozen=True)
+class _Read:
+    """One service's inputs as the plan reads them."""
+
+    digest: str  # ``fingerprint.service_digest``
+    steps: list[PlannedStep]
+    values: dict[str, str]  # every ARG and ENV value its stages see
+
+
+def _read_inputs(
     service: ServicePlan, commit_arg: str, docker: engine.Engine, index: GitIndex | None
-) -> str:
-    """A service's input digest, the commit arg left out (``fingerprint``)."""
+) -> _Read:
+    """A service's input digest (``fingerprint``; without ``commit_arg`` when one is named)
+    and its steps' keys."""
     context = Path(service.context)
     build = dict(service.build)
     path, data = _dockerfile(service)
-    args = {k: v for k, v in dict(build.get("args") or {}).items() if k != commit_arg}
-    build["args"] = args
+    given = {str(k): str(v) for k, v in dict(build.get("args") or {}).items() if v is not None}
+    build["args"] = {k: v for k, v in dict(build.get("args") or {}).items() if k != commit_arg}
     named = {}
     for name, where in dict(build.get("additional_contexts") or {}).items():
         folder = Path(str(where))
         local = "://" not in str(where) and ":" not in str(where)[:2] and folder.is_dir()
         named[name] = fingerprint.folder_digest(folder, [], index) if local else str(where)
-    bases = {ref: docker.local_id(ref) for ref in _bases(*_text((path, data))) if "$" not in ref}
+    text = data.decode(errors="replace")
+    bases = {ref: docker.local_id(ref) for ref in _bases(path, text) if "$" not in ref}
     ours = {k: v for k, v in service.args.items() if k != commit_arg}
-    patterns = fingerprint.ignore_lines(context, path)
-    digest = fingerprint.folder_digest(context, patterns, index)
-    return fingerprint.service_digest(data, digest, build, named, ours, bases, [service.strategy])
+    files = fingerprint.context_files(context, fingerprint.ignore_lines(context, path), index)
+    digest = fingerprint.service_digest(
+        data, fingerprint.files_digest(files), build, named, ours, bases, [service.strategy]
+    )
+    found = steps.Inputs({**given, **service.args}, files, docker.local_id, named)
+    planned, values = steps.plan_steps(
+        parse(text, str(path)), str(build.get("target") or ""), found
+    )
+    return _Read(digest, planned, values)
+
+
+def _prediction(
+    service: ServicePlan,
+    read: _Read,
+    ours: Mapping[str, Mapping[str, str]],
+    known: set[str],
+    fresh: bool,
+) -> steps.Prediction:
+    """What BuildKit will take from its cache, against the service's last build here (its
+    ``:latest`` image, else any image of it)."""
+    if fresh:
+        rebuilt = tuple(step.position for step in read.steps)
+        first = read.steps[0].label if read.steps else ""
+        return steps.Prediction(len(read.steps), 0, rebuilt, first, "--fresh: no cache")
+    mine = sorted(
+        (ref for ref, labels in ours.items() if labels.get(LABEL_SERVICE) == service.name),
+        key=lambda ref: (split_ref(ref)[1] != "latest", ref),
+    )
+    labels = ours[mine[0]] if mine else {}
+    try:
+        before = dict(json.loads(labels.get(LABEL_VALUES) or "{}"))
+    except ValueError:
+        before = {}
+    now = steps.value_hashes(read.values)
+    previous = steps.decode(labels.get(LABEL_STEPS, ""))
+    return steps.predict(read.steps, known, previous, before, now)
+
+
+def _same_inputs(service: ServicePlan, digest: str, ours: Mapping[str, Mapping[str, str]]) -> str:
+    """An image of ours of this service built from these inputs: the commit's own tag first."""
+    mine = [
+        ref
+        for ref, labels in ours.items()
+        if split_ref(ref)[0] == service.image
+        and labels.get(LABEL_SERVICE) == service.name
+        and labels.get(LABEL_INPUTS) == digest
+    ]
+    return min(mine, key=lambda ref: (ref != service.build_ref, ref), default="")
 
 
 def with_inputs(
-    project: Project, built: BuildPlan, docker: engine.Engine, fresh: bool
+    project: Project, built: BuildPlan, docker: engine.Engine, fresh: bool, affected: bool
 ) -> BuildPlan:
-    """The plan with each service's input digest on its image (a label) and, unless
-    ``fresh``, the services an image of ours with the same digest serves re-tagged instead of
-    built."""
+    """The plan with each service's input digest and step keys on its image (labels), what
+    the cache will give each step, and, unless ``fresh``, the services an image of ours with
+    the same digest serves not built (re-tagged when that image is another commit's:
+    ``affected`` leaves the commit arg out)."""
     docker.prefetch(
         [
             ref
@@ -248,38 +329,37 @@ def with_inputs(
         ]
     )
     indexes: list[GitIndex] = []  # one per repository, the project's first
-    digests = []
+    reads = []
     for service in built.services:
         context = Path(service.context).resolve()
         index = next((i for i in indexes if context.is_relative_to(i.root)), None)
         if index is None:
             index = fingerprint.git_index(docker.runner, context)
             indexes += [index] if index else []
-        digests.append(_service_inputs(service, project.settings.commit_arg, docker, index))
-    ours = {} if fresh else docker.labelled({LABEL_TOOL: TOOL, LABEL_PROJECT: built.project})
+        left_out = project.settings.commit_arg if affected else ""
+        reads.append(_read_inputs(service, left_out, docker, index))
+    tools = {} if fresh else docker.labelled({LABEL_TOOL: TOOL})  # every project's: one cache
+    ours = {ref: held for ref, held in tools.items() if held.get(LABEL_PROJECT) == built.project}
+    known = {row[1] for held in tools.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
     found = [
-        next(
-            (
-                ref
-                for ref, labels in sorted(ours.items())
-                if split_ref(ref)[0] == service.image
-                and labels.get(LABEL_SERVICE) == service.name
-                and labels.get(LABEL_INPUTS) == digest
-            ),
-            "",
-        )
-        for service, digest in zip(built.services, digests, strict=True)
+        _same_inputs(s, read.digest, ours) for s, read in zip(built.services, reads, strict=True)
     ]
     services = tuple(
         replace(
             service,
-            labels={**service.labels, LABEL_INPUTS: digest},
-            inputs=digest,
+            labels={
+                **service.labels,
+                LABEL_INPUTS: read.digest,
+                LABEL_STEPS: steps.encode(read.steps),
+                LABEL_VALUES: json.dumps(steps.value_hashes(read.values), separators=(",", ":")),
+            },
+            inputs=read.digest,
             reuse=ref,
+            prediction=None if ref else _prediction(service, read, ours, known, fresh),
         )
-        for service, digest, ref in zip(built.services, digests, found, strict=True)
+        for service, read, ref in zip(built.services, reads, found, strict=True)
     )
-    return replace(built, services=services, affected=True)
+    return replace(built, services=services, affected=affected)
 
 
 def prepare(
@@ -290,10 +370,11 @@ def prepare(
     pull: bool = False,
     push: bool = False,
     affected: bool = False,
+    rebuild: bool = False,
 ) -> Prepared:
     """Resolve and plan in one call."""
     project = resolve(settings, docker.runner, services=services)
-    return plan(project, docker, services, fresh, pull, push=push, affected=affected)
+    return plan(project, docker, services, fresh, pull, None, push, affected, rebuild)
 
 
 def base_images(plan: BuildPlan) -> list[str]:
@@ -357,7 +438,9 @@ class ServiceResult:
     seconds: float
     error: str
     rebuilt_steps: tuple[str, ...] = ()
-    reused: str = ""  # not built: the image of an earlier build with the same inputs, re-tagged
+    reused: str = ""  # not built: the image of a build with the same inputs (re-tagged if another)
+    predicted: Prediction | None = None  # what the plan expected of the cache
+    exact: bool | None = None  # whether it rebuilt just the predicted steps (None: not built)
 
 
 @dataclass(frozen=True)
@@ -383,6 +466,11 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
     rows = []
     for service in built.services:
         stats = progress.service(service.name)
+        rebuilt = tuple(step.label for step in stats.steps if not step.cached)
+        prediction = service.prediction
+        exact = None
+        if prediction is not None and stats.total and not stats.error:
+            exact = steps.exact(prediction, rebuilt, stats.total)
         rows.append(
             ServiceResult(
                 service.name,
@@ -393,8 +481,10 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
                 stats.first_rebuilt,
                 round(stats.seconds, 2),
                 stats.error,
-                tuple(step.label for step in stats.steps if not step.cached),
+                rebuilt,
                 service.reuse,
+                prediction,
+                exact,
             )
         )
     return tuple(rows)

@@ -12,6 +12,7 @@ from tasks.model import BuildPlan
 from tasks.override import override_yaml
 from tasks.progress import Step
 from tasks.sizes import human
+from tasks.steps import Prediction
 
 if TYPE_CHECKING:
     from tasks.pipeline import BuildResult, ServiceResult
@@ -48,12 +49,16 @@ def plan_text(plan: BuildPlan) -> str:
     ]
     for service in plan.services:
         what = f"builds {service.build_ref}"
-        if service.reuse:
+        if service.reuse == service.build_ref:
+            what = f"up to date: {service.reuse} was built from these inputs, not built again"
+        elif service.reuse:
             what = f"inputs unchanged: tags {service.reuse} as {service.build_ref}"
         out.append(
             f"service {service.name}: {what}, then tags "
             f"{', '.join(service.promote)}; cache strategy: {service.strategy}"
         )
+        if service.prediction is not None:
+            out.append(f"  predicts   {service.prediction.text()}")
         for stage in service.stages:
             out.append(f"  stage      {stage.stage} -> {stage.ref} (its own inline cache image)")
         for source in service.sources:
@@ -83,6 +88,23 @@ def running_line(step: Step, seconds: float) -> str:
     return f"  {step.service:<14} {seconds:>6.0f}s  {label} (running)"
 
 
+def _not_built(row: ServiceResult) -> str:
+    """Why a service was not built ('' when it was)."""
+    if not row.reused:
+        return ""
+    return "up to date" if row.reused == row.image else f"reused {row.reused}"[:50]
+
+
+def _checked(row: ServiceResult, predicted: Prediction) -> str:
+    """One service's prediction against its build."""
+    if row.exact:
+        return f"{row.service} exact ({row.cached}/{row.steps} cached)"
+    return (
+        f"{row.service} predicted {predicted.cached}/{predicted.steps} cached, "
+        f"got {row.cached}/{row.steps} (first rebuilt {row.first_rebuilt or '-'})"
+    )
+
+
 def result_table(results: Sequence[ServiceResult]) -> str:
     """The closing per-service table."""
     return table(
@@ -94,7 +116,7 @@ def result_table(results: Sequence[ServiceResult]) -> str:
                 row.steps,
                 row.cached,
                 row.rebuilt,
-                f"reused {row.reused}"[:50] if row.reused else row.first_rebuilt[:50] or "-",
+                _not_built(row) or row.first_rebuilt[:50] or "-",
                 f"{row.seconds:.1f}s",
             ]
             for row in results
@@ -105,12 +127,29 @@ def result_table(results: Sequence[ServiceResult]) -> str:
 def build_summary(plan: BuildPlan, result: BuildResult) -> str:
     """The closing text: the per-service table and what happened to the cache tags."""
     lines = [result_table(result.services)]
-    reused = [f"{row.service} ({row.reused})" for row in result.services if row.reused]
+    same = [row.service for row in result.services if row.reused and row.reused == row.image]
+    if same:
+        lines.append(
+            f"not built, up to date: {', '.join(same)} (this commit's image, built from the same "
+            "inputs; --rebuild builds anyway)"
+        )
+    reused = [
+        f"{row.service} ({row.reused})"
+        for row in result.services
+        if row.reused and row.reused != row.image
+    ]
     if reused:
         lines.append(
             f"not built, inputs unchanged since their last build: {', '.join(reused)}; "
             "re-tagged as this commit's images"
         )
+    checked = [
+        _checked(row, row.predicted)
+        for row in result.services
+        if row.exact is not None and row.predicted is not None
+    ]
+    if checked:
+        lines.append("predicted against actual: " + "; ".join(checked))
     if result.retried:
         lines.append(
             f"built {', '.join(result.retried)} again: the containerd image store lost a parent "

@@ -313,6 +313,7 @@ class FakeCli(Runner):
         super().__init__()
         self.project: Mapping[str, Any] = {}
         self.progress, self.code, self.local = progress, code, set(local)
+        self.labelled: dict[str, dict[str, str]] = {}  # local images of ours: ref -> labels
         self.calls: list[list[str]] = []
 
     def run(
@@ -333,10 +334,26 @@ class FakeCli(Runner):
             return Result(tuple(argv), 0, "Name: default\nDriver: docker\n", "")
         if words[:3] == ["docker", "buildx", "version"]:
             return Result(tuple(argv), 1, "", "docker: 'buildx' is not a docker command.")
+        if words[:3] == ["docker", "image", "ls"]:
+            wanted = [w[len("label=") :].split("=", 1) for w in words if w.startswith("label=")]
+            refs = [
+                ref
+                for ref, labels in self.labelled.items()
+                if all(labels.get(key) == value for key, value in wanted)
+            ]
+            return Result(tuple(argv), 0, "".join(f"{ref}\n" for ref in refs), "")
         if words[:3] == ["docker", "image", "inspect"]:
             refs = [ref for ref in words[3:] if ":" in ref and not ref.startswith("{{")]
-            found = "".join(f"{json.dumps([ref])}\t[]\t{{}}\n" for ref in refs if ref in self.local)
-            missing = "\n".join(f"Error: No such image: {r}" for r in refs if r not in self.local)
+            found = "".join(
+                "\t".join(json.dumps(part) for part in ([ref], [], labels, f"sha256:{ref}")) + "\n"
+                for ref, labels in self.labelled.items()
+                if ref in refs
+            )
+            found += "".join(
+                f"{json.dumps([ref])}\t[]\t{{}}\n" for ref in refs if ref in self.local
+            )
+            known = self.local | self.labelled.keys()
+            missing = "\n".join(f"Error: No such image: {r}" for r in refs if r not in known)
             return Result(tuple(argv), 1 if missing else 0, found, missing)
         if words[:3] in (["docker", "image", "tag"], ["docker", "image", "prune"]):
             return Result(tuple(argv), 0, "", "")

@@ -64,6 +64,34 @@ def test_a_build_runs_compose_once_and_reports_the_cached_steps(
     assert not any(path.name.startswith("compose.build") for path in root.iterdir())  # outside
 
 
+def test_an_image_of_this_commit_from_the_same_inputs_is_not_built_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = FakeCli([vertex("[api 2/3] COPY . /app", cached=True)], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = project_of(root)
+    build.build(MockContext(), json=True)
+    first = json.loads(capsys.readouterr().out)["plan"]["services"][0]
+    ours = {**first["labels"], "org.compose-tasks.inputs": first["inputs"]}
+    cli.labelled = {first["build_ref"]: ours, "shop-api:other": {**ours, "x": "y"}}
+    cli.calls.clear()
+    build.build(MockContext())
+    assert not any("build" in call for call in cli.calls)  # compose not run at all
+    out = capsys.readouterr().out
+    assert "up to date" in out and "not built, up to date: api" in out
+    build.build(MockContext(), rebuild=True)
+    assert sum("build" in call for call in cli.calls) == 1
+    (tmp_path / "shop" / "new.txt").write_text("a change")  # inputs differ: built
+    cli.calls.clear()
+    build.build(MockContext())
+    assert sum("build" in call for call in cli.calls) == 1
+    cli.labelled = {first["build_ref"]: {**ours, "org.compose-tasks.tool": "someone-else"}}
+    (tmp_path / "shop" / "new.txt").unlink()  # same inputs, but not an image of ours
+    cli.calls.clear()
+    build.build(MockContext())
+    assert sum("build" in call for call in cli.calls) == 1
+
+
 def test_a_dry_run_builds_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
