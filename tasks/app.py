@@ -7,7 +7,6 @@ work from a wheel and from an editable install.
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 
 from invoke.collection import Collection
 from invoke.program import Program
@@ -27,6 +26,8 @@ ns.configure(settings.defaults())
 
 def main() -> None:
     """Entry point of the ``compose-tasks`` command: the same tasks, run from any directory."""
+    from importlib import metadata  # only here: it costs a tenth of the start-up
+
     try:
         version = metadata.version("compose-tasks")
     except metadata.PackageNotFoundError:

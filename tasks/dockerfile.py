@@ -31,18 +31,7 @@ class Instruction:
 
     def words(self) -> list[str]:
         """The arguments as a list: the JSON (exec) form, or split like a shell would."""
-        text = self.args.strip()
-        if text.startswith("["):
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, list) and all(isinstance(item, str) for item in parsed):
-                return parsed
-        try:
-            return shlex.split(text, comments=False)
-        except ValueError:
-            return text.split()
+        return list(_words(self.args.strip()))
 
     def flag(self, name: str) -> str | None:
         """The value of ``--name=value`` (or '' for a bare ``--name``); None when absent."""
@@ -59,6 +48,21 @@ class Instruction:
     def arg_names(self) -> list[str]:
         """Names an ARG instruction declares (``ARG A=1 B``)."""
         return [word.split("=", 1)[0] for word in self.words() if word]
+
+
+@functools.lru_cache(maxsize=4096)
+def _words(text: str) -> tuple[str, ...]:
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(item, str) for item in parsed):
+            return tuple(parsed)
+    try:
+        return tuple(shlex.split(text, comments=False))
+    except ValueError:
+        return tuple(text.split())
 
 
 @dataclass(frozen=True)

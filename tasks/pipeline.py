@@ -7,6 +7,7 @@ Stages return typed outcomes and print nothing; tasks render them with ``report`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -40,6 +41,7 @@ from tasks.override import override_yaml
 from tasks.plan import cache_refs, make_plan, select
 from tasks.progress import BuildProgress, Step
 from tasks.refs import (
+    LABEL_COMMIT,
     LABEL_INPUTS,
     LABEL_PROJECT,
     LABEL_SERVICE,
@@ -209,7 +211,7 @@ def plan(
         read.steps,
     )
     built = replace(built, lint=tuple(lint(project, built.service_names())))
-    built = with_inputs(project, built, docker, fresh or rebuild, affected)
+    built = with_inputs(project, built, docker, fresh, affected, rebuild)
     return Prepared(project, built, docker)
 
 
@@ -246,10 +248,14 @@ class _Read:
 
 
 def _read_inputs(
-    service: ServicePlan, commit_arg: str, docker: engine.Engine, index: GitIndex | None
+    service: ServicePlan,
+    commit_arg: str,
+    docker: engine.Engine,
+    index: GitIndex | None,
+    walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]],
 ) -> _Read:
     """A service's input digest (``fingerprint``; without ``commit_arg`` when one is named)
-    and its steps' keys."""
+    and its steps' keys. ``walked`` keeps each context's files for the services sharing it."""
     context = Path(service.context)
     build = dict(service.build)
     path, data = _dockerfile(service)
@@ -263,7 +269,10 @@ def _read_inputs(
     text = data.decode(errors="replace")
     bases = {ref: docker.local_id(ref) for ref in _bases(path, text) if "$" not in ref}
     ours = {k: v for k, v in service.args.items() if k != commit_arg}
-    files = fingerprint.context_files(context, fingerprint.ignore_lines(context, path), index)
+    patterns = tuple(fingerprint.ignore_lines(context, path))
+    files = walked.get((context, patterns))
+    if files is None:
+        files = walked[context, patterns] = fingerprint.context_files(context, patterns, index)
     digest = fingerprint.service_digest(
         data, fingerprint.files_digest(files), build, named, ours, bases, [service.strategy]
     )
@@ -274,15 +283,34 @@ def _read_inputs(
     return _Read(digest, planned, values)
 
 
+def _changed(runner: Runner, index: GitIndex | None, commit: str, context: Path) -> set[str]:
+    """The context's files (relative to it) changed since ``commit``, untracked ones too."""
+    if index is None or not commit or not context.resolve().is_relative_to(index.root):
+        return set()
+    where = context.resolve().relative_to(index.root).as_posix()
+    root = str(index.root)
+    diff, others = runner.run_all(
+        [
+            commands.git("-C", root, "diff", "--name-only", "-z", commit, "--", where),
+            commands.git("-C", root, "ls-files", "--others", "--exclude-standard", "-z", where),
+        ]
+    )
+    found = [*diff.out.split("\0"), *others.out.split("\0")] if diff.ok and others.ok else []
+    prefix = "" if where == "." else f"{where}/"
+    return {path.removeprefix(prefix) for path in found if path.startswith(prefix) and path}
+
+
 def _prediction(
     service: ServicePlan,
     read: _Read,
     ours: Mapping[str, Mapping[str, str]],
     known: set[str],
     fresh: bool,
+    changed: Callable[[str], set[str]],
 ) -> steps.Prediction:
     """What BuildKit will take from its cache, against the service's last build here (its
-    ``:latest`` image, else any image of it)."""
+    ``:latest`` image, else any image of it); ``changed`` names the context files changed
+    since a commit, asked only when files are the reason."""
     if fresh:
         rebuilt = tuple(step.position for step in read.steps)
         first = read.steps[0].label if read.steps else ""
@@ -298,7 +326,11 @@ def _prediction(
         before = {}
     now = steps.value_hashes(read.values)
     previous = steps.decode(labels.get(LABEL_STEPS, ""))
-    return steps.predict(read.steps, known, previous, before, now)
+    found = steps.predict(read.steps, known, previous, before, now)
+    if found.why.startswith("files changed in"):
+        files = changed(labels.get(LABEL_COMMIT, ""))
+        found = steps.predict(read.steps, known, previous, before, now, files)
+    return found
 
 
 def _same_inputs(service: ServicePlan, digest: str, ours: Mapping[str, Mapping[str, str]]) -> str:
@@ -314,12 +346,17 @@ def _same_inputs(service: ServicePlan, digest: str, ours: Mapping[str, Mapping[s
 
 
 def with_inputs(
-    project: Project, built: BuildPlan, docker: engine.Engine, fresh: bool, affected: bool
+    project: Project,
+    built: BuildPlan,
+    docker: engine.Engine,
+    fresh: bool,
+    affected: bool,
+    rebuild: bool = False,
 ) -> BuildPlan:
     """The plan with each service's input digest and step keys on its image (labels), what
-    the cache will give each step, and, unless ``fresh``, the services an image of ours with
-    the same digest serves not built (re-tagged when that image is another commit's:
-    ``affected`` leaves the commit arg out)."""
+    the cache will give each step, and, unless ``fresh`` or ``rebuild``, the services an image
+    of ours with the same digest serves not built (re-tagged when that image is another
+    commit's: ``affected`` leaves the commit arg out)."""
     docker.prefetch(
         [
             ref
@@ -329,7 +366,8 @@ def with_inputs(
         ]
     )
     indexes: list[GitIndex] = []  # one per repository, the project's first
-    reads = []
+    reads, owners = [], []
+    walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]] = {}
     for service in built.services:
         context = Path(service.context).resolve()
         index = next((i for i in indexes if context.is_relative_to(i.root)), None)
@@ -337,12 +375,14 @@ def with_inputs(
             index = fingerprint.git_index(docker.runner, context)
             indexes += [index] if index else []
         left_out = project.settings.commit_arg if affected else ""
-        reads.append(_read_inputs(service, left_out, docker, index))
+        reads.append(_read_inputs(service, left_out, docker, index, walked))
+        owners.append(index)
     tools = {} if fresh else docker.labelled({LABEL_TOOL: TOOL})  # every project's: one cache
     ours = {ref: held for ref, held in tools.items() if held.get(LABEL_PROJECT) == built.project}
     known = {row[1] for held in tools.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
     found = [
-        _same_inputs(s, read.digest, ours) for s, read in zip(built.services, reads, strict=True)
+        "" if rebuild else _same_inputs(s, read.digest, ours)
+        for s, read in zip(built.services, reads, strict=True)
     ]
     services = tuple(
         replace(
@@ -355,9 +395,18 @@ def with_inputs(
             },
             inputs=read.digest,
             reuse=ref,
-            prediction=None if ref else _prediction(service, read, ours, known, fresh),
+            prediction=None
+            if ref
+            else _prediction(
+                service,
+                read,
+                ours,
+                known,
+                fresh,
+                functools.partial(_changed, docker.runner, index, context=Path(service.context)),
+            ),
         )
-        for service, read, ref in zip(built.services, reads, found, strict=True)
+        for service, read, ref, index in zip(built.services, reads, found, owners, strict=True)
     )
     return replace(built, services=services, affected=affected)
 

@@ -19,7 +19,7 @@ import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tasks import mask
@@ -74,6 +74,8 @@ class PlannedStep:
     names: tuple[str, ...] = ()  # the ARG and ENV names a RUN sees
     sources: tuple[str, ...] = ()  # what a COPY or ADD reads, as written
     base: str = ""  # the first step of a stage: the image or stage it starts from
+    reads: frozenset[str] = frozenset()  # the context files it reads
+    origin: str = ""  # COPY --from: the stage or image it copies from
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,17 @@ def plan_steps(
             state.content = _short(state.content, step.parts[0], step.parts[2], step.used)
             first = base if number == (1 if extends else 2) else ""
             out.append(
-                PlannedStep(position, shown, state.key, step.parts, step.names, step.sources, first)
+                PlannedStep(
+                    position,
+                    shown,
+                    state.key,
+                    step.parts,
+                    step.names,
+                    step.sources,
+                    first,
+                    step.reads,
+                    step.origin,
+                )
             )
         done[stage.index] = state
         values.update(state.values)
@@ -233,6 +245,8 @@ class _Step:
     names: tuple[str, ...] = ()  # the names a RUN sees
     sources: tuple[str, ...] = ()  # what a COPY or ADD reads, as written
     used: str = ""  # a RUN: the values its command names (what its output likely depends on)
+    reads: frozenset[str] = frozenset()  # the context files it reads
+    origin: str = ""  # COPY --from: the stage or image
 
 
 def _step(
@@ -259,7 +273,8 @@ def _step(
         return _Step(f"WORKDIR {path}", (_short("WORKDIR", state.workdir, state.user), "", ""))
     if item.keyword == "RUN":
         mounts = [flag for flag in item.flags if flag.startswith("--mount=")]
-        mounted = [_mount_files(flag, inputs, source) for flag in mounts]
+        binds = [_mount_files(flag, inputs, source) for flag in mounts]
+        mounted = [found for found, _ in binds]
         names = tuple(sorted(seen))
         values = _short(sorted(seen.items()), state.user, state.workdir, state.shell)
         shown = "RUN " + expand(
@@ -269,35 +284,42 @@ def _step(
         command = "\n".join([item.args, *item.heredocs])
         used = sorted((k, v) for k, v in seen.items() if re.search(rf"\${{?{k}\b", command))
         context = _short(used, state.user, state.workdir, state.shell)
-        return _Step(shown, (text, values, _short(mounted)), names, (), context)
+        reads = frozenset(rel for _, files in binds for rel in files)
+        return _Step(shown, (text, values, _short(mounted)), names, (), context, reads)
     words = [expand(word, seen) for word in item.words()]
     flags = [expand(flag, seen) for flag in item.flags if flag[2:].split("=")[0] in _COPY_FLAGS]
     origin = item.flag("from")
     sources, dest = (words[:-1], words[-1]) if len(words) > 1 else (words, "")
     if not dest.startswith("/"):
         dest = f"{state.workdir.rstrip('/')}/{dest}"
-    if item.heredocs:
-        files = _short(item.heredocs)
-    elif origin is not None:
-        files = _short(source(expand(origin, seen)), sources)
-    elif item.keyword == "ADD" and any("://" in src or src.startswith("git@") for src in sources):
-        files = _short(sources)  # a URL: BuildKit checks it again; taken as unchanged here
-    else:
-        files = _short([sorted(_matches(src, inputs.files).items()) for src in sources])
-    shown = " ".join([item.keyword, *item.flags, *item.words()])
     text = _short(item.keyword, flags, sources, dest)
-    return _Step(shown, (text, "", files), (), tuple(sources))
+    shown = " ".join([item.keyword, *item.flags, *item.words()])  # as written
+    if item.heredocs:
+        return _Step(shown, (text, "", _short(item.heredocs)))
+    if origin is not None:
+        origin = expand(origin, seen)
+        return _Step(shown, (text, "", _short(source(origin), sources)), origin=origin)
+    if item.keyword == "ADD" and any("://" in src or src.startswith("git@") for src in sources):
+        return _Step(shown, (text, "", _short(sources)))  # BuildKit checks a URL each build
+    matched = [_matches(src, inputs.files) for src in sources]
+    files = _short([sorted(found.items()) for found in matched])
+    reads = frozenset(rel for found in matched for rel in found)
+    return _Step(shown, (text, "", files), (), tuple(sources), "", reads)
 
 
-def _mount_files(flag: str, inputs: Inputs, source: Callable[[str], str]) -> str:
-    """What a RUN mount brings in: a bind of the context, the files it binds; of a stage or
-    image, its key; a cache, secret, ssh or tmpfs mount nothing but its options."""
+def _mount_files(
+    flag: str, inputs: Inputs, source: Callable[[str], str]
+) -> tuple[str, Mapping[str, str]]:
+    """What a RUN mount brings in, as a hash and the context files it binds: a bind of the
+    context, those files; of a stage or image, its key; a cache, secret, ssh or tmpfs mount
+    nothing but its options."""
     fields = dict(part.split("=", 1) for part in flag[len("--mount=") :].split(",") if "=" in part)
     if fields.get("type", "bind") != "bind":
-        return ""
+        return "", {}
     if fields.get("from"):
-        return source(fields["from"])
-    return _short(sorted(_matches(fields.get("source", "."), inputs.files).items()))
+        return source(fields["from"]), {}
+    files = _matches(fields.get("source", "."), inputs.files)
+    return _short(sorted(files.items())), files
 
 
 # --- what the image records, and the prediction ------------------------------------------
@@ -366,10 +388,11 @@ def predict(
     previous: Sequence[Sequence[str]],
     before: Mapping[str, str],
     now: Mapping[str, str],
+    changed: Collection[str] = (),
 ) -> Prediction:
     """Which steps come from the cache (their key is one an image here was built with) and, for
-    the first that does not, why: against ``previous`` (the service's last build's steps) and
-    the value hashes then (``before``) and now."""
+    the first that does not, why: against ``previous`` (the service's last build's steps), the
+    value hashes then (``before``) and now, and the context files ``changed`` since."""
     rebuilt = [step for step in steps if step.key not in known]
     if not rebuilt:
         return Prediction(len(steps), len(steps), ())
@@ -379,7 +402,7 @@ def predict(
         len(steps) - len(rebuilt),
         tuple(step.position for step in rebuilt),
         first.label,
-        _why(first, {row[0]: row for row in previous}, before, now, bool(previous)),
+        _why(first, {row[0]: row for row in previous}, before, now, bool(previous), changed),
     )
 
 
@@ -389,6 +412,7 @@ def _why(
     before: Mapping[str, str],
     now: Mapping[str, str],
     built: bool,
+    changed: Collection[str],
 ) -> str:
     row = previous.get(step.position)
     if not built:
@@ -397,7 +421,16 @@ def _why(
         return "a new step"
     if row[2] != step.parts[0]:
         return "the instruction changed"
+    if row[4] != step.parts[2] and step.origin:
+        return f"what it copies from {step.origin} changed"
     if row[4] != step.parts[2]:
+        gone = dict.fromkeys(changed, "")  # deleted files too: matched by the sources
+        named = sorted(
+            step.reads.intersection(changed).union(*(_matches(src, gone) for src in step.sources))
+        )
+        if named:
+            more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+            return f"changed {', '.join(named[:3])}{more}"
         return f"files changed in {', '.join(step.sources) or 'what it reads'}"
     if row[3] != step.parts[1]:
         changed = [name for name in step.names if before.get(name) != now.get(name)]

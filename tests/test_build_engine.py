@@ -80,7 +80,7 @@ def test_dependency_steps_survive_builder_prune(stack: Stack) -> None:
 def test_no_change_after_prune_is_fully_cached(stack: Stack) -> None:
     build_json(stack.root)
     prune_builder()
-    row = services(build_json(stack.root))["app"]
+    row = services(build_json(stack.root, "--rebuild"))["app"]
     assert (row["steps"], row["cached"]) == (TOTAL_STEPS, TOTAL_STEPS)
 
 
@@ -155,9 +155,13 @@ def test_demo_stack_builds_end_to_end(tmp_path: Path) -> None:
     try:
         first = services(build_json(ROOT, env=env))
         assert set(first) == {"backend", "frontend"}
-        second = services(build_json(ROOT, env=env))
+        same = services(build_json(ROOT, env=env))
+        for row in same.values():  # this commit's images are up to date: nothing built
+            assert (row["reused"], row["steps"]) == (row["image"], 0)
+        second = services(build_json(ROOT, "--rebuild", env=env))
         for row in second.values():
             assert row["steps"] == row["cached"] > 0
+            assert row["exact"] is True  # the plan predicted every step cached
         assert image_id(f"{name}-backend:latest") == image_id(second["backend"]["image"])
     finally:
         remove_images(name)
@@ -181,7 +185,7 @@ def test_cache_to_the_builder_cannot_export_is_dropped_not_fatal(stack: Stack) -
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "cache_to type=registry,ref=127.0.0.1:5000/never/app:cache dropped" in done.stdout
     prune_builder()
-    row = services(build_json(stack.root))["app"]
+    row = services(build_json(stack.root, "--rebuild"))["app"]
     assert row["cached"] == TOTAL_STEPS, "inline cache should still serve after a prune"
 
 

@@ -134,7 +134,7 @@ def test_context_dot_copy_all_is_fully_cached_on_the_second_build(stack: Stack) 
     stack.commit("context .")
     first = services(build_json(stack.root))["app"]
     assert first["cached"] < first["steps"]
-    second = services(build_json(stack.root))["app"]
+    second = services(build_json(stack.root, "--rebuild"))["app"]
     assert second["cached"] == second["steps"] == first["steps"]
     listing = sh("docker", "run", "--rm", f"{stack.image('app')}:latest", "cat", "/listing")
     assert "compose.build.yml" not in listing.stdout

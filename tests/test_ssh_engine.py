@@ -90,7 +90,11 @@ def test_every_task_works_on_an_engine_reached_over_ssh(
     try:
         first = invoke(stack.root, "build", "--json", env=ssh_host)
         assert first.returncode == 0, first.stderr[-3000:]
-        again = invoke(stack.root, "build", "--json", env=ssh_host)
+        same = invoke(stack.root, "build", "--json", env=ssh_host)
+        assert same.returncode == 0, same.stderr[-3000:]
+        row = services(json.loads(same.stdout))["app"]
+        assert (row["reused"], row["steps"]) == (row["image"], 0)  # up to date: not built
+        again = invoke(stack.root, "build", "--json", "--rebuild", env=ssh_host)
         assert again.returncode == 0, again.stderr[-3000:]
         row = services(json.loads(again.stdout))["app"]
         assert row["cached"] == row["steps"] > 0  # the cache works through ssh too
