@@ -185,7 +185,7 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     return Dockerfile(path, directives, tuple(instructions))
 
 
-def _stage_refs(dockerfile: Dockerfile, stage: Stage) -> list[str]:
+def stage_refs(dockerfile: Dockerfile, stage: Stage) -> list[str]:
     """Names (or indexes) this stage builds on: its FROM, ``COPY --from``, ``RUN --mount=from=``."""
     refs = [stage.base]
     for item in dockerfile.in_stage(stage.index):
@@ -224,7 +224,7 @@ def dependency_stages(dockerfile: Dockerfile, target: str = "") -> list[Stage]:
     pending = [final]
     while pending:
         stage = pending.pop(0)
-        for ref in _stage_refs(dockerfile, stage):
+        for ref in stage_refs(dockerfile, stage):
             needed = by_name.get(ref.lower()) or by_index.get(ref)
             if needed is not None and needed.index < stage.index and needed not in found:
                 found.append(needed)

@@ -29,6 +29,7 @@ from tasks.dockerfile import (
     Instruction,
     Stage,
     dependency_stages,
+    stage_refs,
     target_stage,
 )
 
@@ -103,9 +104,15 @@ class _State:
 
 
 def _stage_word(dockerfile: Dockerfile, stage: Stage) -> str:
+    """The stage's name in BuildKit's step labels: its own, ``stage-<index>`` when the build
+    has other states (another stage, or an image or named context a ``COPY --from`` or a
+    mount reads), else none."""
     if stage.name:
         return stage.name
-    return f"stage-{stage.index}" if len(dockerfile.stages) > 1 else ""
+    stages = dockerfile.stages
+    names = {s.name.lower() for s in stages if s.name} | {str(s.index) for s in stages}
+    others = any(ref.lower() not in names for s in stages for ref in stage_refs(dockerfile, s)[1:])
+    return f"stage-{stage.index}" if len(stages) > 1 or others else ""
 
 
 def _matches(pattern: str, files: Mapping[str, str]) -> dict[str, str]:

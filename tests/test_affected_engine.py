@@ -46,11 +46,13 @@ def three(stack: Stack) -> Iterator[Stack]:
         f"  c:\n    build:\n      context: ./c\n{extra}",
     )
     stack.write("shared/Dockerfile", SHARED)
-    stack.write("a/main.py", "print('a')\n")
-    stack.write("b/main.py", "print('b')\n")
+    # contents of this stack's own: no step of an earlier run's build can match (BuildKit
+    # keeps those steps after their images are gone)
+    stack.write("a/main.py", f"print('a {stack.name}')\n")
+    stack.write("b/main.py", f"print('b {stack.name}')\n")
     stack.write("b/.dockerignore", "*.log\n")
     stack.write("c/Dockerfile", f"FROM {base}\nCOPY . /app\n{copy}")
-    stack.write("c/main.py", "print('c')\n")
+    stack.write("c/main.py", f"print('c {stack.name}')\n")
     stack.write("extra/data.txt", "1\n")
     stack.commit("three services")
     yield stack
@@ -103,3 +105,26 @@ def test_each_input_rebuilds_exactly_the_services_it_feeds(three: Stack) -> None
     sh("docker", "build", "-q", "-t", f"{stack.name}-base:2", str(stack.root / "newbase"))
     sh("docker", "tag", f"{stack.name}-base:2", f"{stack.name}-base:1")
     assert built(stack) == {"c"}, "a base image re-tagged"
+
+
+def test_the_plan_predicts_each_step_and_an_unchanged_commit_is_not_built(three: Stack) -> None:
+    stack = three
+    first = services(build_json(stack.root))
+    assert all(row["exact"] for row in first.values()), first  # nothing known: all rebuilt
+    same = services(build_json(stack.root))
+    assert {name: (row["reused"], row["steps"]) for name, row in same.items()} == {
+        name: (row["image"], 0) for name, row in first.items()
+    }  # this commit's images, from the same inputs: not built, compose not run
+    stack.write("a/main.py", f"print('a2 {stack.name}')\n")
+    stack.commit("a changed")
+    plan = {
+        s["name"]: s["prediction"] for s in build_json(stack.root, "--dry-run")["plan"]["services"]
+    }
+    assert plan["a"]["why"] == "changed main.py"
+    assert plan["a"]["first"].startswith("[base 2/2] COPY . /app")
+    assert plan["b"]["why"] == "changed: GIT_COMMIT_HASH"  # its RUN sees the commit arg
+    assert plan["b"]["rebuilt"] == ["final 1"]
+    assert plan["c"]["rebuilt"] == []  # no step sees the commit: all from cache
+    rows = services(build_json(stack.root))
+    assert {name: row["exact"] for name, row in rows.items()} == {"a": True, "b": True, "c": True}
+    assert rows["b"]["cached"] == rows["b"]["steps"] - 1

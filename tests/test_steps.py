@@ -60,6 +60,9 @@ def test_labels_number_the_steps_as_buildkit_shows_them() -> None:
     ]
     single = planned("FROM base:1\nWORKDIR /w\nRUN make\n")
     assert [step.position for step in single] == ["2", "3"]
+    # an image (or named context) a COPY --from reads is a build state too: the stage is named
+    image = planned("FROM base:1\nWORKDIR /w\nCOPY --from=base:1 /bin/true /t\n")
+    assert [step.position for step in image] == ["stage-0 2", "stage-0 3"]
 
 
 @pytest.mark.parametrize(
