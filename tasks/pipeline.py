@@ -253,9 +253,11 @@ def _read_inputs(
     docker: engine.Engine,
     index: GitIndex | None,
     walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]],
+    planned: dict[tuple[Any, ...], tuple[list[PlannedStep], dict[str, str]]],
 ) -> _Read:
     """A service's input digest (``fingerprint``; without ``commit_arg`` when one is named)
-    and its steps' keys. ``walked`` keeps each context's files for the services sharing it."""
+    and its steps' keys. ``walked`` and ``planned`` keep each context's files and each step
+    plan for the services sharing them."""
     context = Path(service.context)
     build = dict(service.build)
     path, data = _dockerfile(service)
@@ -276,11 +278,13 @@ def _read_inputs(
     digest = fingerprint.service_digest(
         data, fingerprint.files_digest(files), build, named, ours, bases, [service.strategy]
     )
-    found = steps.Inputs({**given, **service.args}, files, docker.local_id, named)
-    planned, values = steps.plan_steps(
-        parse(text, str(path)), str(build.get("target") or ""), found
-    )
-    return _Read(digest, planned, values)
+    args = {**given, **service.args}
+    target = str(build.get("target") or "")
+    key = (text, target, tuple(sorted(args.items())), id(files), tuple(sorted(named.items())))
+    if key not in planned:  # services sharing a Dockerfile, context and args: one walk
+        found = steps.Inputs(args, files, docker.local_id, named)
+        planned[key] = steps.plan_steps(parse(text, str(path)), target, found)
+    return _Read(digest, *planned[key])
 
 
 def _changed(runner: Runner, index: GitIndex | None, commit: str, context: Path) -> set[str]:
@@ -368,6 +372,7 @@ def with_inputs(
     indexes: list[GitIndex] = []  # one per repository, the project's first
     reads, owners = [], []
     walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]] = {}
+    planned: dict[tuple[Any, ...], tuple[list[PlannedStep], dict[str, str]]] = {}
     for service in built.services:
         context = Path(service.context).resolve()
         index = next((i for i in indexes if context.is_relative_to(i.root)), None)
@@ -375,7 +380,7 @@ def with_inputs(
             index = fingerprint.git_index(docker.runner, context)
             indexes += [index] if index else []
         left_out = project.settings.commit_arg if affected else ""
-        reads.append(_read_inputs(service, left_out, docker, index, walked))
+        reads.append(_read_inputs(service, left_out, docker, index, walked, planned))
         owners.append(index)
     tools = {} if fresh else docker.labelled({LABEL_TOOL: TOOL})  # every project's: one cache
     ours = {ref: held for ref, held in tools.items() if held.get(LABEL_PROJECT) == built.project}
