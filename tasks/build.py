@@ -21,7 +21,8 @@ from tasks.runner import Runner
         "service": "build only this service (repeatable); default: every service with a build",
         "fresh": "build without any cache (--no-cache, no cache_from); deletes nothing",
         "pull": "always try to pull newer base images",
-        "dry-run": "print the plan, the exact command and the override; build nothing",
+        "dry-run": "print the plan (with the steps each service will take from the cache and why "
+        "the first other one rebuilds), the exact command and the override; build nothing",
         "json": "print the plan and the result as JSON (progress goes to stderr)",
         "push": "after every service built, push the commit tag, cache tags and stage cache "
         "images to the registry (setting push; needs setting registry or registry image names)",

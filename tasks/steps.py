@@ -283,13 +283,15 @@ def _step(
         binds = [_mount_files(flag, inputs, source) for flag in mounts]
         mounted = [found for found, _ in binds]
         names = tuple(sorted(seen))
-        values = _short(sorted(seen.items()), state.user, state.workdir, state.shell)
+        values = _short(sorted(_hidden(seen).items()), state.user, state.workdir, state.shell)
         shown = "RUN " + expand(
             " ".join(item.words()) if item.args.startswith("[") else item.args, seen
         )
         text = _short(item.flags, item.args, item.heredocs)
         command = "\n".join([item.args, *item.heredocs])
-        used = sorted((k, v) for k, v in seen.items() if re.search(rf"\${{?{k}\b", command))
+        used = sorted(
+            (k, v) for k, v in _hidden(seen).items() if re.search(rf"\${{?{k}\b", command)
+        )
         context = _short(used, state.user, state.workdir, state.shell)
         reads = frozenset(rel for _, files in binds for rel in files)
         return _Step(shown, (text, values, _short(mounted)), names, (), context, reads)
@@ -337,14 +339,23 @@ def encode(steps: Sequence[PlannedStep]) -> str:
     return json.dumps([[s.position, s.key, *s.parts] for s in steps], separators=(",", ":"))
 
 
+def _hidden(values: Mapping[str, str]) -> dict[str, str]:
+    """The values with every secret one (by name, or held by the masker) left out of what a
+    key hashes: a recorded key must not let anyone confirm a guessed secret."""
+    secret = set(mask.active().values)
+    return {
+        name: mask.MASK if mask.is_secret(name) or value in secret else value
+        for name, value in values.items()
+    }
+
+
 def value_hashes(values: Mapping[str, str]) -> dict[str, str]:
     """A short hash of each ARG and ENV value, for naming which one changed (secrets left out:
     a name that looks secret, or a value the masker holds)."""
-    hidden = set(mask.active().values)
     return {
         name: _short(name, value)[:8]
-        for name, value in sorted(values.items())
-        if not mask.is_secret(name) and value not in hidden
+        for name, value in sorted(_hidden(values).items())
+        if value != mask.MASK
     }
 
 

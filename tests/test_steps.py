@@ -150,6 +150,11 @@ def test_value_hashes_leave_secrets_out() -> None:
     mask.add(["s3cr3t-value"])
     hashes = steps.value_hashes({"API_TOKEN": "abc", "PLAIN": "s3cr3t-value", "LEVEL": "2"})
     assert list(hashes) == ["LEVEL"] and "2" not in json.dumps(hashes)
+    # nor does a step key hash one: it could confirm a guess
+    text = "FROM base:1\nARG NPM_TOKEN\nARG LEVEL\nRUN install\n"
+    one = planned(text, args={"NPM_TOKEN": "guess-1", "LEVEL": "1"})
+    assert rebuilt(one, planned(text, args={"NPM_TOKEN": "guess-2", "LEVEL": "1"})) == []
+    assert rebuilt(one, planned(text, args={"NPM_TOKEN": "guess-1", "LEVEL": "2"})) == ["2"]
 
 
 def test_exact_compares_the_rebuilt_positions() -> None:
