@@ -75,6 +75,7 @@ class Engine:
         self._memo: dict[str, Found | None] = {}
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
         self._ids: dict[str, str] = {}  # familiar ref -> image id, of the local ones
+        self._labels: dict[str, dict[str, str]] = {}  # familiar ref -> labels, of the local ones
 
     @property
     def sdk(self) -> Sdk:
@@ -105,6 +106,7 @@ class Engine:
             names = (tags or []) + (digests or [])
             found.update({name: inline for name in names})
             self._ids.update({name: str(rest[0]) for name in names if rest})
+            self._labels.update({name: dict(labels or {}) for name in names})
         self._local.update({ref: found.get(ref) for ref in wanted})
 
     def prefetch(self, refs: Sequence[str]) -> None:
@@ -112,6 +114,12 @@ class Engine:
         wanted = self.unknown(refs)
         if wanted:
             self.absorb(wanted, self.runner.run(commands.image_inspect(wanted)))
+
+    def labels(self, ref: str) -> dict[str, str] | None:
+        """The labels of the local image ``ref`` (None when there is none), looked up in a
+        batch by ``prefetch``."""
+        self.prefetch([ref])
+        return self._labels.get(familiar(ref))
 
     def local_id(self, ref: str) -> str:
         """The id of the local image ``ref`` ('' when there is none), looked up in a batch by

@@ -49,6 +49,7 @@ from tasks.refs import (
     LABEL_TOOL,
     LABEL_VALUES,
     TOOL,
+    owned_by,
     split_ref,
 )
 from tasks.runner import Runner
@@ -361,12 +362,16 @@ def with_inputs(
     the cache will give each step, and, unless ``fresh`` or ``rebuild``, the services an image
     of ours with the same digest serves not built (re-tagged when that image is another
     commit's: ``affected`` leaves the commit arg out)."""
+    mine = [ref for service in built.services for ref in (service.build_ref, *service.promote)]
     docker.prefetch(
         [
-            ref
-            for service in built.services
-            for ref in _bases(*_text(_dockerfile(service)))
-            if "$" not in ref
+            *mine,
+            *(
+                ref
+                for service in built.services
+                for ref in _bases(*_text(_dockerfile(service)))
+                if "$" not in ref
+            ),
         ]
     )
     indexes: list[GitIndex] = []  # one per repository, the project's first
@@ -382,9 +387,15 @@ def with_inputs(
         left_out = project.settings.commit_arg if affected else ""
         reads.append(_read_inputs(service, left_out, docker, index, walked, planned))
         owners.append(index)
-    tools = {} if fresh else docker.labelled({LABEL_TOOL: TOOL})  # every project's: one cache
-    ours = {ref: held for ref, held in tools.items() if held.get(LABEL_PROJECT) == built.project}
-    known = {row[1] for held in tools.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
+    ours: dict[str, dict[str, str]] = {}  # images of ours: this commit's and :latest, or all
+    if affected and not fresh:  # every image of ours may serve: one lookup of them all
+        ours = docker.labelled({LABEL_TOOL: TOOL, LABEL_PROJECT: built.project})
+    elif not fresh:
+        for ref in mine:
+            labels = docker.labels(ref)
+            if labels is not None and owned_by(labels, built.project):
+                ours[ref] = labels
+    known = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
     found = [
         "" if rebuild else _same_inputs(s, read.digest, ours)
         for s, read in zip(built.services, reads, strict=True)
@@ -622,7 +633,8 @@ def execute(
             for source, target in pairs
             if source not in reused or not prepared.docker.same_image(source, target)
         ]
-        dangling = prepared.docker.tag_all(pairs, built.project)
+        if pairs or names:  # nothing built, nothing to move: no image of ours was replaced
+            dangling = prepared.docker.tag_all(pairs, built.project)
         promoted = [ref for _, ref in pairs]
         clock.lap("tags")
     why = ""
