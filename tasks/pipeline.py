@@ -30,7 +30,7 @@ from tasks import (
     steps,
 )
 from tasks.builder import Builder
-from tasks.dockerfile import dependency_stages, first_steps, parse
+from tasks.dockerfile import Dockerfile, dependency_stages, first_steps, parse
 from tasks.errors import Failed, UserError
 from tasks.fingerprint import GitIndex
 from tasks.generated import write_generated
@@ -147,12 +147,13 @@ class Dockerfiles:
 
     stages: dict[str, list[str]]  # named stages each target depends on, to cache as images
     steps: dict[str, frozenset[str] | None]  # ``first_steps`` of each; None: unreadable
+    bases: list[str]  # the images their stages start from (no ``$`` refs)
 
 
 def dockerfiles_of(project: Project) -> Dockerfiles:
     """What the plan needs from each buildable service's Dockerfile (a Dockerfile that several
     services share is parsed once; the lint reads it again, from the same parse)."""
-    out = Dockerfiles({}, {})
+    out = Dockerfiles({}, {}, [])
     for name, service in (project.data.get("services") or {}).items():
         build = service.get("build") or {}
         dockerfile = read_dockerfile(name, build, Path.cwd()) if build else None
@@ -160,6 +161,7 @@ def dockerfiles_of(project: Project) -> Dockerfiles:
         if dockerfile is not None:
             needed = dependency_stages(dockerfile, target)
             out.stages[name] = [stage.name for stage in reversed(needed) if stage.name]
+            out.bases.extend(ref for ref in _stage_bases(dockerfile) if "$" not in ref)
         out.steps[name] = first_steps(dockerfile, target) if dockerfile is not None else None
     return out
 
@@ -193,6 +195,7 @@ def plan(
     refs = (
         [] if fresh else cache_refs(project.data, project.settings, project.git, services, stages)
     )
+    refs += read.bases  # the input digest needs their ids: in the same lookup
     if builder is None:
         builder = engine.detect_builder(docker, refs)
     else:
@@ -218,9 +221,13 @@ def plan(
 
 def _bases(path: Path, text: str) -> list[str]:
     """The images a Dockerfile's stages start from (earlier stages and scratch left out)."""
+    return _stage_bases(parse(text, str(path)))
+
+
+def _stage_bases(dockerfile: Dockerfile) -> list[str]:
     names: set[str] = set()
     found: list[str] = []
-    for stage in parse(text, str(path)).stages:
+    for stage in dockerfile.stages:
         if stage.base.lower() not in names and stage.base != "scratch":
             found.append(stage.base)
         if stage.name:

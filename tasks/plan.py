@@ -92,12 +92,14 @@ def cache_refs(
     services: Sequence[str] = (),
     stages: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
-    """Every image ref a plan of ``services`` may look up (to look them up in one go)."""
+    """Every image ref a plan of ``services`` may look up (to look them up in one go): the
+    cache sources and each service's image of this commit."""
     name = str(project.get("name") or settings.project_name)
     refs = []
     for service in select(project, services):
         data = project["services"][service]
         image = image_repo(name, service, data, settings.registry)
+        refs.append(f"{image}:{git.tag}")
         targets = _stage_targets(service, image, (stages or {}).get(service, ()))
         for entry, origin in _candidates(data, image, settings, git, targets):
             ref = cache_entry(entry)[1]
