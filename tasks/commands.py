@@ -72,9 +72,9 @@ def image_inspect(refs: Sequence[str]) -> list[str]:
 
 
 def images_labelled(labels: Mapping[str, str]) -> list[str]:
-    """The local images carrying every one of ``labels``, a ref a line."""
+    """The local images carrying every one of ``labels``: a line each tag, its image's id."""
     filters = [part for k, v in labels.items() for part in ("--filter", f"label={k}={v}")]
-    return ["docker", "image", "ls", *filters, "--format", "{{.Repository}}:{{.Tag}}"]
+    return ["docker", "image", "ls", *filters, "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"]
 
 
 def image_tag(source: str, target: str) -> list[str]:

@@ -129,12 +129,15 @@ class Engine:
 
     def labelled(self, labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """The local images carrying every one of ``labels``: each tag and its image's labels
-        (one ``docker image ls``, then one ``docker image inspect`` of what it found)."""
+        (one ``docker image ls``, then one ``docker image inspect`` of each image once, however
+        many tags it has)."""
         listed = self.runner.run(commands.images_labelled(labels))
-        refs = [ref for ref in listed.out.split() if not ref.endswith(":<none>")]
+        pairs = [line.split(None, 1) for line in listed.out.splitlines() if line.strip()]
+        tagged = [(image, ref) for image, ref in pairs if not ref.endswith(":<none>")]
+        refs = {ref for _, ref in tagged}
         if not listed.ok or not refs:
             return {}
-        done = self.runner.run(commands.image_inspect(refs))
+        done = self.runner.run(commands.image_inspect(sorted({image for image, _ in tagged})))
         found: dict[str, dict[str, str]] = {}
         for line in filter(str.strip, done.out.splitlines() if done.ok else []):
             try:

@@ -49,6 +49,7 @@ from tasks.refs import (
     LABEL_TOOL,
     LABEL_VALUES,
     TOOL,
+    cache_entry,
     owned_by,
     split_ref,
 )
@@ -345,6 +346,11 @@ def _prediction(
     return found
 
 
+def _exports(service: ServicePlan) -> bool:
+    """Whether the service's build exports a registry cache (``cache_to`` type=registry)."""
+    return any(cache_entry(entry)[1] for entry in service.cache_to)
+
+
 def _same_inputs(service: ServicePlan, digest: str, ours: Mapping[str, Mapping[str, str]]) -> str:
     """An image of ours of this service built from these inputs: the commit's own tag first."""
     mine = [
@@ -403,8 +409,9 @@ def with_inputs(
             if labels is not None and owned_by(labels, built.project):
                 ours[ref] = labels
     known = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
+    # a registry cache the build exports goes out with a build only: with push, it builds
     found = [
-        "" if rebuild else _same_inputs(s, read.digest, ours)
+        "" if rebuild or (built.push and _exports(s)) else _same_inputs(s, read.digest, ours)
         for s, read in zip(built.services, reads, strict=True)
     ]
     services = tuple(

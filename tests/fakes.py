@@ -303,6 +303,11 @@ class ComposeUp(Runner):
         return Result(tuple(argv), 0, "", "")
 
 
+def fake_id(ref: str) -> str:
+    """The short image id ``FakeCli`` gives a labelled image."""
+    return hashlib.sha256(ref.encode()).hexdigest()[:12]
+
+
 class FakeCli(Runner):
     """The docker CLI and compose for the build task: ``compose config`` prints ``project``,
     the engine is a 20.10 with BuildKit's docker driver, no image is local, and ``compose
@@ -314,6 +319,8 @@ class FakeCli(Runner):
         self.project: Mapping[str, Any] = {}
         self.progress, self.code, self.local = progress, code, set(local)
         self.labelled: dict[str, dict[str, str]] = {}  # local images of ours: ref -> labels
+        self.version = "20.10.24"  # a 28.x with ``containerd``: the containerd image store
+        self.containerd = False
         self.calls: list[list[str]] = []
 
     def run(
@@ -329,7 +336,10 @@ class FakeCli(Runner):
         if words[:2] == ["docker", "compose"] and "config" in words:
             return Result(tuple(argv), 0, json.dumps(self.project), "")
         if words[:2] == ["docker", "version"]:
-            return Result(tuple(argv), 0, "20.10.24\n", "")
+            return Result(tuple(argv), 0, f"{self.version}\n", "")
+        if words[:2] == ["docker", "info"]:
+            store = [["driver-type", "io.containerd.snapshotter.v1"]] if self.containerd else []
+            return Result(tuple(argv), 0, json.dumps(store), "")
         if words[:3] == ["docker", "buildx", "inspect"]:
             return Result(tuple(argv), 0, "Name: default\nDriver: docker\n", "")
         if words[:3] == ["docker", "buildx", "version"]:
@@ -341,13 +351,13 @@ class FakeCli(Runner):
                 for ref, labels in self.labelled.items()
                 if all(labels.get(key) == value for key, value in wanted)
             ]
-            return Result(tuple(argv), 0, "".join(f"{ref}\n" for ref in refs), "")
+            return Result(tuple(argv), 0, "".join(f"{fake_id(ref)} {ref}\n" for ref in refs), "")
         if words[:3] == ["docker", "image", "inspect"]:
             refs = [ref for ref in words[3:] if ":" in ref and not ref.startswith("{{")]
             found = "".join(
                 "\t".join(json.dumps(part) for part in ([ref], [], labels, f"sha256:{ref}")) + "\n"
                 for ref, labels in self.labelled.items()
-                if ref in refs
+                if ref in refs or fake_id(ref) in words
             )
             found += "".join(
                 f"{json.dumps([ref])}\t[]\t{{}}\n" for ref in refs if ref in self.local

@@ -92,6 +92,54 @@ def test_an_image_of_this_commit_from_the_same_inputs_is_not_built_again(
     assert sum("build" in call for call in cli.calls) == 1
 
 
+def test_affected_re_tags_another_commits_image_and_push_builds_what_exports_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = FakeCli([vertex("[api 2/3] COPY . /app", cached=True)], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = project_of(root)
+
+    def configure(**config: Any) -> None:
+        settings = load(
+            {"affected": True, **config}, environ={"XDG_CACHE_HOME": str(tmp_path)}, cwd=root
+        )
+        monkeypatch.setattr(build, "settings_of", lambda c, **flags: settings)
+
+    configure()
+    build.build(MockContext(), json=True, affected=True)
+    first = json.loads(capsys.readouterr().out)["plan"]["services"][0]
+    ours = {**first["labels"], "org.compose-tasks.inputs": first["inputs"]}
+    cli.labelled = {"shop-api:0ld0ld0ld0ld": ours}  # built from these inputs at another commit
+    cli.calls.clear()
+    build.build(MockContext(), affected=True)
+    assert not any("build" in call for call in cli.calls)
+    assert ["docker", "image", "tag", "shop-api:0ld0ld0ld0ld", first["build_ref"]] in cli.calls
+    assert "reused shop-api:0ld0ld0ld0ld" in capsys.readouterr().out
+    # a registry cache goes out with a build only: with push, the service builds
+    cli.version, cli.containerd = "28.5.2", True  # a builder that exports cache
+    image = "127.0.0.1:5000/shop/api"
+    export = {"cache_to": [f"type=registry,ref={image}:cache"]}
+    spec = project_of(root)["services"]["api"]["build"]
+    cli.project = {
+        "name": "shop",
+        "services": {"api": {"image": image, "build": {**spec, **export}}},
+    }
+    with (root / "compose.yaml").open("a") as file:
+        file.write("# changed\n")  # what compose prints changes with it (no stale resolution)
+
+    def reused() -> str:
+        build.build(MockContext(), json=True, dry_run=True)
+        return str(json.loads(capsys.readouterr().out)["plan"]["services"][0]["reuse"])
+
+    assert reused() == ""
+    build.build(MockContext(), json=True, dry_run=True)
+    inputs = json.loads(capsys.readouterr().out)["plan"]["services"][0]["inputs"]
+    cli.labelled = {f"{image}:0ld0ld0ld0ld": {**ours, "org.compose-tasks.inputs": inputs}}
+    assert reused() == f"{image}:0ld0ld0ld0ld"
+    configure(push=True)
+    assert reused() == ""
+
+
 def test_a_dry_run_builds_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
