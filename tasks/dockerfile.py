@@ -232,6 +232,18 @@ def dependency_stages(dockerfile: Dockerfile, target: str = "") -> list[Stage]:
     return found
 
 
+def stage_bases(dockerfile: Dockerfile) -> list[str]:
+    """The images a Dockerfile's stages start from (earlier stages and scratch left out)."""
+    names: set[str] = set()
+    found: list[str] = []
+    for stage in dockerfile.stages:
+        if stage.base.lower() not in names and stage.base != "scratch":
+            found.append(stage.base)
+        if stage.name:
+            names.add(stage.name.lower())
+    return found
+
+
 BUILD_STEPS = {"RUN", "COPY", "ADD", "WORKDIR"}  # instructions that add a step to the build
 
 

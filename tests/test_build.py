@@ -64,15 +64,20 @@ def test_a_build_runs_compose_once_and_reports_the_cached_steps(
     assert not any(path.name.startswith("compose.build") for path in root.iterdir())  # outside
 
 
+def planned_labels(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Build once; the service's plan and the labels its image got (its input digest too)."""
+    build.build(MockContext(), json=True)
+    first: dict[str, Any] = json.loads(capsys.readouterr().out)["plan"]["services"][0]
+    return first, {**first["labels"], "org.compose-tasks.inputs": first["inputs"]}
+
+
 def test_an_image_of_this_commit_from_the_same_inputs_is_not_built_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cli = FakeCli([vertex("[api 2/3] COPY . /app", cached=True)], local=["busybox:1.36"])
     root = shop(tmp_path, monkeypatch, cli)
     cli.project = project_of(root)
-    build.build(MockContext(), json=True)
-    first = json.loads(capsys.readouterr().out)["plan"]["services"][0]
-    ours = {**first["labels"], "org.compose-tasks.inputs": first["inputs"]}
+    first, ours = planned_labels(capsys)
     cli.labelled = {first["build_ref"]: ours, "shop-api:other": {**ours, "x": "y"}}
     cli.calls.clear()
     build.build(MockContext())
@@ -106,9 +111,7 @@ def test_affected_re_tags_another_commits_image_and_push_builds_what_exports_a_c
         monkeypatch.setattr(build, "settings_of", lambda c, **flags: settings)
 
     configure()
-    build.build(MockContext(), json=True, affected=True)
-    first = json.loads(capsys.readouterr().out)["plan"]["services"][0]
-    ours = {**first["labels"], "org.compose-tasks.inputs": first["inputs"]}
+    first, ours = planned_labels(capsys)
     cli.labelled = {"shop-api:0ld0ld0ld0ld": ours}  # built from these inputs at another commit
     cli.calls.clear()
     build.build(MockContext(), affected=True)

@@ -1,0 +1,243 @@
+"""What a build need not do, known before it runs: each service's input digest and step keys
+(recorded on its image), the services whose image of this commit is up to date or, with
+``affected``, whose inputs an earlier commit's image was built from, and which steps BuildKit
+will take from its cache (``steps``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tasks import commands, engine, fingerprint, steps
+from tasks.dockerfile import parse, stage_bases
+from tasks.fingerprint import GitIndex
+from tasks.model import BuildPlan, ServicePlan
+from tasks.refs import (
+    LABEL_COMMIT,
+    LABEL_INPUTS,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    LABEL_STEPS,
+    LABEL_TOOL,
+    LABEL_VALUES,
+    TOOL,
+    cache_entry,
+    owned_by,
+    split_ref,
+)
+from tasks.runner import Runner
+from tasks.steps import PlannedStep
+
+
+def bases_of(path: Path, text: str) -> list[str]:
+    """The images a Dockerfile's text starts its stages from."""
+    return stage_bases(parse(text, str(path)))
+
+
+def _dockerfile(service: ServicePlan) -> tuple[Path, bytes]:
+    """A service's Dockerfile: its path and bytes (``dockerfile_inline`` too)."""
+    inline = service.build.get("dockerfile_inline")
+    path = Path(service.context) / service.dockerfile
+    return path, str(inline).encode() if inline else path.read_bytes()
+
+
+def _text(found: tuple[Path, bytes]) -> tuple[Path, str]:
+    return found[0], found[1].decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One service's inputs as the plan reads them."""
+
+    digest: str  # ``fingerprint.service_digest``
+    steps: list[PlannedStep]
+    values: dict[str, str]  # every ARG and ENV value its stages see
+
+
+def _read_inputs(
+    service: ServicePlan,
+    commit_arg: str,
+    docker: engine.Engine,
+    index: GitIndex | None,
+    walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]],
+    planned: dict[tuple[Any, ...], tuple[list[PlannedStep], dict[str, str]]],
+) -> _Read:
+    """A service's input digest (``fingerprint``; without ``commit_arg`` when one is named)
+    and its steps' keys. ``walked`` and ``planned`` keep each context's files and each step
+    plan for the services sharing them."""
+    context = Path(service.context)
+    build = dict(service.build)
+    path, data = _dockerfile(service)
+    given = {str(k): str(v) for k, v in dict(build.get("args") or {}).items() if v is not None}
+    build["args"] = {k: v for k, v in dict(build.get("args") or {}).items() if k != commit_arg}
+    named = {}
+    for name, where in dict(build.get("additional_contexts") or {}).items():
+        folder = Path(str(where))
+        local = "://" not in str(where) and ":" not in str(where)[:2] and folder.is_dir()
+        named[name] = fingerprint.folder_digest(folder, [], index) if local else str(where)
+    text = data.decode(errors="replace")
+    bases = {ref: docker.local_id(ref) for ref in bases_of(path, text) if "$" not in ref}
+    ours = {k: v for k, v in service.args.items() if k != commit_arg}
+    patterns = tuple(fingerprint.ignore_lines(context, path))
+    files = walked.get((context, patterns))
+    if files is None:
+        files = walked[context, patterns] = fingerprint.context_files(context, patterns, index)
+    digest = fingerprint.service_digest(
+        data, fingerprint.files_digest(files), build, named, ours, bases, [service.strategy]
+    )
+    args = {**given, **service.args}
+    target = str(build.get("target") or "")
+    key = (text, target, tuple(sorted(args.items())), id(files), tuple(sorted(named.items())))
+    if key not in planned:  # services sharing a Dockerfile, context and args: one walk
+        found = steps.Inputs(args, files, docker.local_id, named)
+        planned[key] = steps.plan_steps(parse(text, str(path)), target, found)
+    return _Read(digest, *planned[key])
+
+
+def _changed(runner: Runner, index: GitIndex | None, commit: str, context: Path) -> set[str]:
+    """The context's files (relative to it) changed since ``commit``, untracked ones too."""
+    if index is None or not commit or not context.resolve().is_relative_to(index.root):
+        return set()
+    where = context.resolve().relative_to(index.root).as_posix()
+    root = str(index.root)
+    diff, others = runner.run_all(
+        [
+            commands.git("-C", root, "diff", "--name-only", "-z", commit, "--", where),
+            commands.git("-C", root, "ls-files", "--others", "--exclude-standard", "-z", where),
+        ]
+    )
+    found = [*diff.out.split("\0"), *others.out.split("\0")] if diff.ok and others.ok else []
+    prefix = "" if where == "." else f"{where}/"
+    return {path.removeprefix(prefix) for path in found if path.startswith(prefix) and path}
+
+
+def _prediction(
+    service: ServicePlan,
+    read: _Read,
+    ours: Mapping[str, Mapping[str, str]],
+    known: set[str],
+    fresh: bool,
+    changed: Callable[[str], set[str]],
+) -> steps.Prediction:
+    """What BuildKit will take from its cache, against the service's last build here (its
+    ``:latest`` image, else any image of it); ``changed`` names the context files changed
+    since a commit, asked only when files are the reason."""
+    if fresh:
+        rebuilt = tuple(step.position for step in read.steps)
+        first = read.steps[0].label if read.steps else ""
+        return steps.Prediction(len(read.steps), 0, rebuilt, first, "--fresh: no cache")
+    mine = sorted(
+        (ref for ref, labels in ours.items() if labels.get(LABEL_SERVICE) == service.name),
+        key=lambda ref: (split_ref(ref)[1] != "latest", ref),
+    )
+    labels = ours[mine[0]] if mine else {}
+    try:
+        before = dict(json.loads(labels.get(LABEL_VALUES) or "{}"))
+    except ValueError:
+        before = {}
+    now = steps.value_hashes(read.values)
+    previous = steps.decode(labels.get(LABEL_STEPS, ""))
+    found = steps.predict(read.steps, known, previous, before, now)
+    if found.why.startswith("files changed in"):
+        files = changed(labels.get(LABEL_COMMIT, ""))
+        found = steps.predict(read.steps, known, previous, before, now, files)
+    return found
+
+
+def _exports(service: ServicePlan) -> bool:
+    """Whether the service's build exports a registry cache (``cache_to`` type=registry)."""
+    return any(cache_entry(entry)[1] for entry in service.cache_to)
+
+
+def _same_inputs(service: ServicePlan, digest: str, ours: Mapping[str, Mapping[str, str]]) -> str:
+    """An image of ours of this service built from these inputs: the commit's own tag first."""
+    mine = [
+        ref
+        for ref, labels in ours.items()
+        if split_ref(ref)[0] == service.image
+        and labels.get(LABEL_SERVICE) == service.name
+        and labels.get(LABEL_INPUTS) == digest
+    ]
+    return min(mine, key=lambda ref: (ref != service.build_ref, ref), default="")
+
+
+def with_inputs(
+    commit_arg: str,
+    built: BuildPlan,
+    docker: engine.Engine,
+    fresh: bool,
+    affected: bool,
+    rebuild: bool = False,
+) -> BuildPlan:
+    """The plan with each service's input digest and step keys on its image (labels), what
+    the cache will give each step, and, unless ``fresh`` or ``rebuild``, the services an image
+    of ours with the same digest serves not built (re-tagged when that image is another
+    commit's: ``affected`` leaves the commit arg out)."""
+    mine = [ref for service in built.services for ref in (service.build_ref, *service.promote)]
+    docker.prefetch(
+        [
+            *mine,
+            *(
+                ref
+                for service in built.services
+                for ref in bases_of(*_text(_dockerfile(service)))
+                if "$" not in ref
+            ),
+        ]
+    )
+    indexes: list[GitIndex] = []  # one per repository, the project's first
+    reads, owners = [], []
+    walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]] = {}
+    planned: dict[tuple[Any, ...], tuple[list[PlannedStep], dict[str, str]]] = {}
+    for service in built.services:
+        context = Path(service.context).resolve()
+        index = next((i for i in indexes if context.is_relative_to(i.root)), None)
+        if index is None:
+            index = fingerprint.git_index(docker.runner, context)
+            indexes += [index] if index else []
+        left_out = commit_arg if affected else ""
+        reads.append(_read_inputs(service, left_out, docker, index, walked, planned))
+        owners.append(index)
+    ours: dict[str, dict[str, str]] = {}  # images of ours: this commit's and :latest, or all
+    if affected and not fresh:  # every image of ours may serve: one lookup of them all
+        ours = docker.labelled({LABEL_TOOL: TOOL, LABEL_PROJECT: built.project})
+    elif not fresh:
+        for ref in mine:
+            labels = docker.labels(ref)
+            if labels is not None and owned_by(labels, built.project):
+                ours[ref] = labels
+    known = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
+    # a registry cache the build exports goes out with a build only: with push, it builds
+    found = [
+        "" if rebuild or (built.push and _exports(s)) else _same_inputs(s, read.digest, ours)
+        for s, read in zip(built.services, reads, strict=True)
+    ]
+    services = tuple(
+        replace(
+            service,
+            labels={
+                **service.labels,
+                LABEL_INPUTS: read.digest,
+                LABEL_STEPS: steps.encode(read.steps),
+                LABEL_VALUES: json.dumps(steps.value_hashes(read.values), separators=(",", ":")),
+            },
+            inputs=read.digest,
+            reuse=ref,
+            prediction=None
+            if ref
+            else _prediction(
+                service,
+                read,
+                ours,
+                known,
+                fresh,
+                functools.partial(_changed, docker.runner, index, context=Path(service.context)),
+            ),
+        )
+        for service, read, ref, index in zip(built.services, reads, found, owners, strict=True)
+    )
+    return replace(built, services=services, affected=affected)
