@@ -406,11 +406,12 @@ def predict(
     previous: Sequence[Sequence[str]],
     before: Mapping[str, str],
     now: Mapping[str, str],
-    changed: Collection[str] = (),
+    changed: Callable[[], Collection[str]] = tuple,
 ) -> Prediction:
     """Which steps come from the cache (their key is one an image here was built with) and, for
     the first that does not, why: against ``previous`` (the service's last build's steps), the
-    value hashes then (``before``) and now, and the context files ``changed`` since."""
+    value hashes then (``before``) and now, and the context files changed since (``changed``,
+    asked only when files are the reason)."""
     rebuilt = [step for step in steps if step.key not in known]
     if not rebuilt:
         return Prediction(len(steps), len(steps), ())
@@ -430,7 +431,7 @@ def _why(
     before: Mapping[str, str],
     now: Mapping[str, str],
     built: bool,
-    changed: Collection[str],
+    changed: Callable[[], Collection[str]],
 ) -> str:
     row = previous.get(step.position)
     if not built:
@@ -442,17 +443,18 @@ def _why(
     if row[4] != step.parts[2] and step.origin:
         return f"what it copies from {step.origin} changed"
     if row[4] != step.parts[2]:
-        gone = dict.fromkeys(changed, "")  # deleted files too: matched by the sources
+        files = changed()
+        gone = dict.fromkeys(files, "")  # deleted files too: matched by the sources
         named = sorted(
-            step.reads.intersection(changed).union(*(_matches(src, gone) for src in step.sources))
+            step.reads.intersection(files).union(*(_matches(src, gone) for src in step.sources))
         )
         if named:
             more = f" and {len(named) - 3} more" if len(named) > 3 else ""
             return f"changed {', '.join(named[:3])}{more}"
         return f"files changed in {', '.join(step.sources) or 'what it reads'}"
     if row[3] != step.parts[1]:
-        changed = [name for name in step.names if before.get(name) != now.get(name)]
-        return f"changed: {', '.join(changed)}" if changed else "its args, env or user changed"
+        names = [name for name in step.names if before.get(name) != now.get(name)]
+        return f"changed: {', '.join(names)}" if names else "its args, env or user changed"
     if step.base:
         return f"its base {step.base} changed"
     return "not in the cache of any image here"

@@ -141,11 +141,8 @@ def _prediction(
         before = {}
     now = steps.value_hashes(read.values)
     previous = steps.decode(labels.get(LABEL_STEPS, ""))
-    found = steps.predict(read.steps, known, previous, before, now)
-    if found.why.startswith("files changed in"):
-        files = changed(labels.get(LABEL_COMMIT, ""))
-        found = steps.predict(read.steps, known, previous, before, now, files)
-    return found
+    commit = labels.get(LABEL_COMMIT, "")
+    return steps.predict(read.steps, known, previous, before, now, lambda: changed(commit))
 
 
 def _exports(service: ServicePlan) -> bool:

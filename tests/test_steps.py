@@ -140,6 +140,8 @@ def test_the_label_round_trips_and_the_prediction_names_what_changed() -> None:
     assert found.text().startswith('rebuilds from [stage-2 3/3] RUN echo "c2"')
     files = planned(files={**FILES, "src/b.txt": "f 5"})
     assert steps.predict(files, known, previous, {}, {}).why == "files changed in src/"
+    named = steps.predict(files, known, previous, {}, {}, lambda: {"src/b.txt", "other.txt"})
+    assert named.why == "changed src/b.txt"
     fresh = steps.predict(before, set(), [], {}, {})
     assert (fresh.cached, fresh.why) == (0, "no earlier build of this service here")
     assert steps.predict(before, known, previous, {}, {}).text() == "all 7 steps from cache"
