@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tasks import commands
 from tasks.errors import UserError
-from tasks.runner import NOT_FOUND, Runner
+from tasks.runner import NOT_FOUND, Runner, meaningful_line
 from tasks.settings import Settings
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -56,13 +58,50 @@ def version(runner: Runner) -> str:
 
 
 def load_project(runner: Runner, argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
-    """The fully resolved project from ``docker compose config --format json``."""
-    text = runner.check([*argv, "config", "--format", "json"], "compose config", env)
+    """The fully resolved project from ``docker compose config --format json``; where compose
+    cannot print a project as JSON (compose 2.40 fails on an ``ssh`` key file entry: "error
+    calling MarshalJSON for type types.SSHKey"), from its YAML form."""
+    done = runner.run([*argv, "config", "--format", "json"], env)
+    if done.code == NOT_FOUND and not done.out:
+        raise UserError(done.err)
+    if not done.ok:
+        data = _from_yaml(runner, argv, env)
+        if data is None:
+            why = meaningful_line(done.err) or meaningful_line(done.out) or f"exit {done.code}"
+            raise UserError(f"compose config failed: {why}")
+        return data
     try:
-        data: dict[str, Any] = json.loads(text)
+        found: dict[str, Any] = json.loads(done.out)
     except json.JSONDecodeError as exc:
         raise UserError(f"compose config printed invalid JSON: {exc}") from None
+    return found
+
+
+def _from_yaml(
+    runner: Runner, argv: Sequence[str], env: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The project from ``docker compose config`` (YAML) with each ``ssh`` entry as compose
+    takes it (``id=path``; the YAML form prints ``'id: path'``); None when that fails too."""
+    done = runner.run([*argv, "config"], env)
+    if not done.ok:
+        return None
+    try:
+        data = yaml.safe_load(done.out)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    for service in (data.get("services") or {}).values():
+        build = (service or {}).get("build")
+        if isinstance(build, dict) and isinstance(build.get("ssh"), list):
+            build["ssh"] = [_ssh_entry(str(entry)) for entry in build["ssh"]]
     return data
+
+
+def _ssh_entry(text: str) -> str:
+    """``id: path`` (compose's YAML form of an ssh key entry) as ``id=path``."""
+    key, sep, path = text.partition(": ")
+    return f"{key}={path}" if sep and "=" not in key else text
 
 
 def resolve(

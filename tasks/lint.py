@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tasks import contexts
 from tasks.dockerfile import (
     Dockerfile,
     Instruction,
@@ -246,7 +247,7 @@ def lint_context(
 def read_dockerfile(name: str, build: Mapping[str, Any], base: Path) -> Dockerfile | None:
     """A service's Dockerfile (file or ``dockerfile_inline``); None when it cannot be read."""
     context_text = str(build.get("context") or ".")
-    if "://" in context_text or context_text.startswith("git@"):
+    if contexts.remote(context_text):
         return None
     if build.get("dockerfile_inline"):
         return parse(str(build["dockerfile_inline"]), f"{name}: dockerfile_inline")
@@ -260,7 +261,7 @@ def read_dockerfile(name: str, build: Mapping[str, Any], base: Path) -> Dockerfi
 def lint_service(name: str, build: Mapping[str, Any], commit_arg: str, base: Path) -> list[Finding]:
     """Every finding for one compose service's build section (as ``compose config`` prints it)."""
     context_text = str(build.get("context") or ".")
-    if "://" in context_text or context_text.startswith("git@"):
+    if contexts.remote(context_text):
         return []
     context = base / context_text
     dockerfile = context / str(build.get("dockerfile") or "Dockerfile")

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from tasks.commands import compose
+from tasks.depends import Need
 from tasks.override import override
 from tasks.refs import cache_entry
 from tasks.steps import Prediction
@@ -97,6 +98,10 @@ class ServicePlan:
     # not built: the local image built from the same inputs (re-tagged if another commit's)
     reuse: str = ""
     prediction: Prediction | None = None  # what the cache will give each step (``steps``)
+    needs: tuple[Need, ...] = ()  # the services it is built on (``depends``)
+    # named contexts the tool adds: an image of another service, as that service's build
+    contexts: Mapping[str, str] = field(default_factory=dict)
+    always: str = ""  # why its inputs cannot be known here, so it is built every time
 
     @property
     def cache_from(self) -> list[str]:
@@ -130,6 +135,9 @@ class BuildPlan:
     warnings: tuple[str, ...] = field(default=())
     lint: tuple[Finding, ...] = field(default=())  # Dockerfile cache lint, filled by the caller
     affected: bool = False  # services whose inputs did not change are re-tagged, not built
+    # consecutive builds: a service after the images it is built on, where the builder cannot
+    # take another service's build as a named context (one wave when it can)
+    waves: tuple[tuple[str, ...], ...] = ()
 
     def service_names(self) -> list[str]:
         return [service.name for service in self.services]

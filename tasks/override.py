@@ -35,12 +35,17 @@ def override(plan: BuildPlan) -> dict[str, Any]:
         }
         if service.exports:
             build["cache_to"] = service.cache_to
+        if service.contexts:
+            build["additional_contexts"] = dict(service.contexts)
         services[service.name] = {"image": service.build_ref, "build": build}
         for stage in service.stages:
             extra = {key: value for key, value in service.build.items() if key not in _NOT_COPIED}
             extra.update(build, target=stage.stage)
             extra["args"] = {**dict(service.build.get("args") or {}), **service.args}
             extra.pop("cache_to", None)
+            if service.contexts:
+                given = dict(service.build.get("additional_contexts") or {})
+                extra["additional_contexts"] = {**given, **service.contexts}
             services[stage.service] = {"image": stage.ref, "build": extra}
     return {"services": services}
 

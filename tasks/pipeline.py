@@ -20,6 +20,7 @@ from tasks import (
     cachedir,
     commands,
     compose,
+    depends,
     engine,
     gitinfo,
     inputs,
@@ -36,7 +37,7 @@ from tasks.gitinfo import GitInfo
 from tasks.lint import display_path, lint_project, read_dockerfile
 from tasks.model import BuildPlan, Finding
 from tasks.override import override_yaml
-from tasks.plan import cache_refs, make_plan, select
+from tasks.plan import cache_refs, image_repo, make_plan, select
 from tasks.progress import BuildProgress, Step
 from tasks.runner import Runner
 from tasks.settings import Settings
@@ -134,21 +135,40 @@ class Dockerfiles:
     stages: dict[str, list[str]]  # named stages each target depends on, to cache as images
     steps: dict[str, frozenset[str] | None]  # ``first_steps`` of each; None: unreadable
     bases: list[str]  # the images their stages start from (no ``$`` refs)
+    needs: dict[str, tuple[depends.Need, ...]] = field(default_factory=dict)  # ``depends``
 
 
 def dockerfiles_of(project: Project) -> Dockerfiles:
     """What the plan needs from each buildable service's Dockerfile (a Dockerfile that several
-    services share is parsed once; the lint reads it again, from the same parse)."""
+    services share is parsed once; the lint reads it again, from the same parse), and what
+    each is built on."""
     out = Dockerfiles({}, {}, [])
-    for name, service in (project.data.get("services") or {}).items():
+    services = project.data.get("services") or {}
+    settings = project.settings
+    owners: dict[str, str] = {}
+    for name, service in services.items():
+        if service.get("build"):
+            for registry in dict.fromkeys(["", settings.registry]):
+                repo = image_repo(project.name, name, service, registry)
+                owners.setdefault(depends.repo_key(repo), name)
+    for name, service in services.items():
         build = service.get("build") or {}
         dockerfile = read_dockerfile(name, build, Path.cwd()) if build else None
         target = str(build.get("target") or "")
+        refs: list[str] = []
         if dockerfile is not None:
             needed = dependency_stages(dockerfile, target)
             out.stages[name] = [stage.name for stage in reversed(needed) if stage.name]
             out.bases.extend(ref for ref in stage_bases(dockerfile) if "$" not in ref)
+            args = {str(k): str(v) for k, v in (build.get("args") or {}).items() if v is not None}
+            args[settings.commit_arg] = project.git.commit
+            refs = depends.image_refs(dockerfile, args)
         out.steps[name] = first_steps(dockerfile, target) if dockerfile is not None else None
+        if build:
+            found = depends.needs_of(name, build, refs, owners)
+            out.needs[name] = tuple(
+                need for need in found if (services.get(need.service) or {}).get("build")
+            )
     return out
 
 
@@ -177,6 +197,8 @@ def plan(
     Changes nothing."""
     check_services(project, services)
     read = dockerfiles_of(project)
+    if services:  # and every service they are built on: a build of them needs its result
+        services = depends.closure(select(project.data, services), read.needs)
     stages = read.stages
     refs = (
         [] if fresh else cache_refs(project.data, project.settings, project.git, services, stages)
@@ -200,11 +222,36 @@ def plan(
         push,
         read.steps,
     )
+    built = _linked(built, read.needs, builder)
     built = replace(built, lint=tuple(lint(project, built.service_names())))
     built = unchanged.with_inputs(
         project.settings.commit_arg, built, docker, fresh, affected, rebuild
     )
     return Prepared(project, built, docker)
+
+
+def _linked(
+    built: BuildPlan, needs: Mapping[str, tuple[depends.Need, ...]], builder: Builder
+) -> BuildPlan:
+    """The plan's services after those they are built on, each with its ``needs``. An image of
+    another service a Dockerfile names becomes a named context of that service's build where
+    the builder takes one (bake); elsewhere the build runs in waves (``depends.waves``)."""
+    names = depends.order(built.service_names(), needs)
+    by_name = {service.name: service for service in built.services}
+    services = tuple(
+        replace(
+            by_name[name],
+            needs=needs.get(name, ()),
+            contexts={
+                depends.context_name(need.name): f"{depends.SERVICE_PREFIX}{need.service}"
+                for need in needs.get(name, ())
+                if need.image and builder.bake
+            },
+        )
+        for name in names
+    )
+    waves = [names] if builder.bake else depends.waves(names, needs)
+    return replace(built, services=services, waves=tuple(tuple(wave) for wave in waves))
 
 
 def prepare(
@@ -335,6 +382,24 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
     return tuple(rows)
 
 
+def _waves(built: BuildPlan, names: Sequence[str]) -> list[list[str]]:
+    """The services to build, in the plan's waves (one compose build each)."""
+    found = [[name for name in wave if name in names] for wave in built.waves or [names]]
+    return [wave for wave in found if wave]
+
+
+def handover(built: BuildPlan, wave: Sequence[str]) -> list[tuple[str, str]]:
+    """(this build's image of a service, the ref a Dockerfile of ``wave`` names it by): a
+    builder without named contexts reads an image ref from the engine's images."""
+    by_name = {service.name: service for service in built.services}
+    return [
+        (by_name[need.service].reuse or by_name[need.service].build_ref, need.name)
+        for name in wave
+        for need in by_name[name].needs
+        if need.image and need.name != by_name[need.service].build_ref
+    ]
+
+
 # The containerd image store loses a parent snapshot while parallel builds that share layers
 # unpack (moby/buildkit#6521, containerd/containerd#10723); the same build then succeeds.
 _SNAPSHOT_RACE = ("parent snapshot", "does not exist")
@@ -386,7 +451,14 @@ def execute(
     names = built.building()
     reused = {service.reuse for service in built.services if service.reuse}
     # nothing to build (every service reused): compose is not run at all
-    code, progress = compose_build(names) if names else (0, BuildProgress({}, []))
+    code, progress = 0, BuildProgress({}, [])
+    for number, wave in enumerate(_waves(built, names)):
+        if number:  # the images this wave's Dockerfiles name, now the ones just built
+            prepared.docker.tag_all(handover(built, wave))
+        code, wave_progress = compose_build(wave)
+        progress.adopt(wave_progress, wave)
+        if code:
+            break
     failed = tuple(progress.failed_services())
     retried: tuple[str, ...] = ()
     if code and failed and all(snapshot_race(progress.service(n).error) for n in failed):

@@ -204,7 +204,7 @@ class BuildProgress:
         """Take these services' stats (and the error and messages) from a later build."""
         for name in services:
             self.services[name] = other.service(name)
-        self.error = other.error
+        self.error = other.error or self.error
         self.messages += other.messages
 
     def running(self) -> list[Step]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tasks import mask
+from tasks.depends import context_name
 from tasks.model import BuildPlan
 from tasks.override import override_yaml
 from tasks.progress import Step
@@ -57,6 +58,13 @@ def plan_text(plan: BuildPlan) -> str:
             f"service {service.name}: {what}, then tags "
             f"{', '.join(service.promote)}; cache strategy: {service.strategy}"
         )
+        for need in service.needs:
+            how = f"named context {need.name}" if not need.image else f"image {need.name}"
+            handed = need.image and context_name(need.name) in service.contexts
+            via = ", handed over as a named context" if handed else ""
+            out.append(f"  built on   {need.service} ({how}{via})")
+        if service.always:
+            out.append(f"  always     built: {service.always}")
         if service.prediction is not None:
             out.append(f"  predicts   {service.prediction.text()}")
         for stage in service.stages:

@@ -407,11 +407,13 @@ def predict(
     before: Mapping[str, str],
     now: Mapping[str, str],
     changed: Callable[[], Collection[str]] = tuple,
+    services: Mapping[str, str] | None = None,
 ) -> Prediction:
     """Which steps come from the cache (their key is one an image here was built with) and, for
     the first that does not, why: against ``previous`` (the service's last build's steps), the
     value hashes then (``before``) and now, and the context files changed since (``changed``,
-    asked only when files are the reason)."""
+    asked only when files are the reason); ``services`` maps the names a build reads another
+    service's result by to that service (its change is the reason)."""
     rebuilt = [step for step in steps if step.key not in known]
     if not rebuilt:
         return Prediction(len(steps), len(steps), ())
@@ -421,7 +423,15 @@ def predict(
         len(steps) - len(rebuilt),
         tuple(step.position for step in rebuilt),
         first.label,
-        _why(first, {row[0]: row for row in previous}, before, now, bool(previous), changed),
+        _why(
+            first,
+            {row[0]: row for row in previous},
+            before,
+            now,
+            bool(previous),
+            changed,
+            services or {},
+        ),
     )
 
 
@@ -432,6 +442,7 @@ def _why(
     now: Mapping[str, str],
     built: bool,
     changed: Callable[[], Collection[str]],
+    services: Mapping[str, str],
 ) -> str:
     row = previous.get(step.position)
     if not built:
@@ -440,6 +451,8 @@ def _why(
         return "a new step"
     if row[2] != step.parts[0]:
         return "the instruction changed"
+    if row[4] != step.parts[2] and step.origin in services:
+        return f"{services[step.origin]} changed (it copies from {step.origin})"
     if row[4] != step.parts[2] and step.origin:
         return f"what it copies from {step.origin} changed"
     if row[4] != step.parts[2]:
@@ -455,6 +468,8 @@ def _why(
     if row[3] != step.parts[1]:
         names = [name for name in step.names if before.get(name) != now.get(name)]
         return f"changed: {', '.join(names)}" if names else "its args, env or user changed"
+    if step.base in services:
+        return f"{services[step.base]} changed (its base {step.base})"
     if step.base:
         return f"its base {step.base} changed"
     return "not in the cache of any image here"

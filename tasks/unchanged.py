@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tasks import commands, engine, fingerprint, steps
+from tasks import commands, contexts, depends, engine, fingerprint, steps
 from tasks.dockerfile import parse, stage_bases
 from tasks.fingerprint import GitIndex
 from tasks.model import BuildPlan, ServicePlan
@@ -39,23 +39,75 @@ def bases_of(path: Path, text: str) -> list[str]:
 
 
 def _dockerfile(service: ServicePlan) -> tuple[Path, bytes]:
-    """A service's Dockerfile: its path and bytes (``dockerfile_inline`` too)."""
+    """A service's Dockerfile: its path and bytes (``dockerfile_inline`` too); a remote
+    context's is not here: its path as written stands for it."""
     inline = service.build.get("dockerfile_inline")
     path = Path(service.context) / service.dockerfile
-    return path, str(inline).encode() if inline else path.read_bytes()
+    if inline:
+        return path, str(inline).encode()
+    if contexts.remote(service.context):
+        return path, f"{service.context} {service.dockerfile}".encode()
+    return path, path.read_bytes()
 
 
 def _text(found: tuple[Path, bytes]) -> tuple[Path, str]:
     return found[0], found[1].decode(errors="replace")
 
 
+def _bases(service: ServicePlan) -> list[str]:
+    """The images a local Dockerfile (or ``dockerfile_inline``) starts its stages from."""
+    if contexts.remote(service.context) and not service.build.get("dockerfile_inline"):
+        return []
+    return bases_of(*_text(_dockerfile(service)))
+
+
 @dataclass(frozen=True)
 class _Read:
     """One service's inputs as the plan reads them."""
 
-    digest: str  # ``fingerprint.service_digest``
+    digest: str  # ``fingerprint.service_digest``; '' when they cannot be known here
     steps: list[PlannedStep]
     values: dict[str, str]  # every ARG and ENV value its stages see
+    unknown: str = ""  # why its inputs cannot be known before building (then no digest)
+
+
+def _named(
+    build: Mapping[str, Any],
+    docker: engine.Engine,
+    index: GitIndex | None,
+    built_on: Mapping[str, str],
+) -> tuple[dict[str, str], str]:
+    """Each named context as the digest takes it (a folder's files, an image's id, a git
+    ref's commit, another service's build as that service's digest), and why one cannot be
+    known ('' when all can)."""
+    named: dict[str, str] = {}
+    for name, where in dict(build.get("additional_contexts") or {}).items():
+        text = str(where)
+        found = contexts.kind(text)
+        if found is contexts.Kind.SERVICE:
+            named[name] = built_on.get(name, text)
+        elif found is contexts.Kind.IMAGE:
+            named[name] = f"{text}@{docker.local_id(text.removeprefix('docker-image://'))}"
+        elif found is contexts.Kind.FOLDER and Path(text).is_dir():
+            named[name] = fingerprint.folder_digest(Path(text), [], index)
+        elif found is contexts.Kind.GIT:
+            commit, why = contexts.git_commit(docker.runner, text)
+            if why:
+                return named, f"named context {name}: {why}"
+            named[name] = f"{text}@{commit}"
+        elif found is contexts.Kind.URL:
+            return named, f"named context {name} is a URL ({text}): {_UNSEEN}"
+        else:
+            named[name] = text
+    return named, ""
+
+
+_UNSEEN = "what it holds is known only when BuildKit fetches it, so it is built every time"
+
+
+def _base_id(built_on: Mapping[str, str], docker: engine.Engine, ref: str) -> str:
+    """What an image ref stands for in a step key: another service's build, else its id."""
+    return built_on.get(ref) or docker.local_id(ref)
 
 
 def _read_inputs(
@@ -65,23 +117,35 @@ def _read_inputs(
     index: GitIndex | None,
     walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]],
     planned: dict[tuple[Any, ...], tuple[list[PlannedStep], dict[str, str]]],
+    built_on: Mapping[str, str],
 ) -> _Read:
     """A service's input digest (``fingerprint``; without ``commit_arg`` when one is named)
     and its steps' keys. ``walked`` and ``planned`` keep each context's files and each step
-    plan for the services sharing them."""
+    plan for the services sharing them; ``built_on`` gives, for each name its build reads
+    another service's result by (``depends.Need.name``), that service's digest."""
     context = Path(service.context)
     build = dict(service.build)
     path, data = _dockerfile(service)
     given = {str(k): str(v) for k, v in dict(build.get("args") or {}).items() if v is not None}
     build["args"] = {k: v for k, v in dict(build.get("args") or {}).items() if k != commit_arg}
-    named = {}
-    for name, where in dict(build.get("additional_contexts") or {}).items():
-        folder = Path(str(where))
-        local = "://" not in str(where) and ":" not in str(where)[:2] and folder.is_dir()
-        named[name] = fingerprint.folder_digest(folder, [], index) if local else str(where)
-    text = data.decode(errors="replace")
-    bases = {ref: docker.local_id(ref) for ref in bases_of(path, text) if "$" not in ref}
+    named, unknown = _named(build, docker, index, built_on)
+    if unknown:
+        return _Read("", [], {}, unknown)
+    named.update({f"built on {name}": digest for name, digest in built_on.items()})
     ours = {k: v for k, v in service.args.items() if k != commit_arg}
+    if contexts.remote(service.context):
+        if contexts.kind(service.context) is contexts.Kind.URL:
+            return _Read("", [], {}, f"its build context is a URL ({service.context}): {_UNSEEN}")
+        commit, why = contexts.git_commit(docker.runner, service.context)
+        if why:
+            return _Read("", [], {}, f"its build context: {why}")
+        source = f"{service.context}@{commit}"
+        digest = fingerprint.service_digest(
+            data, source, build, named, ours, {}, [service.strategy]
+        )
+        return _Read(digest, [], {})  # its Dockerfile is in the repository: no step keys
+    text = data.decode(errors="replace")
+    bases = {ref: _base_id(built_on, docker, ref) for ref in bases_of(path, text) if "$" not in ref}
     patterns = tuple(fingerprint.ignore_lines(context, path))
     files = walked.get((context, patterns))
     if files is None:
@@ -91,9 +155,16 @@ def _read_inputs(
     )
     args = {**given, **service.args}
     target = str(build.get("target") or "")
-    key = (text, target, tuple(sorted(args.items())), id(files), tuple(sorted(named.items())))
+    key = (
+        text,
+        target,
+        tuple(sorted(args.items())),
+        id(files),
+        tuple(sorted(named.items())),
+    )
     if key not in planned:  # services sharing a Dockerfile, context and args: one walk
-        found = steps.Inputs(args, files, docker.local_id, named)
+        base_id = functools.partial(_base_id, built_on, docker)
+        found = steps.Inputs(args, files, base_id, named)
         planned[key] = steps.plan_steps(parse(text, str(path)), target, found)
     return _Read(digest, *planned[key])
 
@@ -135,6 +206,7 @@ def _prediction(
         key=lambda ref: (split_ref(ref)[1] != "latest", ref),
     )
     labels = ours[mine[0]] if mine else {}
+    services = {need.name: need.service for need in service.needs}
     try:
         before = dict(json.loads(labels.get(LABEL_VALUES) or "{}"))
     except ValueError:
@@ -142,7 +214,9 @@ def _prediction(
     now = steps.value_hashes(read.values)
     previous = steps.decode(labels.get(LABEL_STEPS, ""))
     commit = labels.get(LABEL_COMMIT, "")
-    return steps.predict(read.steps, known, previous, before, now, lambda: changed(commit))
+    return steps.predict(
+        read.steps, known, previous, before, now, lambda: changed(commit), services
+    )
 
 
 def _exports(service: ServicePlan) -> bool:
@@ -151,7 +225,10 @@ def _exports(service: ServicePlan) -> bool:
 
 
 def _same_inputs(service: ServicePlan, digest: str, ours: Mapping[str, Mapping[str, str]]) -> str:
-    """An image of ours of this service built from these inputs: the commit's own tag first."""
+    """An image of ours of this service built from these inputs: the commit's own tag first
+    ('' when the inputs cannot be known)."""
+    if not digest:
+        return ""
     mine = [
         ref
         for ref, labels in ours.items()
@@ -175,29 +252,38 @@ def with_inputs(
     of ours with the same digest serves not built (re-tagged when that image is another
     commit's: ``affected`` leaves the commit arg out)."""
     mine = [ref for service in built.services for ref in (service.build_ref, *service.promote)]
-    docker.prefetch(
-        [
-            *mine,
-            *(
-                ref
-                for service in built.services
-                for ref in bases_of(*_text(_dockerfile(service)))
-                if "$" not in ref
-            ),
-        ]
-    )
+    images = [
+        str(where).removeprefix("docker-image://")
+        for service in built.services
+        for where in dict(service.build.get("additional_contexts") or {}).values()
+        if contexts.kind(str(where)) is contexts.Kind.IMAGE
+    ]
+    bases = [ref for service in built.services for ref in _bases(service) if "$" not in ref]
+    docker.prefetch([*mine, *bases, *images])
     indexes: list[GitIndex] = []  # one per repository, the project's first
-    reads, owners = [], []
+    reads: list[_Read] = []
+    owners: list[GitIndex | None] = []
+    done: dict[str, _Read] = {}  # services are in build order: those built on come first
     walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]] = {}
     planned: dict[tuple[Any, ...], tuple[list[PlannedStep], dict[str, str]]] = {}
     for service in built.services:
         context = Path(service.context).resolve()
         index = next((i for i in indexes if context.is_relative_to(i.root)), None)
-        if index is None:
+        if index is None and not contexts.remote(service.context):
             index = fingerprint.git_index(docker.runner, context)
             indexes += [index] if index else []
         left_out = commit_arg if affected else ""
-        reads.append(_read_inputs(service, left_out, docker, index, walked, planned))
+        unknown = [n.service for n in service.needs if not done[n.service].digest]
+        if unknown:
+            read = _Read("", [], {}, f"it is built on {unknown[0]}, whose inputs are not known")
+        else:
+            built_on = {
+                n.name: f"{depends.SERVICE_PREFIX}{n.service}@{done[n.service].digest}"
+                for n in service.needs
+            }
+            read = _read_inputs(service, left_out, docker, index, walked, planned, built_on)
+        done[service.name] = read
+        reads.append(read)
         owners.append(index)
     ours: dict[str, dict[str, str]] = {}  # images of ours: this commit's and :latest, or all
     if affected and not fresh:  # every image of ours may serve: one lookup of them all
@@ -224,8 +310,9 @@ def with_inputs(
             },
             inputs=read.digest,
             reuse=ref,
+            always=read.unknown,
             prediction=None
-            if ref
+            if ref or read.unknown or (not read.steps and contexts.remote(service.context))
             else _prediction(
                 service,
                 read,
