@@ -83,7 +83,7 @@ def git_commit(runner: Runner, text: str) -> tuple[str, str]:
     if _COMMIT.match(found.ref):
         return found.ref, ""
     ref = found.ref or "HEAD"
-    argv = commands.git(*_GIT_LIMITS, "ls-remote", "--", found.url, ref)
+    argv = commands.git(*_GIT_LIMITS, "ls-remote", "--", found.url, ref, f"{ref}^{{}}")
     done = runner.run(argv, _GIT_QUIET)
     lines = [line.split("\t") for line in done.out.splitlines() if "\t" in line]
     exact = [sha for sha, name in lines if name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}")]

@@ -42,6 +42,7 @@ def override(plan: BuildPlan) -> dict[str, Any]:
             extra = {key: value for key, value in service.build.items() if key not in _NOT_COPIED}
             extra.update(build, target=stage.stage)
             extra["args"] = {**dict(service.build.get("args") or {}), **service.args}
+            extra["labels"] = {**dict(service.build.get("labels") or {}), **service.labels}
             extra.pop("cache_to", None)
             if service.contexts:
                 given = dict(service.build.get("additional_contexts") or {})

@@ -222,7 +222,7 @@ def plan(
         push,
         read.steps,
     )
-    built = _linked(built, read.needs, builder)
+    built = link(built, read.needs, builder)
     built = replace(built, lint=tuple(lint(project, built.service_names())))
     built = unchanged.with_inputs(
         project.settings.commit_arg, built, docker, fresh, affected, rebuild
@@ -230,7 +230,7 @@ def plan(
     return Prepared(project, built, docker)
 
 
-def _linked(
+def link(
     built: BuildPlan, needs: Mapping[str, tuple[depends.Need, ...]], builder: Builder
 ) -> BuildPlan:
     """The plan's services after those they are built on, each with its ``needs``. An image of

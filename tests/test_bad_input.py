@@ -294,6 +294,28 @@ ENGINE = {
             "app/Dockerfile": f"FORM busybox:1.36\nRUN echo {LITERAL_SECRET}\n",
         },
     ),
+    # build sections compose takes that would fail late, inside the build
+    "target-missing": case(
+        "build --dry-run",
+        "service 'app': build.target 'prod' is not a stage of app/Dockerfile (named stages: none)",
+        files={"compose.yaml": "services:\n  app:\n    build: {context: ./app, target: prod}\n"},
+    ),
+    "ssh-key-missing": case(
+        "build",
+        "ssh key file",
+        files={
+            "compose.yaml": "services:\n  app:\n    build: {context: ./app, ssh: [k=./nokey]}\n"
+        },
+    ),
+    "services-in-a-cycle": case(
+        "build --dry-run",
+        "services build on each other in a cycle: a -> b -> a",
+        files={
+            "compose.yaml": "name: cyc\nservices:\n  a:\n    build: ./a\n  b:\n    build: ./b\n",
+            "a/Dockerfile": "FROM cyc-b\n",
+            "b/Dockerfile": "FROM cyc-a:latest\n",
+        },
+    ),
     # Dockerfiles that parse but cannot build
     "dockerfile-bad-json": case(
         "build", "build failed", files={"app/Dockerfile": 'FROM busybox:1.36\nCOPY ["a" /b\n'}
