@@ -208,6 +208,7 @@ def plan(
         builder = engine.detect_builder(docker, refs)
     else:
         docker.prefetch(refs)
+    _check_platforms(project, select(project.data, services), builder)
     built = make_plan(
         project.data,
         project.settings,
@@ -228,6 +229,21 @@ def plan(
         project.settings.commit_arg, built, docker, fresh, affected, rebuild
     )
     return Prepared(project, built, docker)
+
+
+def _check_platforms(project: Project, names: Sequence[str], builder: Builder) -> None:
+    """A build for several platforms needs a builder that can export one: compose fails it
+    late on the docker driver of a classic image store; here it is one line, first."""
+    if builder.exports != ("inline",):
+        return
+    for name in names:
+        platforms = project.data["services"][name]["build"].get("platforms") or []
+        if len(platforms) > 1:
+            raise UserError(
+                f"service '{name}': platforms {', '.join(platforms)}: {builder.name} builds "
+                "one platform at a time (a multi-platform image needs the containerd image "
+                "store or a docker-container builder: docker buildx create --use)"
+            )
 
 
 def link(

@@ -321,6 +321,7 @@ class FakeCli(Runner):
         self.labelled: dict[str, dict[str, str]] = {}  # local images of ours: ref -> labels
         self.version = "20.10.24"  # a 28.x with ``containerd``: the containerd image store
         self.containerd = False
+        self.buildx = True  # ``buildx inspect`` answers: compose builds through bake
         self.calls: list[list[str]] = []
 
     def run(
@@ -340,6 +341,8 @@ class FakeCli(Runner):
         if words[:2] == ["docker", "info"]:
             store = [["driver-type", "io.containerd.snapshotter.v1"]] if self.containerd else []
             return Result(tuple(argv), 0, json.dumps(store), "")
+        if words[:2] == ["docker", "buildx"] and not self.buildx:
+            return Result(tuple(argv), 1, "", "docker: 'buildx' is not a docker command.")
         if words[:3] == ["docker", "buildx", "inspect"]:
             return Result(tuple(argv), 0, "Name: default\nDriver: docker\n", "")
         if words[:3] == ["docker", "buildx", "version"]:

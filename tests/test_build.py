@@ -171,3 +171,58 @@ def test_a_failed_build_moves_no_tag_and_exits_1(
         build.build(MockContext())
     assert str(stopped.value.message).startswith(said)
     assert not any(call[:3] == ["docker", "image", "tag"] for call in cli.calls)
+
+
+def pair_of(root: Path) -> dict[str, Any]:
+    """``base``, and ``app`` built FROM base's image (``shop-base``)."""
+    (root / "base").mkdir()
+    (root / "base" / "Dockerfile").write_text("FROM busybox:1.36\nRUN make\n")
+    (root / "Dockerfile").write_text("FROM shop-base\nCOPY . /app\n")
+    base = {"context": str(root / "base"), "dockerfile": "Dockerfile"}
+    return {"name": "shop", "services": {**project_of(root)["services"], "base": {"build": base}}}
+
+
+def test_an_image_of_another_service_builds_in_waves_without_named_contexts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = FakeCli([], local=["busybox:1.36"])
+    cli.buildx = False  # Engine 20.10, compose's own builder
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = pair_of(root)
+    build.build(MockContext(), json=True)
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert [s["name"] for s in plan["services"]] == ["base", "api"]
+    assert plan["waves"] == [["base"], ["api"]]
+    assert plan["services"][1]["contexts"] == {}
+    builds = [call for call in cli.calls if call[:2] == ["docker", "compose"] and "build" in call]
+    assert [call[-1] for call in builds] == ["base", "api"]  # two compose builds, base first
+    handed = ["docker", "image", "tag", plan["services"][0]["build_ref"], "shop-base"]
+    assert cli.calls.index(handed) < cli.calls.index(builds[1])  # tagged before app builds
+
+
+def test_an_image_of_another_service_is_a_named_context_on_bake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = FakeCli([], local=["busybox:1.36"])
+    cli.version = "28.5.2"
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = pair_of(root)
+    build.build(MockContext(), json=True, dry_run=True)
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["waves"] == [["base", "api"]]
+    assert plan["services"][1]["contexts"] == {"shop-base": "service:base"}
+    api = plan["override"]["services"]["api"]["build"]
+    assert api["additional_contexts"] == {"shop-base": "service:base"}
+
+
+def test_several_platforms_on_a_builder_that_exports_one_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = FakeCli([], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = project_of(root)
+    cli.project["services"]["api"]["build"]["platforms"] = ["linux/amd64", "linux/arm64"]
+    with pytest.raises(Exit) as stopped:
+        build.build(MockContext(), dry_run=True)
+    assert "platforms linux/amd64, linux/arm64" in str(stopped.value.message)
+    assert not any("build" in call and call[:2] == ["docker", "compose"] for call in cli.calls)
