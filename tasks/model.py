@@ -102,6 +102,9 @@ class ServicePlan:
     # named contexts the tool adds: an image of another service, as that service's build
     contexts: Mapping[str, str] = field(default_factory=dict)
     always: str = ""  # why its inputs cannot be known here, so it is built every time
+    # not built, not pulled: the registry's image of this service built from the same inputs
+    # (its manifest is copied to this commit's tag with push)
+    remote: str = ""
 
     @property
     def cache_from(self) -> list[str]:
@@ -144,19 +147,20 @@ class BuildPlan:
 
     def building(self) -> list[str]:
         """The services compose builds: all but those reused from an earlier build."""
-        return [service.name for service in self.services if not service.reuse]
+        return [s.name for s in self.services if not s.reuse and not s.remote]
 
     def pushed_refs(self) -> list[str]:
         """What a push sends: each service's commit tag, cache tags and stage cache images."""
         return [
             ref
             for s in self.services
+            if not s.remote  # its tags are set in the registry itself
             for ref in (s.build_ref, *s.promote, *(stage.ref for stage in s.stages))
         ]
 
     def exported_refs(self) -> list[str]:
         """The registry caches the build itself exports (``cache_to`` of type registry)."""
-        refs = (cache_entry(entry)[1] for s in self.services for entry in s.cache_to)
+        refs = (cache_entry(e)[1] for s in self.services if not s.remote for e in s.cache_to)
         return [ref for ref in refs if ref]
 
     def aliases(self) -> dict[str, str]:

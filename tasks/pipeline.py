@@ -25,6 +25,7 @@ from tasks import (
     gitinfo,
     inputs,
     mask,
+    registry,
     resolved,
     steps,
     unchanged,
@@ -349,6 +350,7 @@ class ServiceResult:
     reused: str = ""  # not built: the image of a build with the same inputs (re-tagged if another)
     predicted: Prediction | None = None  # what the plan expected of the cache
     exact: bool | None = None  # whether it rebuilt just the predicted steps (None: not built)
+    remote: str = ""  # not built, not pulled: the registry's image from the same inputs
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,7 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
                 service.reuse,
                 prediction,
                 exact,
+                service.remote,
             )
         )
     return tuple(rows)
@@ -402,6 +405,46 @@ def _waves(built: BuildPlan, names: Sequence[str]) -> list[list[str]]:
     """The services to build, in the plan's waves (one compose build each)."""
     found = [[name for name in wave if name in names] for wave in built.waves or [names]]
     return [wave for wave in found if wave]
+
+
+def _copy_in_registry(built: BuildPlan) -> tuple[list[str], set[str]]:
+    """With push, each service the registry holds up to date gets this commit's tag there (a
+    manifest copy: no layer moves); the refs tagged, and the services whose copy the registry
+    refused (built instead, as without the registry's image)."""
+    copied: list[str] = []
+    fallen: set[str] = set()
+    for service in built.services:
+        if not (service.remote and built.push) or service.remote == service.build_ref:
+            continue
+        try:
+            found = registry.manifest(service.remote)
+            if found is None:
+                raise OSError(f"{service.remote} is gone")
+            registry.copy(found, service.build_ref)
+            copied.append(service.build_ref)
+        except OSError:
+            fallen.add(service.name)
+    return copied, fallen
+
+
+def _promote_in_registry(built: BuildPlan) -> list[str]:
+    """After every service built: the cache tags of the services the registry held up to date,
+    moved there (manifest copies)."""
+    moved: list[str] = []
+    for service in built.services:
+        if not service.remote:
+            continue
+        try:
+            found = registry.manifest(service.build_ref)
+            if found is None:
+                raise OSError(f"{service.build_ref} is gone")
+            for ref in service.promote:
+                if ref != service.remote:
+                    registry.copy(found, ref)
+                    moved.append(ref)
+        except OSError as exc:
+            raise UserError(f"registry: moving the tags of {service.name} failed: {exc}") from None
+    return moved
 
 
 def handover(built: BuildPlan, wave: Sequence[str]) -> list[tuple[str, str]]:
@@ -464,6 +507,15 @@ def execute(
         return prepared.docker.runner.stream(argv, on_line, built.env(), on_idle, every), progress
 
     clock = Clock()
+    copied, fallen = _copy_in_registry(built)  # before the build: a refusal builds it instead
+    if fallen:
+        built = replace(
+            built,
+            services=tuple(
+                replace(s, remote="") if s.name in fallen else s for s in built.services
+            ),
+        )
+        write_generated(settings, Path(built.override_file), override_yaml(built))
     names = built.building()
     reused = {service.reuse for service in built.services if service.reuse}
     # nothing to build (every service reused): compose is not run at all
@@ -494,8 +546,9 @@ def execute(
     if ok:
         # a reused service: its earlier image becomes this commit's too, then the cache tags
         # (those already on it are left: nothing built it again)
-        pairs = [(s.reuse, s.build_ref) for s in built.services if s.reuse not in ("", s.build_ref)]
-        pairs += [(s.reuse or s.build_ref, ref) for s in built.services for ref in s.promote]
+        local = [s for s in built.services if not s.remote]
+        pairs = [(s.reuse, s.build_ref) for s in local if s.reuse not in ("", s.build_ref)]
+        pairs += [(s.reuse or s.build_ref, ref) for s in local for ref in s.promote]
         pairs = [
             (source, target)
             for source, target in pairs
@@ -508,13 +561,14 @@ def execute(
     why = ""
     if not ok:
         why = progress.error or (progress.messages[-1] if progress.messages else f"exit {code}")
-    pushed: list[str] = []
+    pushed: list[str] = list(copied)
     if ok and built.push:
         pushed += built.exported_refs()  # the build exported them already
         try:
             for ref in built.pushed_refs():
                 prepared.docker.runner.check(commands.push(ref), f"docker push {ref}")
                 pushed.append(ref)
+            pushed += _promote_in_registry(built)
         except UserError as exc:
             ok, why = False, str(exc)
         clock.lap("push")

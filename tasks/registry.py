@@ -1,12 +1,22 @@
-"""Images in a registry (Docker Registry HTTP API v2), stdlib only: inspect, list, delete."""
+"""Images in a registry (Docker Registry HTTP API v2), stdlib only: inspect, list, copy a tag,
+delete. Credentials come from the docker CLI's config (``auths``, ``credHelpers``,
+``credsStore``); a registry that answers 401 gets them as Basic auth or, for token auth (Docker
+Hub, GHCR, ECR...), in exchange for a bearer token for the repository; never printed."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
+import subprocess
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tasks.errors import first_line
@@ -35,16 +45,117 @@ def _plain_http(host: str) -> bool:
 
 
 def _repo_url(ref: str) -> tuple[str, str]:
-    """``scheme://host/v2/<name>`` of a ref's repository, and its tag (default ``latest``)."""
-    repo, tag = split_ref(ref)
+    """``scheme://host/v2/<name>`` of a ref's repository, and its tag (default ``latest``) or
+    the digest after ``@``."""
+    name, at, pinned = ref.partition("@")
+    repo, tag = split_ref(name)
     host, _, path = repo.partition("/")
     scheme = "http" if _plain_http(host) else "https"
-    return f"{scheme}://{host}/v2/{path}", tag or "latest"
+    return f"{scheme}://{host}/v2/{path}", pinned if at else (tag or "latest")
 
 
 def _url(ref: str) -> str:
     base, tag = _repo_url(ref)
     return f"{base}/manifests/{tag}"
+
+
+# --- credentials and auth --------------------------------------------------------------------
+
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_tokens: dict[tuple[str, str], str] = {}  # (host, scope) -> "Bearer <token>" / "Basic <...>"
+_lock = threading.Lock()
+
+
+def _docker_config() -> dict[str, Any]:
+    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        data = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def credentials(host: str) -> tuple[str, str] | None:
+    """(user, secret) for a registry host from the docker CLI's config and its helpers."""
+    config = _docker_config()
+    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
+    if helper:
+        try:
+            done = subprocess.run(
+                [f"docker-credential-{helper}", "get"],
+                input=host,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+            found = json.loads(done.stdout) if done.returncode == 0 else {}
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            found = {}
+        if found.get("Secret"):
+            return str(found.get("Username") or ""), str(found["Secret"])
+    for key, entry in (config.get("auths") or {}).items():
+        name = urllib.parse.urlparse(key).netloc if "://" in key else key.split("/")[0]
+        if name == host and isinstance(entry, dict) and entry.get("auth"):
+            user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
+            return user, secret
+    return None
+
+
+def _basic(pair: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode()
+
+
+def _authorize(host: str, challenge: str, scope: str) -> str:
+    """The Authorization header a 401's challenge asks for ('' when it cannot be met)."""
+    kind, _, rest = challenge.partition(" ")
+    pair = credentials(host)
+    if kind.lower() == "basic":
+        return _basic(pair) if pair else ""
+    if kind.lower() != "bearer":
+        return ""
+    fields = dict(_CHALLENGE.findall(rest))
+    realm = fields.pop("realm", "")
+    if not realm.startswith(("https://", "http://")):
+        return ""
+    query = {"service": fields.get("service", ""), "scope": fields.get("scope") or scope}
+    request = urllib.request.Request(  # noqa: S310 - the registry's own token endpoint
+        f"{realm}?{urllib.parse.urlencode({k: v for k, v in query.items() if v})}",
+        headers={"Authorization": _basic(pair)} if pair else {},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+        data = json.loads(response.read())
+    token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
+    return f"Bearer {token}" if token else ""
+
+
+def _scope(url: str, write: bool) -> tuple[str, str]:
+    """(host, token scope) of a registry API URL."""
+    parts = urllib.parse.urlparse(url)
+    name = re.sub(r"/(manifests|blobs|tags)/.*$", "", parts.path.removeprefix("/v2/"))
+    return parts.netloc, f"repository:{name}:{'pull,push' if write else 'pull'}"
+
+
+def _open(request: urllib.request.Request, write: bool = False) -> Any:
+    """``urlopen`` with the registry's auth: a 401 is answered once with what it asks for."""
+    host, scope = _scope(request.full_url, write)
+    with _lock:
+        held = _tokens.get((host, scope))
+    if held:
+        request.add_header("Authorization", held)
+    try:
+        return urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310
+    except urllib.error.HTTPError as exc:
+        challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
+        if not challenge or held:
+            raise
+        header = _authorize(host, challenge, scope)
+        if not header:
+            raise
+        with _lock:
+            _tokens[host, scope] = header
+        request.add_header("Authorization", header)
+        return urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310
 
 
 def _gist(exc: BaseException) -> str:
@@ -57,7 +168,7 @@ def _gist(exc: BaseException) -> str:
 
 def _get_json(url: str, accept: str) -> dict[str, Any]:
     request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+    with _open(request) as response:
         data = json.loads(response.read())
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
@@ -112,7 +223,7 @@ def digest(ref: str) -> str | None:
     """The manifest digest a tag points to; None when the tag does not exist. OSError otherwise."""
     head = urllib.request.Request(_url(ref), method="HEAD", headers={"Accept": MANIFEST_TYPES})  # noqa: S310
     try:
-        with urllib.request.urlopen(head, timeout=TIMEOUT) as response:  # noqa: S310
+        with _open(head) as response:
             found = str(response.headers.get("Docker-Content-Digest", ""))
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -204,7 +315,7 @@ def delete(ref: str, manifest: str) -> str:
     target = _url(ref).rsplit("/", 1)[0] + "/" + manifest
     request = urllib.request.Request(target, method="DELETE")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT):  # noqa: S310
+        with _open(request, write=True):
             pass
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -215,3 +326,62 @@ def delete(ref: str, manifest: str) -> str:
     except urllib.error.URLError as exc:
         raise OSError(_gist(exc)) from None
     return f"deleted {manifest[:19]}"
+
+
+# --- up to date in the registry: read an image's labels, copy its manifest to a new tag -------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry stores it: copied byte for byte, it keeps its digest."""
+
+    ref: str
+    media_type: str
+    body: bytes
+
+    @property
+    def index(self) -> bool:
+        return "index" in self.media_type or "list" in self.media_type
+
+
+def manifest(ref: str) -> Manifest | None:
+    """The manifest a tag names (None: no such tag); OSError when the registry cannot say."""
+    request = urllib.request.Request(_url(ref), headers={"Accept": MANIFEST_TYPES})  # noqa: S310
+    try:
+        with _open(request) as response:
+            kind = str(response.headers.get("Content-Type", "")).split(";")[0].strip()
+            return Manifest(ref, kind, response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise OSError(_gist(exc)) from None
+    except urllib.error.URLError as exc:
+        raise OSError(_gist(exc)) from None
+
+
+def image_labels(ref: str) -> dict[str, str] | None:
+    """The labels of a tag's image (None: no such tag); OSError when the registry cannot say,
+    ValueError when what it holds is no image (a cache manifest, an index of none)."""
+    if manifest(ref) is None:
+        return None
+    try:
+        return labels(ref)
+    except urllib.error.HTTPError as exc:
+        raise OSError(_gist(exc)) from None
+    except urllib.error.URLError as exc:
+        raise OSError(_gist(exc)) from None
+
+
+def copy(found: Manifest, target: str) -> None:
+    """Tag ``target`` (same repository) with a manifest: one PUT of the same bytes, no layer
+    moves. OSError with the registry's reason when it refuses."""
+    request = urllib.request.Request(  # noqa: S310
+        _url(target), data=found.body, method="PUT", headers={"Content-Type": found.media_type}
+    )
+    try:
+        with _open(request, write=True):
+            pass
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"{_gist(exc)} to PUT {target}") from None
+    except urllib.error.URLError as exc:
+        raise OSError(_gist(exc)) from None

@@ -50,7 +50,10 @@ def plan_text(plan: BuildPlan) -> str:
     ]
     for service in plan.services:
         what = f"builds {service.build_ref}"
-        if service.reuse == service.build_ref:
+        if service.remote:
+            what = f"up to date in the registry: {service.remote} was built from these inputs"
+            what += f", tags it {service.build_ref} there" if plan.push else ", not pulled"
+        elif service.reuse == service.build_ref:
             what = f"up to date: {service.reuse} was built from these inputs, not built again"
         elif service.reuse:
             what = f"inputs unchanged: tags {service.reuse} as {service.build_ref}"
@@ -98,6 +101,8 @@ def running_line(step: Step, seconds: float) -> str:
 
 def _not_built(row: ServiceResult) -> str:
     """Why a service was not built ('' when it was)."""
+    if row.remote:
+        return "up to date in the registry"
     if not row.reused:
         return ""
     return "up to date" if row.reused == row.image else f"reused {row.reused}"[:50]
@@ -150,6 +155,17 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
         lines.append(
             f"not built, inputs unchanged since their last build: {', '.join(reused)}; "
             "re-tagged as this commit's images"
+        )
+    there = [
+        f"{row.service} at {row.remote}"
+        + (f", tagged {row.image.rpartition(':')[2]}" if row.image in result.pushed else "")
+        for row in result.services
+        if row.remote
+    ]
+    if there:
+        lines.append(
+            f"not built, up to date in the registry: {', '.join(there)}: 0 bytes pulled"
+            + ("" if plan.push else " (without --push nothing is tagged)")
         )
     checked = [
         _checked(row, row.predicted)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tasks import commands, contexts, depends, engine, fingerprint, steps
+from tasks import commands, contexts, depends, engine, fingerprint, registry, steps
 from tasks.dockerfile import parse, stage_bases
 from tasks.fingerprint import GitIndex
 from tasks.model import BuildPlan, ServicePlan
@@ -26,6 +27,7 @@ from tasks.refs import (
     LABEL_VALUES,
     TOOL,
     cache_entry,
+    has_registry,
     owned_by,
     split_ref,
 )
@@ -224,19 +226,67 @@ def _exports(service: ServicePlan) -> bool:
     return any(cache_entry(entry)[1] for entry in service.cache_to)
 
 
-def _same_inputs(service: ServicePlan, digest: str, ours: Mapping[str, Mapping[str, str]]) -> str:
+def _serves(
+    service: ServicePlan, digest: str, labels: Mapping[str, str], project: str, commit: str
+) -> bool:
+    """Whether an image of ours (by its labels) was built for this service from these inputs
+    (and, unless ``commit`` is '', for this commit)."""
+    return (
+        bool(digest)
+        and owned_by(labels, project)
+        and labels.get(LABEL_SERVICE) == service.name
+        and labels.get(LABEL_INPUTS) == digest
+        and (not commit or labels.get(LABEL_COMMIT) == commit)
+    )
+
+
+def _same_inputs(
+    service: ServicePlan,
+    digest: str,
+    ours: Mapping[str, Mapping[str, str]],
+    project: str,
+    commit: str,
+) -> str:
     """An image of ours of this service built from these inputs: the commit's own tag first
     ('' when the inputs cannot be known)."""
-    if not digest:
-        return ""
     mine = [
         ref
         for ref, labels in ours.items()
-        if split_ref(ref)[0] == service.image
-        and labels.get(LABEL_SERVICE) == service.name
-        and labels.get(LABEL_INPUTS) == digest
+        if split_ref(ref)[0] == service.image and _serves(service, digest, labels, project, commit)
     ]
     return min(mine, key=lambda ref: (ref != service.build_ref, ref), default="")
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """What the registry holds of a service: its last pushed image's ref and labels."""
+
+    ref: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    problem: str = ""  # why the registry could not say
+
+
+def _in_registry(service: ServicePlan) -> _Remote:
+    """The service's last pushed image: its branch tag, else ``:latest`` (one manifest and one
+    config read each, no layer)."""
+    for ref in sorted(service.promote, key=lambda ref: split_ref(ref)[1] == "latest"):
+        try:
+            found = registry.image_labels(ref)
+        except OSError as exc:
+            return _Remote(problem=f"{ref}: {exc}")
+        except ValueError:
+            continue  # not an image (a cache manifest): look no further there
+        if found is not None:
+            return _Remote(ref, found)
+    return _Remote()
+
+
+def _registry_lookups(built: BuildPlan, reads: list[_Read], wanted: list[bool]) -> list[_Remote]:
+    """``_in_registry`` of the services ``wanted`` marks, all at once."""
+    todo = [s for s, want in zip(built.services, wanted, strict=True) if want]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = dict(zip([s.name for s in todo], pool.map(_in_registry, todo), strict=True))
+    return [found.get(s.name, _Remote()) for s in built.services]
 
 
 def with_inputs(
@@ -247,10 +297,13 @@ def with_inputs(
     affected: bool,
     rebuild: bool = False,
 ) -> BuildPlan:
-    """The plan with each service's input digest and step keys on its image (labels), what
-    the cache will give each step, and, unless ``fresh`` or ``rebuild``, the services an image
-    of ours with the same digest serves not built (re-tagged when that image is another
-    commit's: ``affected`` leaves the commit arg out)."""
+    """The plan with each service's input digest (without the commit arg: an ordinary build
+    records what ``affected`` compares) and step keys on its image (labels), what the cache
+    will give each step, and, unless ``fresh`` or ``rebuild``, the services an image of ours
+    with the same digest serves not built: this commit's image, or with ``affected`` any
+    commit's (re-tagged). With no image of a service here, its registry's last pushed image
+    (branch tag, else ``:latest``) is read: one built from the same inputs is not built and
+    not pulled (``remote``)."""
     mine = [ref for service in built.services for ref in (service.build_ref, *service.promote)]
     images = [
         str(where).removeprefix("docker-image://")
@@ -272,7 +325,7 @@ def with_inputs(
         if index is None and not contexts.remote(service.context):
             index = fingerprint.git_index(docker.runner, context)
             indexes += [index] if index else []
-        left_out = commit_arg if affected else ""
+        left_out = commit_arg  # the commit is compared by its label (``_serves``)
         unknown = [n.service for n in service.needs if not done[n.service].digest]
         if unknown:
             read = _Read("", [], {}, f"it is built on {unknown[0]}, whose inputs are not known")
@@ -295,10 +348,28 @@ def with_inputs(
                 ours[ref] = labels
     known = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
     # a registry cache the build exports goes out with a build only: with push, it builds
+    commit = "" if affected else built.commit
     found = [
-        "" if rebuild or (built.push and _exports(s)) else _same_inputs(s, read.digest, ours)
+        ""
+        if rebuild or (built.push and _exports(s))
+        else _same_inputs(s, read.digest, ours, built.project, commit)
         for s, read in zip(built.services, reads, strict=True)
     ]
+    # no image here serves: the registry may hold one (a fresh runner), read, never pulled
+    ask = [
+        not (fresh or rebuild or ref or not read.digest or not has_registry(s.image))
+        and not any(labels.get(LABEL_SERVICE) == s.name for labels in ours.values())
+        for s, read, ref in zip(built.services, reads, found, strict=True)
+    ]
+    remotes = _registry_lookups(built, reads, ask) if any(ask) else [_Remote()] * len(reads)
+    remote = [
+        r.ref if _serves(s, read.digest, r.labels, built.project, commit) else ""
+        for s, read, r in zip(built.services, reads, remotes, strict=True)
+    ]
+    remote = _built_on_here(built, found, remote)
+    seen = {**ours, **{r.ref: dict(r.labels) for r in remotes if r.ref}}
+    known |= {row[1] for r in remotes for row in steps.decode(r.labels.get(LABEL_STEPS, ""))}
+    problems = [f"registry: {r.problem}; built as before" for r in remotes if r.problem]
     services = tuple(
         replace(
             service,
@@ -310,18 +381,35 @@ def with_inputs(
             },
             inputs=read.digest,
             reuse=ref,
+            remote=there,
             always=read.unknown,
             prediction=None
-            if ref or read.unknown or (not read.steps and contexts.remote(service.context))
+            if ref or there or read.unknown or (not read.steps and contexts.remote(service.context))
             else _prediction(
                 service,
                 read,
-                ours,
+                seen,
                 known,
                 fresh,
                 functools.partial(_changed, docker.runner, index, context=Path(service.context)),
             ),
         )
-        for service, read, ref, index in zip(built.services, reads, found, owners, strict=True)
+        for service, read, ref, there, index in zip(
+            built.services, reads, found, remote, owners, strict=True
+        )
     )
-    return replace(built, services=services, affected=affected)
+    warnings = (*built.warnings, *dict.fromkeys(problems))
+    return replace(built, services=services, affected=affected, warnings=warnings)
+
+
+def _built_on_here(built: BuildPlan, found: list[str], remote: list[str]) -> list[str]:
+    """``remote`` less the services a service built here is built on (its build reads their
+    image: they are built too, from the cache)."""
+    names = [s.name for s in built.services]
+    kept = list(remote)
+    for index in reversed(range(len(names))):  # dependents come after what they are built on
+        if found[index] or kept[index]:
+            continue
+        for need in built.services[index].needs:
+            kept[names.index(need.service)] = ""
+    return kept

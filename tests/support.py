@@ -6,6 +6,7 @@ import atexit
 import functools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -109,8 +110,9 @@ def _answers(address: str) -> bool:
         return False
 
 
-def _start_registry() -> str:
-    """Debian's docker-registry on a free loopback port, deletes enabled, stopped at exit."""
+def _start_registry(log: Path | None = None) -> str:
+    """Debian's docker-registry on a free loopback port, deletes enabled, stopped at exit;
+    with ``log``, every request it answers is written there."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail(
@@ -123,12 +125,12 @@ def _start_registry() -> str:
     folder = Path(tempfile.mkdtemp(prefix="compose-tasks-registry-"))
     config = folder / "config.yml"
     config.write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+        f"version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {folder / 'data'}\n"
         f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
-    proc = subprocess.Popen(
-        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=out)
     atexit.register(proc.terminate)
     address = f"127.0.0.1:{port}"
     for _ in range(50):
@@ -136,6 +138,32 @@ def _start_registry() -> str:
             return address
         time.sleep(0.2)
     pytest.fail(f"docker-registry did not answer on {address}")
+
+
+class RecordingRegistry:
+    """A registry of its own that logs every request: what a build read from it, counted."""
+
+    def __init__(self, folder: Path) -> None:
+        self.log = folder / "registry.log"
+        self.address = _start_registry(self.log)
+        self.mark = 0
+
+    def start_counting(self) -> None:
+        self.mark = len(self.log.read_bytes())
+
+    def requests(self, method: str, path_part: str) -> list[str]:
+        """The request paths since ``start_counting`` with this method and containing
+        ``path_part`` (each request once: the registry logs its completion)."""
+        text = self.log.read_bytes()[self.mark :].decode(errors="replace")
+        found = []
+        for line in text.splitlines():
+            done = 'msg="response completed' in line
+            if not done or f"http.request.method={method} " not in line:
+                continue
+            uri = re.search(r'http\.request\.uri="?([^" ]+)', line)
+            if uri and path_part in uri.group(1):
+                found.append(uri.group(1))
+        return found
 
 
 _registry: list[str] = []
