@@ -13,6 +13,7 @@ from invoke.exceptions import Exit
 from tasks import build
 from tasks.settings import load
 from tests.fakes import FakeCli
+from tests.test_registry import Store, serve_registry
 
 
 def vertex(name: str, cached: bool = False, error: str = "") -> str:
@@ -21,15 +22,28 @@ def vertex(name: str, cached: bool = False, error: str = "") -> str:
     return json.dumps({"vertexes": [{**data, "error": error} if error else data]})
 
 
-def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: FakeCli) -> Path:
+def shop(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: FakeCli,
+    config: dict[str, Any] | None = None,
+) -> Path:
     root = tmp_path / "shop"
     root.mkdir()
     (root / "Dockerfile").write_text("FROM busybox:1.36\nCOPY . /app\nRUN make\n")
     (root / "compose.yaml").write_text("services:\n  api:\n    build: .\n")
-    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    settings = load(config or {}, environ=env, cwd=root)
     monkeypatch.setattr(build, "settings_of", lambda c, **flags: settings)
     monkeypatch.setattr(build, "Runner", lambda: cli)
     return root
+
+
+def fake_registry(monkeypatch: pytest.MonkeyPatch) -> tuple[Store, str]:
+    """The in-process registry of the registry client's tests, for this test only."""
+    found = serve_registry()
+    monkeypatch.setattr("tasks.registry._tokens", {})
+    return next(found)
 
 
 def project_of(root: Path) -> dict[str, Any]:
@@ -226,3 +240,49 @@ def test_several_platforms_on_a_builder_that_exports_one_is_one_line(
         build.build(MockContext(), dry_run=True)
     assert "platforms linux/amd64, linux/arm64" in str(stopped.value.message)
     assert not any("build" in call and call[:2] == ["docker", "compose"] for call in cli.calls)
+
+
+def test_a_service_the_registry_holds_up_to_date_is_tagged_there_not_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh runner: no image here, the registry's ``:latest`` was built from the same
+    inputs. With --push its manifest gets this commit's tag there and compose is not run; a
+    registry that refuses the copy gets the service built as before."""
+    data, host = fake_registry(monkeypatch)
+    cli = FakeCli([vertex("[api 2/3] COPY . /app", cached=True)], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli, {"registry": f"{host}/team", "push": True})
+    cli.project = project_of(root)
+    build.build(MockContext(), json=True, dry_run=True, affected=True)
+    planned = json.loads(capsys.readouterr().out)["plan"]["services"][0]
+    assert planned["remote"] == ""  # the registry holds nothing yet
+    labels = {**planned["labels"], "org.compose-tasks.inputs": planned["inputs"]}
+    image = data.image("team/shop-api", "latest", labels)
+
+    build.build(MockContext(), json=True, push=True, affected=True)
+    out = json.loads(capsys.readouterr().out)
+    service = out["plan"]["services"][0]
+    assert service["remote"] == f"{host}/team/shop-api:latest"
+    assert not any(call[:2] == ["docker", "compose"] and "build" in call for call in cli.calls)
+    assert data.tags["team/shop-api"][service["build_ref"].rsplit(":", 1)[1]] == image
+    assert out["result"]["pushed"] == [service["build_ref"]]
+    assert out["result"]["services"][0]["remote"] == service["remote"]
+
+    data.puts = False  # a registry that refuses the copy: built as before
+    cli.calls.clear()
+    build.build(MockContext(), json=True, push=True, affected=True)
+    out = json.loads(capsys.readouterr().out)
+    assert any(call[:2] == ["docker", "compose"] and "build" in call for call in cli.calls)
+    assert ["docker", "push", "--quiet", service["build_ref"]] in cli.calls
+
+
+def test_an_unreachable_registry_is_one_warning_and_a_build_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = FakeCli([], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli, {"registry": "127.0.0.1:1/team"})
+    cli.project = project_of(root)
+    build.build(MockContext(), json=True, dry_run=True, affected=True)
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["services"][0]["remote"] == ""
+    [warning] = [w for w in plan["warnings"] if w.startswith("registry: ")]
+    assert "registry unreachable" in warning and warning.endswith("built as before")

@@ -3,11 +3,15 @@ makes: manifests, blobs, tags, deletes by digest). No engine, no docker call."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +35,10 @@ class Store:
         self.manifests: dict[str, dict[str, Any]] = {}
         self.blobs: dict[str, dict[str, Any]] = {}
         self.deletes = True
+        self.puts = True  # False: PUT of a manifest is refused
+        self.token = ""  # set: every /v2/ request needs this bearer token (token auth)
+        self.login = ("", "")  # what the token endpoint takes as Basic credentials
+        self.scopes: list[str] = []  # the scopes tokens were asked for
 
     def image(self, repo: str, tag: str, labels: dict[str, str], inline: bool = False) -> str:
         config: dict[str, Any] = {"config": {"Labels": labels}, "created": f"{repo}:{tag}"}
@@ -61,9 +69,33 @@ class Handler(BaseHTTPRequestHandler):
                 return repo, kind.strip("/"), ref
         return rest, "", ""
 
+    def _authorized(self) -> bool:
+        """Token auth: ``/token`` hands out the token for the right Basic credentials."""
+        store = self.store
+        if not store.token:
+            return True
+        if self.path.startswith("/token"):
+            basic = base64.b64encode(":".join(store.login).encode()).decode()
+            if self.headers.get("Authorization") == f"Basic {basic}":
+                store.scopes.append(urllib.parse.unquote(self.path.split("scope=", 1)[1]))
+                self._send(200, {"token": store.token})
+            else:
+                self._send(401, {})
+            return False
+        if self.headers.get("Authorization") == f"Bearer {store.token}":
+            return True
+        host = self.headers.get("Host")
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", f'Bearer realm="http://{host}/token",service="fake"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+
     def _send(self, code: int, body: dict[str, Any] | None = None, digest: str = "") -> None:
         data = json.dumps(body).encode() if body is not None else b""
         self.send_response(code)
+        if body and body.get("mediaType"):
+            self.send_header("Content-Type", str(body["mediaType"]))
         if digest:
             self.send_header("Docker-Content-Digest", digest)
         self.send_header("Content-Length", str(len(data)))
@@ -72,6 +104,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         repo, kind, ref = self._route()
         store = self.store
         if kind == "tags":
@@ -89,6 +123,16 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
+    def do_PUT(self) -> None:
+        if not self._authorized():
+            return
+        repo, _, tag = self._route()
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        if not self.store.puts:
+            self._send(405, {})
+            return
+        self._send(201, None, self.store.tag(repo, tag, body))
+
     def do_DELETE(self) -> None:
         repo, _, digest = self._route()
         if not self.store.deletes:
@@ -104,6 +148,11 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def store() -> Iterator[tuple[Store, str]]:
     """A registry on a free loopback port, and its address."""
+    yield from serve_registry()
+
+
+def serve_registry() -> Iterator[tuple[Store, str]]:
+    """A registry on a free loopback port, and its address, while iterated."""
     data = Store()
     handler = type("Bound", (Handler,), {"store": data})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -171,3 +220,54 @@ def test_a_registry_without_deletes_and_one_that_is_gone_are_one_line(
         registry.delete("127.0.0.1:1/shop-api:x", digest)
     [kept] = registry.plan_deletions(["127.0.0.1:1/shop-api:x"], "shop")
     assert kept.kept.startswith("cannot prove it is ours: registry unreachable")
+
+
+def test_a_tag_is_copied_with_token_auth_and_the_docker_config_s_credentials(
+    store: tuple[Store, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hosted registry's token auth: a 401 names the token endpoint; the docker config's
+    credentials buy a token for the repository (pull to read, pull,push to tag)."""
+    data, host = store
+    data.token, data.login = "t0ken", ("ci", "s3cret")
+    image = data.image("team/api", "main", ownership("shop", "api"))
+    auth = base64.b64encode(b"ci:s3cret").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    registry._tokens.clear()
+    found = registry.manifest(f"{host}/team/api:main")
+    assert found is not None and found.media_type == DOCKER_MANIFEST
+    assert registry.image_labels(f"{host}/team/api:main") == ownership("shop", "api")
+    registry.copy(found, f"{host}/team/api:abc123")
+    assert data.tags["team/api"]["abc123"] == image  # the same manifest: no layer moved
+    assert data.scopes == ["repository:team/api:pull", "repository:team/api:pull,push"]
+    assert registry.manifest(f"{host}/team/api:missing") is None
+
+
+def test_credentials_come_from_a_helper_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helper = tmp_path / "docker-credential-fake"
+    helper.write_text('#!/bin/sh\necho \'{"Username": "bot", "Secret": "from-helper"}\'\n')
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {"r.example": "fake"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert registry.credentials("r.example") == ("bot", "from-helper")
+    assert registry.credentials("other.example") is None
+
+
+def test_a_refused_copy_and_a_missing_login_are_one_oserror(
+    store: tuple[Store, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, host = store
+    data.image("team/api", "main", ownership("shop", "api"))
+    found = registry.manifest(f"{host}/team/api:main")
+    assert found is not None
+    data.puts = False
+    with pytest.raises(OSError, match=r"registry answered 405 to PUT .*team/api:abc"):
+        registry.copy(found, f"{host}/team/api:abc")
+    data.token = "t0ken"  # noqa: S105 - a stand-in registry's token
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no credentials
+    registry._tokens.clear()
+    with pytest.raises(OSError, match="registry answered 401"):
+        registry.manifest(f"{host}/team/api:main")
