@@ -37,7 +37,7 @@ class Store:
         self.deletes = True
         self.puts = True  # False: PUT of a manifest is refused
         self.token = ""  # set: every /v2/ request needs this bearer token (token auth)
-        self.login = ("", "")  # what the token endpoint takes as Basic credentials
+        self.login: tuple[str, str] = ("", "")  # what the token endpoint takes as Basic credentials
         self.scopes: list[str] = []  # the scopes tokens were asked for
 
     def image(self, repo: str, tag: str, labels: dict[str, str], inline: bool = False) -> str:
