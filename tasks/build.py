@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import engine, pipeline, report
+from tasks import engine, mask, pipeline, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.commands import display_argv
-from tasks.errors import Failed
+from tasks.errors import CacheGate, Failed
 from tasks.runner import Runner
 
 
@@ -31,6 +33,8 @@ from tasks.runner import Runner
         "this commit (setting affected)",
         "rebuild": "build every service, even one whose image of this commit was built from the "
         "same inputs (the cache still applies)",
+        "require-cache": "exit 3 when a step predicted cached ran or a cache source the compose "
+        "file declares could not be read (setting require_cache): a CI gate",
     },
 )
 @one_line_errors
@@ -44,9 +48,16 @@ def build(
     push: bool = False,
     affected: bool = False,
     rebuild: bool = False,
+    require_cache: bool = False,
 ) -> None:
     """Build the compose project's images with a cache that survives a builder prune."""
-    settings = settings_of(c, pull=pull or None, push=push or None, affected=affected or None)
+    settings = settings_of(
+        c,
+        pull=pull or None,
+        push=push or None,
+        affected=affected or None,
+        require_cache=require_cache or None,
+    )
     docker, clock = engine.Engine(Runner()), pipeline.Clock()
     project = pipeline.resolve(settings, docker.runner, reuse=True, services=service or [])
     clock.lap("resolve")
@@ -70,6 +81,10 @@ def build(
         lambda step, seconds: report.say(report.running_line(step, seconds), err=True),
         every=5.0 if live else 15.0,
     )
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # GitHub Actions shows it on the job's page
+        with Path(summary).open("a", encoding="utf-8") as file:
+            file.write(mask.active().text(report.step_summary(plan, result)))
     if json:
         timings = {**clock.laps, **result.seconds}
         report.emit_json({"plan": plan.to_dict(), "result": asdict(result), "timings": timings})
@@ -84,3 +99,6 @@ def build(
                 "make local stand-ins (bash scripts/base-images.sh for the demo)"
             )
         raise Failed(f"build failed ({', '.join(result.failed) or 'compose'}); :latest not moved")
+    gate = pipeline.cache_gate(plan, result) if settings.require_cache else []
+    if gate:
+        raise CacheGate(f"{len(gate)} miss(es): {'; '.join(gate)}")

@@ -14,7 +14,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from tasks import mask
-from tasks.errors import EngineError, Failed, UserError
+from tasks.errors import CacheGate, EngineError, Failed, UserError
 from tasks.settings import SECTION, Settings, load
 
 P = ParamSpec("P")
@@ -43,12 +43,15 @@ def _line(text: str) -> str:
 
 
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn our errors (``tasks.errors``) into one line on stderr and exit code 1."""
+    """Turn our errors (``tasks.errors``) into one line on stderr and exit code 1 (3 for the
+    cache gate)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
+        except CacheGate as exc:
+            raise Exit(_line(f"error: cache gate: {exc}"), code=3) from None
         except (UserError, Failed) as exc:
             raise Exit(_line(f"error: {exc}"), code=1) from None
         except EngineError as exc:

@@ -2,6 +2,7 @@
 
 - ``UserError``: bad input or an unusable environment, found before anything changed.
 - ``Failed``: the task ran and did not succeed; what it changed is in its output.
+- ``CacheGate``: a build that succeeded without the cache the gate requires (exit code 3).
 - ``EngineError`` (``NotFound``, ``Conflict``, ``Unreachable``): an engine call failed; the SDK's
   failures become these in one place (``tasks.sdk``).
 """
@@ -17,6 +18,11 @@ class UserError(Exception):
 
 class Failed(Exception):
     """The task ran and did not succeed (a build, a deploy, a removal): one line, exit code 1."""
+
+
+class CacheGate(Failed):
+    """``--require-cache``: the build succeeded but the cache did not serve as predicted
+    (exit code 3, so CI can tell it from a failed build)."""
 
 
 class EngineError(Exception):

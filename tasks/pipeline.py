@@ -36,10 +36,10 @@ from tasks.errors import Failed, UserError
 from tasks.generated import write_generated
 from tasks.gitinfo import GitInfo
 from tasks.lint import display_path, lint_project, read_dockerfile
-from tasks.model import BuildPlan, Finding
+from tasks.model import BuildPlan, Finding, Status
 from tasks.override import override_yaml
 from tasks.plan import cache_refs, image_repo, make_plan, select
-from tasks.progress import BuildProgress, Step
+from tasks.progress import CACHE_IMPORT, BuildProgress, Step
 from tasks.runner import Runner
 from tasks.settings import Settings
 from tasks.steps import Prediction
@@ -351,6 +351,7 @@ class ServiceResult:
     predicted: Prediction | None = None  # what the plan expected of the cache
     exact: bool | None = None  # whether it rebuilt just the predicted steps (None: not built)
     remote: str = ""  # not built, not pulled: the registry's image from the same inputs
+    pulled: int = 0  # bytes of layers BuildKit downloaded for it
 
 
 @dataclass(frozen=True)
@@ -396,9 +397,39 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
                 prediction,
                 exact,
                 service.remote,
+                stats.pulled,
             )
         )
     return tuple(rows)
+
+
+def cache_gate(built: BuildPlan, result: BuildResult) -> list[str]:
+    """What ``--require-cache`` fails a build for, one line each: a cache source the compose
+    file declares that could not be read (the plan's lookup, or BuildKit's import), and a step
+    the prediction said would come from the cache that ran."""
+    found = [
+        f"{s.name}: cache source {source.entry} could not be read ({source.describe()})"
+        for s in built.services
+        for source in s.sources
+        if source.origin == "compose file" and source.status in (Status.DROPPED, Status.UNVERIFIED)
+    ]
+    found += [
+        f"{message.removeprefix('warning: ')} (the source is missing, unreachable, of a type "
+        "this builder cannot import, or needs credentials)"
+        for message in result.messages
+        if CACHE_IMPORT in message
+    ]
+    for row in result.services:
+        predicted = row.predicted
+        if predicted is None or row.exact is None or row.error:
+            continue
+        ran = [
+            label
+            for label in row.rebuilt_steps
+            if steps.position_of(label) not in predicted.rebuilt
+        ]
+        found += [f"{row.service}: {label} ran; predicted from the cache" for label in ran]
+    return found
 
 
 def _waves(built: BuildPlan, names: Sequence[str]) -> list[list[str]]:

@@ -52,6 +52,12 @@ class ServiceStats:
     completed: datetime | None = None
     built: bool = False
     error: str = ""
+    layers: dict[str, int] = field(default_factory=dict)  # layer digest -> bytes downloaded
+
+    @property
+    def pulled(self) -> int:
+        """Bytes of layers BuildKit downloaded for this service (images and cache imports)."""
+        return sum(self.layers.values())
 
     @property
     def steps(self) -> list[Step]:
@@ -115,6 +121,7 @@ class BuildProgress:
         self._shown: set[tuple[str, str]] = set()
         self.messages: list[str] = []  # non-JSON lines and compose's own messages
         self.error = ""
+        self._owners: dict[str, str] = {}  # vertex digest -> service
 
     def service(self, name: str) -> ServiceStats:
         return self.services.setdefault(name, ServiceStats())
@@ -137,8 +144,20 @@ class BuildProgress:
             if (step.service, step.label) not in self._shown:  # once per instruction
                 self._shown.add((step.service, step.label))
                 finished.append(step)
+        for status in data.get("statuses") or []:
+            self._status(status)
         self._compose_message(data)
         return finished
+
+    def _status(self, status: Mapping[str, Any]) -> None:
+        """A layer download (``sha256:<layer>`` with its total size) counts for its service."""
+        layer = str(status.get("id") or "")
+        service = self._owners.get(str(status.get("vertex") or ""))
+        total = status.get("total")
+        if service is None or not layer.startswith("sha256:") or not isinstance(total, int):
+            return
+        layers = self.service(service).layers
+        layers[layer] = max(layers.get(layer, 0), total)
 
     def _compose_message(self, data: dict[str, Any]) -> None:
         if data.get("status") == "Built" and data.get("id"):
@@ -167,6 +186,7 @@ class BuildProgress:
             return None
         target, inner, command = owner
         service = self.aliases.get(target, target)
+        self._owners[str(vertex.get("digest", name))] = service
         stats = self.service(service)
         started, completed = _time(vertex.get("started")), _time(vertex.get("completed"))
         if started and (stats.started is None or started < stats.started):

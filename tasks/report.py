@@ -174,6 +174,9 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
     ]
     if checked:
         lines.append("predicted against actual: " + "; ".join(checked))
+    pulled = [f"{row.service} {human(row.pulled)}" for row in result.services if row.pulled]
+    if pulled:
+        lines.append(f"layers downloaded by the build: {', '.join(pulled)}")
     if result.retried:
         lines.append(
             f"built {', '.join(result.retried)} again: the containerd image store lost a parent "
@@ -200,6 +203,35 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
             + ", ".join(ref for service in plan.services for ref in service.promote)
         )
     return "\n".join(lines)
+
+
+def _decision(row: ServiceResult) -> str:
+    if row.remote:
+        return f"up to date in the registry ({row.remote})"
+    if row.reused:
+        return "up to date" if row.reused == row.image else f"reused {row.reused}"
+    return "failed" if row.error else "built"
+
+
+def step_summary(plan: BuildPlan, result: BuildResult) -> str:
+    """The build as a GitHub Actions job summary (Markdown): a row per service."""
+    rows = [
+        "| service | decision | steps cached | time | pulled | prediction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result.services:
+        built = not (row.remote or row.reused)
+        steps = f"{row.cached}/{row.steps}" if built else "-"
+        predicted = "-"
+        if row.exact is not None and row.predicted is not None:
+            predicted = "exact" if row.exact else f"predicted {row.predicted.cached} cached"
+        cells = [row.service, _decision(row), steps, f"{row.seconds:.1f}s", human(row.pulled)]
+        rows.append("| " + " | ".join([*cells, predicted]) + " |")
+    checked = [row.exact for row in result.services if row.exact is not None]
+    state = "built" if result.ok else f"failed: {result.error}"
+    head = f"### compose-tasks build of {plan.project} at {plan.commit_tag}: {state}"
+    tail = f"\nPrediction: {sum(checked)}/{len(checked)} services exact." if checked else ""
+    return "\n".join([head, "", *rows]) + tail + "\n"
 
 
 def dry_run_text(plan: BuildPlan, display: str) -> str:

@@ -218,6 +218,13 @@ SPECS: tuple[Spec, ...] = (
         "build only the services whose inputs changed; re-tag the others' earlier images",
     ),
     Spec(
+        "require_cache",
+        False,
+        _flag,
+        "fail a build (exit 3) when a step predicted cached ran or a declared cache source "
+        "could not be read: a CI gate for a cache that stopped working",
+    ),
+    Spec(
         "orchestrator",
         "compose",
         _orchestrator,
@@ -261,6 +268,7 @@ class Settings:
     registry: str
     push: bool
     affected: bool
+    require_cache: bool
     orchestrator: str
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)

@@ -128,3 +128,15 @@ def test_the_plan_predicts_each_step_and_an_unchanged_commit_is_not_built(three:
     rows = services(build_json(stack.root))
     assert {name: row["exact"] for name, row in rows.items()} == {"a": True, "b": True, "c": True}
     assert rows["b"]["cached"] == rows["b"]["steps"] - 1
+
+
+def test_the_first_affected_build_after_ordinary_builds_reuses_their_images(
+    three: Stack,
+) -> None:
+    """Ordinary builds record the digest ``--affected`` compares (the commit arg left out)."""
+    stack = three
+    ordinary = services(build_json(stack.root))
+    assert not any(row["reused"] for row in ordinary.values())
+    stack.write("a/main.py", f"print('a3 {stack.name}')\n")
+    stack.commit("a changed")
+    assert built(stack) == {"a"}  # b and c: the ordinary build's images, re-tagged

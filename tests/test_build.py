@@ -286,3 +286,67 @@ def test_an_unreachable_registry_is_one_warning_and_a_build_as_before(
     assert plan["services"][0]["remote"] == ""
     [warning] = [w for w in plan["warnings"] if w.startswith("registry: ")]
     assert "registry unreachable" in warning and warning.endswith("built as before")
+
+
+def test_the_cache_gate_fails_a_build_whose_cache_did_not_serve_with_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The earlier build's step keys say both steps come from the cache; BuildKit runs the
+    RUN anyway (a cache that stopped serving): with require_cache the build exits 3 naming
+    the step; without it, it succeeds as before."""
+    cached = [vertex("[api 2/3] COPY . /app", cached=True), vertex("[api 3/3] RUN make", True)]
+    cli = FakeCli(cached, local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli, {"require_cache": True})
+    cli.project = project_of(root)
+    _, ours = planned_labels(capsys)
+    cli.labelled = {"shop-api:latest": {**ours, "org.compose-tasks.commit": "0ld"}}
+    build.build(MockContext(), rebuild=True)  # everything served: the gate passes
+    capsys.readouterr()
+    cli.progress = [cached[0], vertex("[api 3/3] RUN make")]
+    with pytest.raises(Exit) as stopped:
+        build.build(MockContext(), rebuild=True)
+    assert stopped.value.code == 3
+    assert str(stopped.value.message) == (
+        "error: cache gate: 1 miss(es): api: [3/3] RUN make ran; predicted from the cache"
+    )
+    shop_settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
+    monkeypatch.setattr(build, "settings_of", lambda c, **flags: shop_settings)
+    build.build(MockContext(), rebuild=True)  # the gate off: the same build succeeds
+
+
+def test_the_cache_gate_names_a_declared_source_that_could_not_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = FakeCli([vertex("[api 3/3] RUN make")], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli, {"require_cache": True})
+    spec = {**project_of(root)["services"]["api"]["build"], "cache_from": ["127.0.0.1:1/x:c"]}
+    cli.project = {"name": "shop", "services": {"api": {"build": spec}}}
+    with pytest.raises(Exit) as stopped:
+        build.build(MockContext())
+    assert stopped.value.code == 3
+    assert "api: cache source 127.0.0.1:1/x:c could not be read (" in str(stopped.value.message)
+
+
+def test_under_github_actions_the_job_summary_gets_a_row_per_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layer = "sha256:" + "a" * 64
+    progress = [
+        vertex("[api 2/3] COPY . /app", cached=True),
+        vertex("[api 3/3] RUN make"),
+        json.dumps({"statuses": [{"id": layer, "vertex": "[api 3/3] RUN make", "total": 3 << 20}]}),
+    ]
+    cli = FakeCli(progress, local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli)
+    cli.project = project_of(root)
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    build.build(MockContext())
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### compose-tasks build of shop at ")
+    assert "| service | decision | steps cached | time | pulled | prediction |" in text
+    # nothing built before: all predicted to run; BuildKit had one step cached
+    assert "| api | built | 1/2 | 1.0s | 3.1MB | predicted 0 cached |" in text
+    assert "Prediction: 0/1 services exact." in text
+    assert "layers downloaded by the build: api 3.1MB" in capsys.readouterr().out
