@@ -42,8 +42,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from benchmarks import fresh_runner  # noqa: E402
 from tasks.progress import BuildProgress  # noqa: E402
+from tests.support import RecordingRegistry  # noqa: E402 - a registry that logs requests
 
 BASE_IMAGE = "busybox:1.36"
 SERVICES = ("api", "web")
@@ -683,6 +684,7 @@ def compare_engines(names: Sequence[str], args: argparse.Namespace) -> None:
         child = [
             sys.executable, __file__, "--repeats", str(args.repeats), "--services",
             str(args.services), "--registry", args.registry, "--out", str(out),
+            *(["--only", args.only] if args.only else []),
         ]  # fmt: skip
         if name != "host":
             child = ["bash", str(ROOT / "scripts" / "engines.sh"), "run", name, *child]
@@ -692,12 +694,39 @@ def compare_engines(names: Sequence[str], args: argparse.Namespace) -> None:
             sys.exit(f"bench: the run on engine {name} failed ({done.returncode})")
         newest = max(out.glob("bench-*.json"))
         results[name] = json.loads(newest.read_text())
-    text = side_by_side(results, args.repeats)
+    text = fresh_side_by_side(results) if args.only else side_by_side(results, args.repeats)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     (args.out / f"engines-{stamp}.md").write_text(text)
     (args.out / f"engines-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     print(text)
     print(f"bench: wrote {args.out / f'engines-{stamp}.md'} and .json", file=sys.stderr)
+
+
+def fresh_side_by_side(results: dict[str, Any]) -> str:
+    """The fresh-runner scenario per engine, one row per engine and configuration."""
+    lines = [
+        f"# Fresh runner on {len(results)} engines ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"{fresh_runner.SERVICES} services, one changed; another runner built and pushed them "
+        "before; this runner has only the registry. Medians.",
+        "",
+        "| engine | configuration | services built | bytes pulled, unchanged | bytes pulled, "
+        "changed | time | predicted exactly |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, data in results.items():
+        found = data["fresh_runner"]
+        for config in ("seed", "invoke"):
+            row = found[config]
+            samples = row["samples"]
+            exact = sum(s["predicted_exactly"] for s in samples)
+            predicted = f"{exact}/{sum(s['built'] for s in samples)}" if config == "invoke" else "-"
+            lines.append(
+                f"| {name} ({data['meta'].get('store', '?')}) | {config} | {row['built']:.0f} | "
+                f"{row['unchanged_bytes']:.0f} | {row['changed_bytes']:.0f} | "
+                f"{row['seconds']:.2f} s | {predicted} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def side_by_side(results: dict[str, Any], repeats: int) -> str:
@@ -740,12 +769,42 @@ def side_by_side(results: dict[str, Any], repeats: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def only_fresh_runner(args: argparse.Namespace) -> None:
+    """The fresh-runner scenario alone (``benchmarks/fresh_runner.py``), on its own registry."""
+    nonce = uuid.uuid4().hex[:8]
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **engine_meta()}
+    with tempfile.TemporaryDirectory(prefix="compose-tasks-bench-") as tmp:
+        base = Path(tmp)
+        hub = RecordingRegistry(base)
+        result = fresh_runner.measure(
+            base, nonce, args.repeats, hub, sh, invoke_argv, clean_env(), quiet_remove
+        )
+    text = "\n".join([f"# Fresh runner ({meta['date']}, {meta['engine']})", "",
+                      *fresh_runner.table(result)]) + "\n"  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (args.out / f"bench-{stamp}.md").write_text(text)
+    data = {"meta": meta, "fresh_runner": result}
+    (args.out / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(text)
+
+
+def quiet_remove(patterns: list[str], cwd: Path) -> None:
+    remove_images(patterns, cwd)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (default 3)")
     parser.add_argument("--services", type=int, default=100, help="size of the planning fixture")
     parser.add_argument("--registry", default=REGISTRY, help=f"registry host (default {REGISTRY})")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="output folder")
+    parser.add_argument(
+        "--only",
+        choices=["fresh-runner"],
+        help="run one scenario alone: fresh-runner (a runner with only a registry, one of four "
+        "services changed: services built, bytes pulled, time)",
+    )
     parser.add_argument(
         "--engines",
         default="",
@@ -758,6 +817,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.repeats < 1 or args.services < 1:
         parser.error("--repeats and --services must be at least 1")
+    if args.only == "fresh-runner":
+        only_fresh_runner(args)
+        return
     print("bench: prunes the engine's whole builder cache between scenarios", file=sys.stderr)
     nonce = uuid.uuid4().hex[:8]
     meta = {

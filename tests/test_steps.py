@@ -167,3 +167,27 @@ def test_exact_compares_the_rebuilt_positions() -> None:
     assert not steps.exact(prediction, labels, 4)
     assert steps.position_of("[linux/amd64 deps 3/4] RUN x") == "deps 3"
     assert steps.position_of("no brackets") == ""
+
+
+def test_a_service_built_on_another_names_it_when_it_changed() -> None:
+    """``FROM dep`` (a ``service:`` context) and ``COPY --from=shop-base`` (another service's
+    image): the key follows that service's digest, and the reason names the service."""
+    services = {"dep": "base", "shop-base": "base"}
+
+    def why(text: str) -> Prediction:
+        def keyed(digest: str) -> list[PlannedStep]:
+            built_on = {name: f"service:base@{digest}" for name in services}
+            found, _ = steps.plan_steps(
+                parse(text), "", Inputs({}, FILES, lambda ref: built_on.get(ref, ""), built_on)
+            )
+            return found
+
+        previous = steps.decode(steps.encode(keyed("d1")))
+        known = {row[1] for row in previous}
+        assert steps.predict(keyed("d1"), known, previous, {}, {}, tuple, services).rebuilt == ()
+        return steps.predict(keyed("d2"), known, previous, {}, {}, tuple, services)
+
+    based = why("FROM dep\nCOPY package.txt /p\n")
+    assert (based.rebuilt, based.why) == (("2",), "base changed (its base dep)")
+    copied = why("FROM busybox:1.36\nCOPY --from=shop-base /x /x\n")
+    assert copied.why == "base changed (it copies from shop-base)"
