@@ -176,7 +176,14 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
         lines.append("predicted against actual: " + "; ".join(checked))
     pulled = [f"{row.service} {human(row.pulled)}" for row in result.services if row.pulled]
     if pulled:
-        lines.append(f"layers downloaded by the build: {', '.join(pulled)}")
+        why = ""
+        if plan.builder.endswith("(cache export: inline)"):  # the classic store's docker driver
+            why = (
+                " (this builder loads every layer of a built image into the engine's classic "
+                "image store, cached ones too: a docker-container builder or the containerd "
+                "image store pushes without downloading the cached layers)"
+            )
+        lines.append(f"layers downloaded by the build: {', '.join(pulled)}{why}")
     if result.retried:
         lines.append(
             f"built {', '.join(result.retried)} again: the containerd image store lost a parent "
