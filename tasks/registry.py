@@ -385,3 +385,16 @@ def copy(found: Manifest, target: str) -> None:
         raise OSError(f"{_gist(exc)} to PUT {target}") from None
     except urllib.error.URLError as exc:
         raise OSError(_gist(exc)) from None
+
+
+def layers(ref: str) -> set[str]:
+    """The layer digests of an image in the registry (of every platform's image of an index);
+    OSError when the registry cannot say."""
+    found = manifest(ref)
+    if found is None:
+        return set()
+    data = json.loads(found.body)
+    if "manifests" not in data:
+        return {str(layer["digest"]) for layer in data.get("layers") or []}
+    repo = ref.split("@", 1)[0]
+    return {d for entry in data["manifests"] for d in layers(f"{repo}@{entry['digest']}")}

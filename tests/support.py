@@ -151,15 +151,18 @@ class RecordingRegistry:
     def start_counting(self) -> None:
         self.mark = len(self.log.read_bytes())
 
-    def blob_bytes(self, path_part: str) -> int:
-        """Bytes of blobs served since ``start_counting`` to requests containing ``path_part``."""
+    def blob_bytes(self, path_part: str, only: set[str] | None = None) -> int:
+        """Bytes of blobs served since ``start_counting`` to requests containing ``path_part``
+        (with ``only``, of those digests alone)."""
         text = self.log.read_bytes()[self.mark :].decode(errors="replace")
         total = 0
         for line in text.splitlines():
             if 'msg="response completed' in line and "http.request.method=GET " in line:
                 uri = re.search(r'http\.request\.uri="?([^" ]+)', line)
                 written = re.search(r"http\.response\.written=(\d+)", line)
-                if uri and written and "/blobs/" in uri.group(1) and path_part in uri.group(1):
+                path = uri.group(1) if uri else ""
+                wanted = only is None or path.rsplit("/", 1)[-1] in only
+                if written and "/blobs/" in path and path_part in path and wanted:
                     total += int(written.group(1))
         return total
 

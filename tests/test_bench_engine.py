@@ -59,6 +59,22 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     phases = data["builds"]["single"]["invoke"]["no-change"][0]["timings"]
     assert list(phases) == ["resolve", "plan", "compose build", "tags"]
     assert "| process start, imports, settings, exit |" in done.stdout
-    fresh = "fresh runner: no local image, no builder cache, no user cache folder"
+    fresh = "fresh runner, --rebuild: no local image, builder cache or cache folder"
     assert f"| multi | {fresh} |" in done.stdout
     assert list(out.glob("bench-*.md"))
+
+
+def test_bench_fresh_runner_scenario(tmp_path: Path) -> None:
+    """The fresh-runner scenario alone: the tool builds only the changed service and pulls no
+    layer of the others; the seed's configuration builds all four."""
+    out = tmp_path / "results"
+    done = sh(
+        sys.executable, str(ROOT / "benchmarks" / "bench.py"),
+        "--repeats", "1", "--only", "fresh-runner", "--out", str(out), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = out.glob("bench-*.json")
+    found = json.loads(result.read_text())["fresh_runner"]
+    assert (found["seed"]["built"], found["invoke"]["built"]) == (4, 1)
+    assert found["invoke"]["unchanged_bytes"] == 0 < found["seed"]["unchanged_bytes"]
+    assert "prediction on the fresh runner: 1 of 1 service builds exact" in done.stdout
