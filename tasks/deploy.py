@@ -19,14 +19,15 @@ from tasks.errors import Failed, UserError
 from tasks.rollout import Backend, Release, SwarmBackend, release
 from tasks.runner import Runner
 from tasks.settings import Settings
-from tasks.state import EngineState, deploy_lock, target_of
+from tasks.state import EngineState, Lease, deploy_lock, target_of
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CONTEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 TARGET_HELP = {
     "context": "deploy to this docker context's engine (default: DOCKER_HOST or local)",
     "timeout": "seconds to wait for health checks (default: setting deploy_timeout)",
-    "break-lock": "remove a lock whose holder is provably gone (same machine, process ended)",
+    "break-lock": "no longer needed: a lock whose lease ran out (setting lock_lease) or whose "
+    "holder provably ended is taken without it; a live holder is never broken",
     "json": "print the outcome as JSON (progress goes to stderr)",
     "orchestrator": "compose (containers on one engine) or swarm (a stack, rolling updates); "
     "setting orchestrator",
@@ -67,6 +68,11 @@ def engine_of(context: str) -> engine.Engine:
     if not done.ok or not host:
         raise UserError(f"unknown docker context '{context}'")
     return engine.Engine(Runner({"DOCKER_HOST": host}), host=host)
+
+
+def lease_of(settings: Settings) -> Lease:
+    """The deploy lock's lease and heartbeat, from the settings."""
+    return Lease(float(settings.lock_lease), float(settings.lock_heartbeat))
 
 
 def _log(line: str) -> None:
@@ -140,13 +146,19 @@ def deploy(
     wait = valid_timeout(timeout)
     docker = engine_of(context)
     settings = settings_of(c, orchestrator=orchestrator or None)
-    prepared = pipeline.prepare(settings, docker, affected=settings.affected)
-    project = prepared.project
+    if no_build or sha:  # an existing image: no plan, no Dockerfile read
+        project = pipeline.resolve(settings, docker.runner)
+        prepared = None
+    else:
+        prepared = pipeline.prepare(settings, docker, affected=settings.affected)
+        project = prepared.project
     state, backend = target_and_backend(
         settings, docker, deployment.of(settings, project.files, project.data)
     )
-    with deploy_lock(state, break_lock):
-        if not (no_build or sha):
+    version = sha or (prepared.plan.commit_tag if prepared else project.git.tag)
+    doing = {"action": "deploy", "sha": version}
+    with deploy_lock(state, break_lock, lease_of(settings), doing, _log):
+        if prepared is not None:
             for line in report.warning_lines(prepared.plan):
                 _log(line)
             result = pipeline.execute(
@@ -161,7 +173,6 @@ def deploy(
                     f"build failed ({', '.join(result.failed) or 'compose'}); "
                     "nothing deployed, the running version is untouched"
                 )
-        version = sha or prepared.plan.commit_tag
         wait = wait or settings.deploy_timeout
         outcome = release(backend, state, version, "deploy", wait, _log)
         _finish(outcome, json)
@@ -192,7 +203,8 @@ def rollback(
     sha = to or state.last_good(other_than=current)
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
-    with deploy_lock(state, break_lock):
+    doing = {"action": "rollback", "sha": sha}
+    with deploy_lock(state, break_lock, lease_of(settings), doing, _log):
         wait = wait or settings.deploy_timeout
         _finish(release(backend, state, sha, "rollback", wait, _log), json)
 

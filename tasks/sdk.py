@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tasks.errors import Conflict, EngineError, NotFound, Unreachable, gist
@@ -69,6 +71,8 @@ class Record:
     kind: Kind
     name: str
     labels: Mapping[str, str]
+    id: str = ""  # the engine's id of this very object (a new one of the same name has another)
+    created: datetime | None = None  # by the engine's clock
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,18 @@ def _health(state: Mapping[str, Any]) -> tuple[str | None, tuple[Probe, ...]]:
         for probe in health.get("Log") or []
     )
     return health.get("Status"), probes
+
+
+def engine_time(text: str) -> datetime | None:
+    """A time the engine prints (RFC 3339, nanoseconds, ``Z``); None when there is none."""
+    if not text or text.startswith("0001-"):
+        return None
+    clean = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
+    try:
+        found = datetime.fromisoformat(clean)
+    except ValueError:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 class Sdk:
@@ -308,8 +324,25 @@ class Sdk:
             for item in found:
                 attrs = item.attrs or {}
                 held = (attrs.get("Spec") or {}).get("Labels") or attrs.get("Labels") or {}
-                out.append(Record(kind, str(item.name), dict(held)))
+                made = engine_time(str(attrs.get("Created") or attrs.get("CreatedAt") or ""))
+                ident = str(getattr(item, "id", "") or attrs.get("Id") or item.name)
+                out.append(Record(kind, str(item.name), dict(held), ident, made))
             return out
+
+    def remove_exactly(self, record: Record) -> None:
+        """Remove this very object (by its id): ``NotFound`` when it is gone, even when another
+        of the same name took its place (a compare-and-delete)."""
+        with mapped(f"removing {record.kind} {record.name}"):
+            found = self._collection(record.kind).get(record.id or record.name)
+            if record.id and str(getattr(found, "id", "") or record.id) != record.id:
+                raise NotFound(f"{record.kind} {record.name} was replaced")
+            found.remove()
+
+    def now(self) -> datetime:
+        """The engine's clock (every runner compares lock times on the same clock)."""
+        with mapped("engine info"):
+            found = engine_time(str(self.client.info().get("SystemTime") or ""))
+        return found or datetime.now(UTC)
 
     def remove(self, kind: Kind, name: str) -> None:
         """Remove a config, network or volume; ``NotFound`` when it is gone."""

@@ -205,6 +205,18 @@ SPECS: tuple[Spec, ...] = (
     Spec("deploy_timeout", 120, _count(86400), "seconds a deploy waits for health checks"),
     Spec("keep_images", 5, _count(1000), "sha-tagged images kept per service after a deploy"),
     Spec(
+        "lock_lease",
+        60,
+        _count(86400),
+        "seconds a deploy lock holds without renewal; then the next deploy takes it",
+    ),
+    Spec(
+        "lock_heartbeat",
+        10,
+        _count(3600),
+        "seconds between renewals of a held deploy lock (well inside lock_lease)",
+    ),
+    Spec(
         "registry",
         "",
         _registry,
@@ -265,6 +277,8 @@ class Settings:
     pull: bool
     deploy_timeout: int
     keep_images: int
+    lock_lease: int
+    lock_heartbeat: int
     registry: str
     push: bool
     affected: bool
@@ -410,6 +424,13 @@ def load(
     for spec in SPECS:
         if spec.name not in values:
             resolve(spec.name, dotenv, label)
+    if not 0 < values["lock_heartbeat"] < values["lock_lease"]:
+        raise UserError(
+            f"invalid setting lock_heartbeat={values['lock_heartbeat']} (from "
+            f"{sources['lock_heartbeat']}): expected at least 1 and less than lock_lease="
+            f"{values['lock_lease']} (from {sources['lock_lease']}): a lease renewed less often "
+            "than it lasts runs out under a live deploy"
+        )
     own = _outside(project_dir, environ)
     build_dir = (
         _inside(project_dir, values["build_dir"], "build_dir", sources["build_dir"])

@@ -5,8 +5,16 @@ sees the same lock and the same history; a throw-away CI runner loses nothing. W
 read from the running containers (``rollout.running_sha``), not from here.
 
 - Lock: one engine object per project, created exclusively by name (a second create fails): a
-  network on a compose host, a config on a swarm. Its labels say who holds it, where, since
-  when. A holder that is alive, or that cannot be proven gone, is never broken.
+  network on a compose host, a config on a swarm. Its labels (fixed at creation: engine
+  objects' labels cannot change) say who holds it, for which run (a random id), since when,
+  and its lease. The lease is renewed while the holder works: every ``heartbeat`` seconds it
+  creates a renewal object (a volume; a config on a swarm) labelled with its run id, and
+  removes its earlier ones. Its age is read on the engine's clock (objects' creation times and
+  the engine's own time), so runners with skewed clocks agree. A lock whose newest renewal is
+  older than its lease belongs to nobody: the next deploy, from any machine, takes it: it
+  removes that very object by its id (a compare-and-delete: of two runners taking it at once,
+  one removes it and the other finds it gone), records the interrupted run in the history and
+  creates its own lock exclusively. A live holder is never broken: renewal is its proof of life.
 - History: one engine object per entry (a volume on a compose host, a config on a swarm),
   labelled with the project and holding the entry as JSON in a label: append-only, and neither
   needs an image or a container.
@@ -19,8 +27,9 @@ import getpass
 import json
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +42,7 @@ PREFIX = "compose-tasks"
 LABEL_KIND = "org.compose-tasks.state"  # "lock" | "history"
 LABEL_PROJECT = "org.compose-tasks.project"
 LABEL_ENTRY = "org.compose-tasks.entry"  # the JSON of a history entry or a lock's holder
+LABEL_RUN = "org.compose-tasks.run"  # the run a renewal is of
 REQUIRED = {"time", "action", "sha", "result"}
 
 
@@ -86,10 +96,15 @@ class EngineState:
 
     # --- lock ------------------------------------------------------------------------------
 
+    def lock(self) -> Record | None:
+        """The lock object, when somebody holds it."""
+        found = [item for item in self._find("lock") if item.name == self.lock_name]
+        return found[0] if found else None
+
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock, or None."""
-        found = [item for item in self._find("lock") if item.name == self.lock_name]
-        return self._entry(found[0]) if found else None
+        found = self.lock()
+        return self._entry(found) if found else None
 
     def acquire(self, holder: Mapping[str, Any]) -> bool:
         """Take the lock; False when somebody holds it (creation is exclusive)."""
@@ -99,11 +114,48 @@ class EngineState:
             return False
         return True
 
-    def release(self) -> None:
-        for item in self._find("lock"):
-            if item.name == self.lock_name:
+    def _beat_kind(self) -> Kind:
+        return "config" if self.swarm else "volume"
+
+    def beats(self, run: str) -> list[Record]:
+        """The renewals of the holder ``run``."""
+        query = {LABEL_KIND: "beat", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
+        return self.api.records(self._beat_kind(), query)
+
+    def renew(self, run: str, count: int) -> None:
+        """One renewal of the lease: a new object stamped by the engine's clock, the holder's
+        earlier ones removed."""
+        name = f"{PREFIX}-beat-{self.target.project}-{run[:12]}-{count}"
+        labels = {LABEL_KIND: "beat", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
+        self.api.create(self._beat_kind(), name, labels)
+        for item in self.beats(run):
+            if item.name != name:
                 with contextlib.suppress(NotFound):
                     self.api.remove(item.kind, item.name)
+
+    def renewed(self, lock: Record, run: str) -> datetime | None:
+        """When the lease of ``lock`` was last renewed (taken, at first), by the engine's clock."""
+        times = [item.created for item in self.beats(run) if item.created] if run else []
+        return max([*times, *([lock.created] if lock.created else [])], default=None)
+
+    def take(self, lock: Record) -> bool:
+        """Remove this very lock object (compare-and-delete by id): of two runners taking an
+        expired lock at once, one removes it, the other finds it gone."""
+        try:
+            self.api.remove_exactly(lock)
+        except NotFound:
+            return False
+        return True
+
+    def release(self, run: str = "") -> None:
+        """Give the lock back (only one ``run`` holds, with a run) and its renewals."""
+        found = self.lock()
+        if found is not None and (not run or self._entry(found).get("run") == run):
+            with contextlib.suppress(NotFound):
+                self.api.remove_exactly(found)
+        for item in self.beats(run) if run else []:
+            with contextlib.suppress(NotFound):
+                self.api.remove(item.kind, item.name)
 
     # --- history ---------------------------------------------------------------------------
 
@@ -160,32 +212,121 @@ def holder_gone(held: Mapping[str, Any]) -> bool:
     return not _pid_alive(pid)
 
 
+@dataclass(frozen=True)
+class Lease:
+    """How long a lock holds without renewal, and how often its live holder renews it."""
+
+    seconds: float = 60.0
+    heartbeat: float = 10.0
+
+
+def _who(held: Mapping[str, Any]) -> str:
+    return f"{held.get('user', '?')}@{held.get('machine', '?')} (pid {held.get('pid', '?')})"
+
+
+class _Heartbeat:
+    """Renews the lease every ``lease.heartbeat`` seconds until stopped."""
+
+    def __init__(self, state: EngineState, run: str, lease: Lease) -> None:
+        self.state, self.run, self.lease = state, run, lease
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.count = 0
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.lease.heartbeat):
+            self.count += 1
+            with contextlib.suppress(Exception):  # an engine that does not answer: next beat
+                self.state.renew(self.run, self.count)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
 @contextlib.contextmanager
-def deploy_lock(state: EngineState, break_lock: bool) -> Iterator[None]:
-    """Hold the target's lock; a live or unknown holder is never broken."""
+def deploy_lock(
+    state: EngineState,
+    break_lock: bool,
+    lease: Lease | None = None,
+    doing: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> Iterator[None]:
+    """Hold the target's lock for ``doing`` (its action and sha), renewing its lease while it
+    runs. A lock whose lease ran out (or whose holder provably ended, on this machine) belongs
+    to nobody: it is taken, its interrupted run recorded in the history. A live holder is never
+    broken, ``break_lock`` or not: renewal is its proof of life."""
+    lease = lease or Lease()
+    run = uuid.uuid4().hex
     holder = {
+        "run": run,
         "pid": os.getpid(),
         "user": getpass.getuser(),
         "machine": socket.gethostname(),
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        "lease": lease.seconds,
+        **dict(doing or {}),
     }
-    project = state.target.project
     if not state.acquire(holder):
-        held = state.holder() or {}
-        who = f"{held.get('user', '?')}@{held.get('machine', '?')} (pid {held.get('pid', '?')})"
-        since = held.get("since", "?")
-        if not holder_gone(held):
-            hint = " (its holder cannot be proven gone)" if break_lock else ""
-            raise UserError(f"deploy of {project} is locked by {who} since {since}{hint}")
-        if not break_lock:
-            raise UserError(
-                f"stale deploy lock: {who} since {since} is no longer running;"
-                " rerun with --break-lock"
-            )
-        state.release()
-        if not state.acquire(holder):
-            raise UserError(f"deploy of {project} was locked by another run just now")
+        _take_expired(state, break_lock, lease, holder, log)
     try:
-        yield
+        with _Heartbeat(state, run, lease):
+            yield
     finally:
-        state.release()
+        state.release(run)
+
+
+def _take_expired(
+    state: EngineState,
+    break_lock: bool,
+    lease: Lease,
+    holder: Mapping[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """The lock is held: take it if its lease ran out, else a UserError naming the holder."""
+    project = state.target.project
+    lock = state.lock()
+    if lock is None:  # released meanwhile
+        if state.acquire(holder):
+            return
+        raise UserError(f"deploy of {project} was locked by another run just now")
+    held = state._entry(lock)
+    if not held:
+        raise UserError(
+            f"the deploy lock of {project} on the target ({lock.kind} {lock.name}) holds no "
+            f"holder (edited by hand?): remove it (docker {lock.kind} rm {lock.name}) once no "
+            "deploy runs"
+        )
+    run = str(held.get("run") or "")
+    seconds = float(held.get("lease") or lease.seconds)
+    renewed = state.renewed(lock, run)
+    now = state.api.now()
+    ago = (now - renewed).total_seconds() if renewed else float("inf")
+    who, since = _who(held), held.get("since", "?")
+    if ago <= seconds and not holder_gone(held):
+        hint = " (--break-lock never breaks a live holder)" if break_lock else ""
+        raise UserError(
+            f"deploy of {project} is locked by {who} since {since}: its lease was renewed "
+            f"{ago:.0f}s ago (it expires {seconds:.0f}s after the last renewal){hint}"
+        )
+    if not state.take(lock):
+        raise UserError(f"deploy of {project}: another run took the expired lock just now")
+    why = "its process ended" if ago <= seconds else f"its lease expired ({ago:.0f}s unrenewed)"
+    log(f"took over the deploy lock of {who} since {since}: {why}")
+    state.record(
+        {
+            "action": str(held.get("action") or "deploy"),
+            "sha": str(held.get("sha") or "?"),
+            "result": "interrupted",
+            "detail": f"{who} since {since}: {why}; taken over by {_who(holder)}",
+        }
+    )
+    for item in state.beats(run) if run else []:
+        with contextlib.suppress(NotFound):
+            state.api.remove(item.kind, item.name)
+    if not state.acquire(holder):
+        raise UserError(f"deploy of {project} was locked by another run just now")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,28 @@ def conflict(message: str) -> APIError:
     return api_error(message, 409)
 
 
+class Clock:
+    """The stand-in engine's clock: advanced by hand."""
+
+    now = "2026-01-01T00:00:00.000000000Z"
+
+    @classmethod
+    def advance(cls, seconds: int) -> None:
+        stamp = datetime.fromisoformat(cls.now.replace("Z", "+00:00")[:26] + "+00:00")
+        cls.now = (stamp + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
 class Obj:
+    made = 0  # objects created so far: each gets an id of its own
+
     def __init__(self, store: dict[str, Obj], name: str, labels: Mapping[str, str]) -> None:
-        self.store, self.name = store, name
-        self.attrs: dict[str, Any] = {"Name": name, "Labels": dict(labels)}
+        Obj.made += 1
+        self.store, self.name, self.id = store, name, f"id{Obj.made:08d}"
+        self.attrs: dict[str, Any] = {"Name": name, "Labels": dict(labels), "Created": Clock.now}
 
     def remove(self) -> None:
+        if self.store.get(self.name) is not self:
+            raise NotFound(f"no such object: {self.id}")
         del self.store[self.name]
 
 
@@ -68,9 +85,12 @@ class Collection:
         return [item for item in self.items.values() if _matches(item.attrs["Labels"], filters)]
 
     def get(self, name: str) -> Obj:
-        if name not in self.items:
+        found = self.items.get(name) or next(
+            (item for item in self.items.values() if item.id == name), None
+        )
+        if found is None:
             raise NotFound(f"no such object: {name}")
-        return self.items[name]
+        return found
 
 
 class Image:
@@ -268,6 +288,9 @@ class FakeDocker:
 
     def version(self) -> dict[str, str]:
         return {"Version": "20.10.24", "ApiVersion": "1.41"}
+
+    def info(self) -> dict[str, str]:
+        return {"SystemTime": Clock.now}
 
     def df(self) -> dict[str, Any]:
         layers = sum(1000 for image in self.images.all if image.tags)

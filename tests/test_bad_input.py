@@ -45,6 +45,9 @@ SETTINGS = {
     # settings from the environment
     "int-not-int": env("INVOKE_STACK_DEPLOY_TIMEOUT", "abc", "config", "deploy_timeout='abc'"),
     "int-huge": env("INVOKE_STACK_DEPLOY_TIMEOUT", "9" * 400, "config", "from 0 to 86400"),
+    "lease-under-heartbeat": env(
+        "INVOKE_STACK_LOCK_HEARTBEAT", "90", "deploy", "lock_heartbeat=90 (from environment"
+    ),
     "int-negative": env("INVOKE_STACK_KEEP_IMAGES", "-3", "config", "from 0 to 1000"),
     "int-float": env("INVOKE_STACK_KEEP_IMAGES", "2.5", "config", "keep_images='2.5'"),
     "bool-word": env("INVOKE_STACK_PULL", "sometimes", "build", "pull='sometimes'"),

@@ -13,8 +13,8 @@ from tasks.compose import project_name
 from tasks.errors import UserError
 from tasks.sdk import Sdk
 from tasks.settings import load
-from tasks.state import LABEL_ENTRY, EngineState, Target, deploy_lock
-from tests.fakes import FakeDocker
+from tasks.state import LABEL_ENTRY, EngineState, Lease, Target, deploy_lock
+from tests.fakes import Clock, FakeDocker
 
 TARGET = Target("ssh://deploy@prod", "shop")
 
@@ -56,13 +56,20 @@ def held_by(state: EngineState, holder: dict[str, object]) -> None:
     assert state.acquire(holder)
 
 
-def test_a_dead_holder_is_stale_and_only_break_lock_removes_it() -> None:
+LEASE = Lease(seconds=60, heartbeat=10)
+
+
+def test_a_dead_holder_on_this_machine_is_taken_without_a_flag() -> None:
     state = fresh()
-    held_by(state, {"pid": 2**22 + 7, "user": "bob", "machine": socket.gethostname(), "since": "t"})
-    with pytest.raises(UserError, match="stale deploy lock: bob@"), deploy_lock(state, False):
-        pass
-    with deploy_lock(state, break_lock=True):
+    gone = {"pid": 2**22 + 7, "user": "bob", "machine": socket.gethostname(), "since": "t"}
+    held_by(state, {**gone, "sha": "abc"})
+    said: list[str] = []
+    with deploy_lock(state, False, LEASE, {"action": "deploy", "sha": "def"}, said.append):
         assert (state.holder() or {})["pid"] == os.getpid()
+    assert said == [f"took over the deploy lock of bob@{socket.gethostname()} (pid {2**22 + 7})"
+                    " since t: its process ended"]  # fmt: skip
+    [entry] = state.history()
+    assert (entry["action"], entry["sha"], entry["result"]) == ("deploy", "abc", "interrupted")
 
 
 @pytest.mark.parametrize(
@@ -73,12 +80,58 @@ def test_a_dead_holder_is_stale_and_only_break_lock_removes_it() -> None:
         {"user": "ann"},  # no pid
     ],
 )
-def test_break_lock_refuses_a_holder_not_proven_gone(holder: dict[str, object]) -> None:
+def test_a_holder_inside_its_lease_is_never_broken(holder: dict[str, object]) -> None:
     state = fresh()
     held_by(state, holder)
-    with pytest.raises(UserError, match="is locked by ann@"), deploy_lock(state, True):
+    Clock.advance(59)  # a lock from before leases: its creation is its last renewal
+    live = r"is locked by ann@.*never breaks a live holder"
+    with pytest.raises(UserError, match=live), deploy_lock(state, True, LEASE):
         pass
     assert state.holder() == holder
+
+
+def test_renewals_keep_a_lock_alive_and_an_expired_one_is_taken() -> None:
+    """Runner A renews past its lease; killed, its lease runs out and runner B takes over."""
+    state = fresh()
+    other = {"run": "a" * 32, "user": "ci", "machine": "runner-a", "pid": 7, "since": "t0",
+             "lease": 60, "action": "deploy", "sha": "abc123"}  # fmt: skip
+    held_by(state, other)
+    for count in range(1, 10):  # 90 s of renewals every 10 s: never expired
+        Clock.advance(10)
+        state.renew("a" * 32, count)
+    assert len(state.beats("a" * 32)) == 1  # earlier renewals removed
+    with pytest.raises(UserError, match=r"renewed 0s ago"), deploy_lock(state, True, LEASE):
+        pass
+    Clock.advance(61)  # runner A was killed: no renewal for longer than its lease
+    said: list[str] = []
+    with deploy_lock(state, False, LEASE, {"action": "deploy", "sha": "def456"}, said.append):
+        assert (state.holder() or {})["sha"] == "def456"
+    assert said[0].startswith("took over the deploy lock of ci@runner-a (pid 7) since t0: its ")
+    assert said[0].endswith("lease expired (61s unrenewed)")
+    [entry] = state.history()
+    assert (entry["sha"], entry["result"]) == ("abc123", "interrupted")
+    assert state.beats("a" * 32) == [] and state.holder() is None
+
+
+def test_of_two_runners_taking_an_expired_lock_one_wins() -> None:
+    state = fresh()
+    held_by(state, {"run": "b" * 32, "user": "ci", "machine": "runner-a", "since": "t"})
+    Clock.advance(120)
+    stale = state.lock()
+    assert stale is not None
+    assert state.take(stale) is True
+    assert state.take(stale) is False  # the second finds that very object gone
+    held_by(state, {"run": "c" * 32, "user": "ci", "machine": "runner-b", "since": "t"})
+    assert state.take(stale) is False  # a new lock of the same name is not the one it read
+
+
+def test_a_lock_edited_into_nonsense_is_one_clear_line() -> None:
+    state = fresh()
+    labels = {"org.compose-tasks.state": "lock", "org.compose-tasks.project": "shop"}
+    state.api.client.networks.create(state.lock_name, labels={**labels, LABEL_ENTRY: "{oops"})
+    nonsense = r"holds no holder \(edited by hand\?\): remove it"
+    with pytest.raises(UserError, match=nonsense), deploy_lock(state, False, LEASE):
+        pass
 
 
 def test_a_history_object_without_an_entry_is_one_clear_error() -> None:

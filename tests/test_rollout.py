@@ -156,6 +156,22 @@ def deploy_task(world: World, monkeypatch: pytest.MonkeyPatch, plan: Any = None)
     monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
     monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
     monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, **_: prepared)
+    monkeypatch.setattr(pipeline, "resolve", lambda settings, runner: project)
+
+
+def test_deploying_an_existing_sha_plans_no_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``deploy --sha``: no plan, no Dockerfile read (a broken one in the checkout is fine)."""
+    world = World(tmp_path, ["aaa"])
+    deploy_task(world, monkeypatch)
+
+    def no_plan(*_: Any, **__: Any) -> None:
+        raise AssertionError("deploy --sha planned a build")
+
+    monkeypatch.setattr(pipeline, "prepare", no_plan)
+    deploy.deploy(MockContext(), sha="aaa", timeout="5")
+    assert world.history()[-1] == ("deploy", "aaa", "ok")
 
 
 def test_the_deploy_task_releases_a_sha_and_says_how_a_failure_ended(
