@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,13 +16,13 @@ import yaml
 from tasks import engine, swarm
 from tasks.commands import display_argv
 from tasks.deployment import Deployment
-from tasks.errors import EngineError
+from tasks.errors import EngineError, NotFound
 from tasks.generated import DEPLOY_OVERRIDE, write_generated
 from tasks.override import escaped
 from tasks.refs import COMPOSE_PROJECT as PROJECT_LABEL
 from tasks.refs import COMPOSE_SERVICE as SERVICE_LABEL
 from tasks.refs import owned_by, split_ref
-from tasks.runner import meaningful_line
+from tasks.runner import error_line
 from tasks.sdk import Sdk
 from tasks.state import EngineState
 
@@ -44,12 +46,30 @@ def up(
     )
     settings = target.settings
     override = write_generated(settings, settings.build_dir / DEPLOY_OVERRIDE, text)
+    for name in leftovers(docker.sdk, target.project):
+        log(f"  removed {name}: left by an interrupted deploy")
     argv = [*target.compose(str(override)), "up", "-d", "--no-build", "--remove-orphans"]
     log(f"$ {display_argv(argv)}")
     done = docker.runner.run(argv, {target.commit_var: sha})
     if not done.ok:
-        return False, meaningful_line(done.err) or f"compose up exited {done.code}"
+        return False, error_line(done.err) or f"compose up exited {done.code}"
     return wait_healthy(docker.sdk, target.project, timeout, log)
+
+
+# compose recreates a container under a temporary name (``<12 hex>_<name>``), then renames it
+_RECREATING = re.compile(r"^/?[0-9a-f]{12}_")
+
+
+def leftovers(api: Sdk, project: str) -> list[str]:
+    """Remove the project's containers an interrupted ``compose up`` left under a temporary
+    name (they block the next one's renames); their names."""
+    removed = []
+    for container in api.containers({PROJECT_LABEL: project}):
+        if _RECREATING.match(container.name):
+            with contextlib.suppress(NotFound):
+                api.remove_container(container.id)
+            removed.append(container.name.lstrip("/"))
+    return removed
 
 
 def wait_healthy(api: Sdk, project: str, timeout: float, log: Log) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,14 @@ def meaningful_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if not line.upper().startswith(("WARN", "WARNING"))]
     return mask.active().text((errors or lines or [""])[0])
+
+
+def error_line(text: str) -> str:
+    """The error a command ended with: its last line that says error or failed (compose prints
+    progress lines first), else ``meaningful_line``."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [line for line in lines if re.search(r"\b(error|failed)\b", line, re.IGNORECASE)]
+    return mask.active().text(said[-1]) if said else meaningful_line(text)
 
 
 def missing(argv: Sequence[str]) -> str:

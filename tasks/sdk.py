@@ -71,7 +71,6 @@ class Record:
     kind: Kind
     name: str
     labels: Mapping[str, str]
-    id: str = ""  # the engine's id of this very object (a new one of the same name has another)
     created: datetime | None = None  # by the engine's clock
 
 
@@ -289,6 +288,11 @@ class Sdk:
             )
             return [self._container(container) for container in found]
 
+    def remove_container(self, container_id: str) -> None:
+        """Remove a container, running or not; ``NotFound`` when it is gone."""
+        with mapped(f"removing container {container_id[:12]}"):
+            self.client.containers.get(container_id).remove(force=True)
+
     def container(self, container_id: str) -> ContainerInfo:
         with mapped(f"container {container_id[:12]}"):
             return self._container(self.client.containers.get(container_id))
@@ -325,18 +329,8 @@ class Sdk:
                 attrs = item.attrs or {}
                 held = (attrs.get("Spec") or {}).get("Labels") or attrs.get("Labels") or {}
                 made = engine_time(str(attrs.get("Created") or attrs.get("CreatedAt") or ""))
-                ident = str(getattr(item, "id", "") or attrs.get("Id") or item.name)
-                out.append(Record(kind, str(item.name), dict(held), ident, made))
+                out.append(Record(kind, str(item.name), dict(held), made))
             return out
-
-    def remove_exactly(self, record: Record) -> None:
-        """Remove this very object (by its id): ``NotFound`` when it is gone, even when another
-        of the same name took its place (a compare-and-delete)."""
-        with mapped(f"removing {record.kind} {record.name}"):
-            found = self._collection(record.kind).get(record.id or record.name)
-            if record.id and str(getattr(found, "id", "") or record.id) != record.id:
-                raise NotFound(f"{record.kind} {record.name} was replaced")
-            found.remove()
 
     def now(self) -> datetime:
         """The engine's clock (every runner compares lock times on the same clock)."""

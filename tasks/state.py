@@ -4,17 +4,22 @@ Any runner, laptop or fresh clone pointed at the same engine (``DOCKER_HOST``, `
 sees the same lock and the same history; a throw-away CI runner loses nothing. What runs now is
 read from the running containers (``rollout.running_sha``), not from here.
 
-- Lock: one engine object per project, created exclusively by name (a second create fails): a
-  network on a compose host, a config on a swarm. Its labels (fixed at creation: engine
-  objects' labels cannot change) say who holds it, for which run (a random id), since when,
-  and its lease. The lease is renewed while the holder works: every ``heartbeat`` seconds it
-  creates a renewal object (a volume; a config on a swarm) labelled with its run id, and
-  removes its earlier ones. Its age is read on the engine's clock (objects' creation times and
-  the engine's own time), so runners with skewed clocks agree. A lock whose newest renewal is
-  older than its lease belongs to nobody: the next deploy, from any machine, takes it: it
-  removes that very object by its id (a compare-and-delete: of two runners taking it at once,
-  one removes it and the other finds it gone), records the interrupted run in the history and
-  creates its own lock exclusively. A live holder is never broken: renewal is its proof of life.
+- Lock: one engine object per project, claimed by name: a volume on a compose host (creating
+  an existing volume returns it with its first creator's labels: the engine creates it once,
+  so its labels say who holds it), a config on a swarm (a second create fails). Volumes
+  survive ``network prune`` and every ``system prune`` without ``--volumes`` (a network, the
+  lock of earlier versions, did not). Its labels (fixed at creation: engine objects' labels
+  cannot change) say who holds it, for which run (a random id), since when, and its lease.
+- Lease: the holder renews it while it works: every ``heartbeat`` seconds it creates a renewal
+  object labelled with its run id (a volume; a config on a swarm) and removes its earlier
+  ones. Ages are read on the engine's clock (objects' creation times, the engine's own time),
+  so runners with skewed clocks agree. A runner that finds the lock held watches it for a
+  renewal: a live holder renews within a heartbeat and is refused at once, never broken
+  (renewal is its proof of life, ``--break-lock`` or not); one that stopped renewing (a killed
+  CI job) is waited for until its lease runs out. Then the lock belongs to nobody: the runner
+  claims the takeover of that run (a marker named after it, claimed as the lock is: of two
+  runners taking it at once exactly one goes on), checks the lock is still that run's, removes
+  it, records the interrupted run in the history and claims its own lock.
 - History: one engine object per entry (a volume on a compose host, a config on a swarm),
   labelled with the project and holding the entry as JSON in a label: append-only, and neither
   needs an image or a container.
@@ -28,6 +33,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -78,9 +84,7 @@ class EngineState:
 
     def _kind(self, state: str) -> Kind:
         """What the lock or the history is kept in on this target."""
-        if self.swarm:
-            return "config"
-        return "network" if state == "lock" else "volume"
+        return "config" if self.swarm else "volume"
 
     def _find(self, state: str) -> list[Record]:
         query = {LABEL_KIND: state, LABEL_PROJECT: self.target.project}
@@ -106,13 +110,22 @@ class EngineState:
         found = self.lock()
         return self._entry(found) if found else None
 
-    def acquire(self, holder: Mapping[str, Any]) -> bool:
-        """Take the lock; False when somebody holds it (creation is exclusive)."""
+    def _claim(self, name: str, labels: Mapping[str, str], run: str) -> bool:
+        """Create ``name`` for ``run``; whether ``run`` owns it. A swarm config's name is
+        exclusive (a second create fails); a volume's create returns the one that exists with
+        its first creator's labels, so the labels say who won (the engine creates it once)."""
         try:
-            self.api.create(self._kind("lock"), self.lock_name, self._labels("lock", holder))
+            self.api.create(self._kind("lock"), name, labels)
         except Conflict:
             return False
-        return True
+        found = self.api.records(self._kind("lock"), labels)  # ``labels`` name ``run``
+        return any(item.name == name for item in found)
+
+    def acquire(self, holder: Mapping[str, Any]) -> bool:
+        """Take the lock for ``holder["run"]``; False when somebody holds it."""
+        run = str(holder.get("run") or "")
+        labels = {**self._labels("lock", holder), LABEL_RUN: run}
+        return self._claim(self.lock_name, labels, run)
 
     def _beat_kind(self) -> Kind:
         return "config" if self.swarm else "volume"
@@ -138,22 +151,31 @@ class EngineState:
         times = [item.created for item in self.beats(run) if item.created] if run else []
         return max([*times, *([lock.created] if lock.created else [])], default=None)
 
-    def take(self, lock: Record) -> bool:
-        """Remove this very lock object (compare-and-delete by id): of two runners taking an
-        expired lock at once, one removes it, the other finds it gone."""
-        try:
-            self.api.remove_exactly(lock)
-        except NotFound:
+    def take(self, stale: str, run: str) -> bool:
+        """Remove an expired lock (of the run ``stale``) for ``run``. Of runners taking it at
+        once exactly one goes on: it claims the takeover of ``stale`` (a marker only one
+        creates), checks the lock is still that run's, and removes it."""
+        marker = f"{PREFIX}-take-{self.target.project}-{stale[:16] or 'legacy'}"
+        labels = {LABEL_KIND: "take", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
+        if not self._claim(marker, labels, run):
             return False
+        now = self.lock()
+        if now is None or str(self._entry(now).get("run") or "") != stale:
+            return False
+        with contextlib.suppress(NotFound):
+            self.api.remove(now.kind, now.name)
         return True
 
     def release(self, run: str = "") -> None:
-        """Give the lock back (only one ``run`` holds, with a run) and its renewals."""
+        """Give the lock back (only one ``run`` holds, with a run), its renewals and the
+        takeover markers it made."""
         found = self.lock()
         if found is not None and (not run or self._entry(found).get("run") == run):
             with contextlib.suppress(NotFound):
-                self.api.remove_exactly(found)
-        for item in self.beats(run) if run else []:
+                self.api.remove(found.kind, found.name)
+        query = {LABEL_KIND: "take", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
+        mine = [*self.beats(run), *self.api.records(self._kind("lock"), query)] if run else []
+        for item in mine:
             with contextlib.suppress(NotFound):
                 self.api.remove(item.kind, item.name)
 
@@ -269,6 +291,7 @@ def deploy_lock(
         "machine": socket.gethostname(),
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
         "lease": lease.seconds,
+        "heartbeat": lease.heartbeat,
         **dict(doing or {}),
     }
     if not state.acquire(holder):
@@ -278,6 +301,40 @@ def deploy_lock(
             yield
     finally:
         state.release(run)
+
+
+def _watch(
+    state: EngineState,
+    lock: Record,
+    run: str,
+    lease: float,
+    beat: float,
+    who: str,
+    log: Callable[[str], None],
+) -> float:
+    """Seconds since the lock's last renewal, after watching it: a live holder renews within
+    a heartbeat (returned at once); one that stopped (a killed runner) is waited for until its
+    lease runs out, so the next deploy needs no retry."""
+    first = state.renewed(lock, run)
+    ago = _unrenewed(state, lock, run)
+    give_up = time.monotonic() + lease + 2 * beat + 2  # a clock that stands still: no forever
+    while ago <= lease and time.monotonic() < give_up:
+        if state.renewed(lock, run) != first:
+            return _unrenewed(state, lock, run)  # renewed meanwhile: alive
+        if ago > 2 * beat + 1:  # no renewal for two heartbeats: it stopped
+            log(f"the deploy lock of {who} has not been renewed for {ago:.0f}s: waiting up to "
+                f"{lease - ago + 1:.0f}s for its lease to run out")  # fmt: skip
+            time.sleep(lease - ago + 1)
+            return _unrenewed(state, lock, run)
+        time.sleep(min(1.0, beat / 2))
+        ago = _unrenewed(state, lock, run)
+    return ago
+
+
+def _unrenewed(state: EngineState, lock: Record, run: str) -> float:
+    """Seconds since the lock's last renewal, on the engine's clock."""
+    renewed = state.renewed(lock, run)
+    return (state.api.now() - renewed).total_seconds() if renewed else float("inf")
 
 
 def _take_expired(
@@ -303,17 +360,20 @@ def _take_expired(
         )
     run = str(held.get("run") or "")
     seconds = float(held.get("lease") or lease.seconds)
-    renewed = state.renewed(lock, run)
-    now = state.api.now()
-    ago = (now - renewed).total_seconds() if renewed else float("inf")
+    beat = float(held.get("heartbeat") or lease.heartbeat)
     who, since = _who(held), held.get("since", "?")
-    if ago <= seconds and not holder_gone(held):
+    gone = holder_gone(held)
+    if run and not gone:
+        ago = _watch(state, lock, run, seconds, beat, who, log)
+    else:
+        ago = _unrenewed(state, lock, run)
+    if ago <= seconds and not gone:
         hint = " (--break-lock never breaks a live holder)" if break_lock else ""
         raise UserError(
             f"deploy of {project} is locked by {who} since {since}: its lease was renewed "
             f"{ago:.0f}s ago (it expires {seconds:.0f}s after the last renewal){hint}"
         )
-    if not state.take(lock):
+    if not state.take(run, str(holder["run"])):
         raise UserError(f"deploy of {project}: another run took the expired lock just now")
     why = "its process ended" if ago <= seconds else f"its lease expired ({ago:.0f}s unrenewed)"
     log(f"took over the deploy lock of {who} since {since}: {why}")

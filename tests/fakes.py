@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,17 @@ def conflict(message: str) -> APIError:
 
 
 class Clock:
-    """The stand-in engine's clock: advanced by hand."""
+    """The stand-in engine's clock: real time, plus what a test advances it by."""
 
-    now = "2026-01-01T00:00:00.000000000Z"
+    offset = timedelta()
 
     @classmethod
-    def advance(cls, seconds: int) -> None:
-        stamp = datetime.fromisoformat(cls.now.replace("Z", "+00:00")[:26] + "+00:00")
-        cls.now = (stamp + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    def advance(cls, seconds: float) -> None:
+        cls.offset += timedelta(seconds=seconds)
+
+    @classmethod
+    def now(cls) -> str:
+        return (datetime.now(UTC) + cls.offset).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 class Obj:
@@ -52,7 +55,7 @@ class Obj:
     def __init__(self, store: dict[str, Obj], name: str, labels: Mapping[str, str]) -> None:
         Obj.made += 1
         self.store, self.name, self.id = store, name, f"id{Obj.made:08d}"
-        self.attrs: dict[str, Any] = {"Name": name, "Labels": dict(labels), "Created": Clock.now}
+        self.attrs: dict[str, Any] = {"Name": name, "Labels": dict(labels), "Created": Clock.now()}
 
     def remove(self) -> None:
         if self.store.get(self.name) is not self:
@@ -290,7 +293,7 @@ class FakeDocker:
         return {"Version": "20.10.24", "ApiVersion": "1.41"}
 
     def info(self) -> dict[str, str]:
-        return {"SystemTime": Clock.now}
+        return {"SystemTime": Clock.now()}
 
     def df(self) -> dict[str, Any]:
         layers = sum(1000 for image in self.images.all if image.tags)

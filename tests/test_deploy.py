@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tasks.compose import project_name
 from tasks.errors import UserError
 from tasks.sdk import Sdk
 from tasks.settings import load
-from tasks.state import LABEL_ENTRY, EngineState, Lease, Target, deploy_lock
+from tasks.state import LABEL_ENTRY, LABEL_RUN, EngineState, Lease, Target, deploy_lock
 from tests.fakes import Clock, FakeDocker
 
 TARGET = Target("ssh://deploy@prod", "shop")
@@ -40,14 +41,15 @@ def test_history_is_append_only_and_last_good_skips_failures() -> None:
 
 def test_a_second_lock_is_refused_with_the_holder() -> None:
     state = fresh()
-    with deploy_lock(state, break_lock=False):
+    quick = Lease(seconds=3, heartbeat=0.2)  # real renewals, watched by the second
+    with deploy_lock(state, False, quick):
         assert (
             json.loads(
-                state.api.client.networks.items[state.lock_name].attrs["Labels"][LABEL_ENTRY]
+                state.api.client.volumes.items[state.lock_name].attrs["Labels"][LABEL_ENTRY]
             )["pid"]
             == os.getpid()
         )
-        with pytest.raises(UserError, match="is locked by"), deploy_lock(state, break_lock=True):
+        with pytest.raises(UserError, match="is locked by"), deploy_lock(state, True, quick):
             pass
     assert state.holder() is None
 
@@ -83,14 +85,16 @@ def test_a_dead_holder_on_this_machine_is_taken_without_a_flag() -> None:
 def test_a_holder_inside_its_lease_is_never_broken(holder: dict[str, object]) -> None:
     state = fresh()
     held_by(state, holder)
-    Clock.advance(59)  # a lock from before leases: its creation is its last renewal
+    Clock.advance(25)  # a lock from before leases: its creation is its last renewal
     live = r"is locked by ann@.*never breaks a live holder"
     with pytest.raises(UserError, match=live), deploy_lock(state, True, LEASE):
         pass
     assert state.holder() == holder
 
 
-def test_renewals_keep_a_lock_alive_and_an_expired_one_is_taken() -> None:
+def test_renewals_keep_a_lock_alive_and_an_expired_one_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Runner A renews past its lease; killed, its lease runs out and runner B takes over."""
     state = fresh()
     other = {"run": "a" * 32, "user": "ci", "machine": "runner-a", "pid": 7, "since": "t0",
@@ -100,8 +104,16 @@ def test_renewals_keep_a_lock_alive_and_an_expired_one_is_taken() -> None:
         Clock.advance(10)
         state.renew("a" * 32, count)
     assert len(state.beats("a" * 32)) == 1  # earlier renewals removed
+    beats = iter(range(10, 100))
+
+    def alive(seconds: float) -> None:  # runner A renews while runner B watches
+        Clock.advance(1)
+        state.renew("a" * 32, next(beats))
+
+    monkeypatch.setattr("tasks.state.time.sleep", alive)
     with pytest.raises(UserError, match=r"renewed 0s ago"), deploy_lock(state, True, LEASE):
         pass
+    monkeypatch.setattr("tasks.state.time.sleep", lambda seconds: Clock.advance(int(seconds)))
     Clock.advance(61)  # runner A was killed: no renewal for longer than its lease
     said: list[str] = []
     with deploy_lock(state, False, LEASE, {"action": "deploy", "sha": "def456"}, said.append):
@@ -113,22 +125,47 @@ def test_renewals_keep_a_lock_alive_and_an_expired_one_is_taken() -> None:
     assert state.beats("a" * 32) == [] and state.holder() is None
 
 
+def test_a_lock_whose_renewals_stopped_is_waited_for_then_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Runner A killed a moment ago: B waits for the rest of the lease, not for a retry."""
+    state = fresh()
+    held_by(state, {"run": "d" * 32, "user": "ci", "machine": "runner-a", "since": "t",
+                    "lease": 60, "heartbeat": 10})  # fmt: skip
+    Clock.advance(15)  # killed a moment ago: watched for a renewal, none comes
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        Clock.advance(int(seconds))
+
+    monkeypatch.setattr("tasks.state.time.sleep", sleep)
+    said: list[str] = []
+    with deploy_lock(state, False, LEASE, {}, said.append):
+        pass
+    # two heartbeats' watch for a renewal, then the rest of the lease
+    assert [round(w) for w in waited] == [1] * 6 + [40]
+    assert said[0].startswith("the deploy lock of ci@runner-a (pid ?) has not been renewed for 21s")
+    assert re.search(r"its lease expired \(6[01]s unrenewed\)$", said[1]), said
+
+
 def test_of_two_runners_taking_an_expired_lock_one_wins() -> None:
     state = fresh()
     held_by(state, {"run": "b" * 32, "user": "ci", "machine": "runner-a", "since": "t"})
-    Clock.advance(120)
-    stale = state.lock()
-    assert stale is not None
-    assert state.take(stale) is True
-    assert state.take(stale) is False  # the second finds that very object gone
-    held_by(state, {"run": "c" * 32, "user": "ci", "machine": "runner-b", "since": "t"})
-    assert state.take(stale) is False  # a new lock of the same name is not the one it read
+    assert state.take("b" * 32, "c" * 32) is True  # runner C claims the takeover of run b
+    assert state.take("b" * 32, "d" * 32) is False  # runner D, a moment later: C has it
+    assert state.holder() is None
+    held_by(state, {"run": "c" * 32, "user": "ci", "machine": "runner-c", "since": "t"})
+    assert not state.acquire({"run": "d" * 32})  # a claimed lock is C's
+    assert state.take("b" * 32, "c" * 32) is False  # the lock is no longer run b's
+    state.release("c" * 32)
+    assert state.holder() is None and state.api.records("volume", {LABEL_RUN: "c" * 32}) == []
 
 
 def test_a_lock_edited_into_nonsense_is_one_clear_line() -> None:
     state = fresh()
     labels = {"org.compose-tasks.state": "lock", "org.compose-tasks.project": "shop"}
-    state.api.client.networks.create(state.lock_name, labels={**labels, LABEL_ENTRY: "{oops"})
+    state.api.client.volumes.create(state.lock_name, labels={**labels, LABEL_ENTRY: "{oops"})
     nonsense = r"holds no holder \(edited by hand\?\): remove it"
     with pytest.raises(UserError, match=nonsense), deploy_lock(state, False, LEASE):
         pass

@@ -1,0 +1,126 @@
+"""The deploy lock's lease on a real engine, with runners on "other machines" (each in a UTS
+namespace of its own, so its hostname differs): a killed runner's lock is taken over by the
+next deploy with no manual step; a live one is never broken; of two runners taking an expired
+lock at once, exactly one deploys."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.support import ROOT, Stack, invoke, sh, user_dirs
+from tests.test_deploy_engine import (
+    deploy,
+    head,
+    history,
+    hold_lock,
+    lock_held,
+    make_web,
+    serving,
+)
+
+pytestmark = pytest.mark.engine
+
+# short leases keep the tests short; the semantics are the same at 60 s
+FAST = {"INVOKE_STACK_LOCK_LEASE": "6", "INVOKE_STACK_LOCK_HEARTBEAT": "1"}
+
+
+def elsewhere(stack: Stack, machine: str, *args: str) -> subprocess.Popen[str]:
+    """``invoke <args>`` as a runner on another machine (its own hostname), in a process
+    group of its own (a CI job's)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare for a runner with another hostname")
+    env = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
+    env.update({**user_dirs(stack.root), **FAST})
+    script = f'hostname {machine} && exec "$@"'
+    argv = ["unshare", "--uts", "sh", "-c", script, "sh", "invoke", "-r", str(ROOT), *args]
+    return subprocess.Popen(
+        argv, cwd=stack.root, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def web(stack: Stack) -> Stack:
+    return make_web(stack)
+
+
+def lock_name(stack: Stack) -> str:
+    return f"compose-tasks-lock-{stack.name}"
+
+
+def wait_for(check: object, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def never_healthy(stack: Stack) -> None:
+    (stack.root / "web/site/health").unlink()
+    stack.commit("fails its health check")
+
+
+def test_a_killed_runner_s_lock_is_taken_over_by_the_next_deploy(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    never_healthy(web)
+    stuck = head(web)
+    runner_a = elsewhere(web, "runner-a", "deploy", "--timeout", "120")
+    wait_for(lambda: lock_held(lock_name(web)), 60)
+    time.sleep(3)  # building done, waiting for health, renewing its lease
+    os.killpg(runner_a.pid, signal.SIGKILL)  # the CI job is cancelled
+    runner_a.wait()
+    web.write("web/site/health", "ok\n")
+    web.commit("fixed")
+    started = time.monotonic()
+    runner_b = elsewhere(web, "runner-b", "deploy", "--timeout", "60")
+    _, err = runner_b.communicate(timeout=180)
+    taken = time.monotonic() - started
+    assert runner_b.returncode == 0, err[-3000:]
+    assert "took over the deploy lock of" in err and "@runner-a" in err
+    assert taken < 180
+    assert serving(web) == head(web)
+    interrupted = [e for e in history(web) if e["result"] == "interrupted"]
+    assert [e["sha"] for e in interrupted] == [stuck[:12]]
+    assert "runner-a" in interrupted[0]["detail"] and "runner-b" in interrupted[0]["detail"]
+    assert not lock_held(lock_name(web))
+    names = sh("docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={web.name}",
+               "--format", "{{.Image}}").stdout.split()  # fmt: skip
+    assert names and all(name.endswith(f":{head(web)[:12]}") for name in names), names
+
+
+def test_a_live_deploy_is_never_broken(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    never_healthy(web)
+    runner_a = elsewhere(web, "runner-a", "deploy", "--timeout", "20")
+    wait_for(lambda: lock_held(lock_name(web)), 60)
+    time.sleep(14)  # over twice the lease: only its renewals keep the lock
+    runner_b = elsewhere(web, "runner-b", "deploy", "--no-build", "--break-lock")
+    _, err = runner_b.communicate(timeout=60)
+    assert runner_b.returncode == 1
+    assert "@runner-a" in err and "never breaks a live holder" in err
+    _, err_a = runner_a.communicate(timeout=120)
+    assert runner_a.returncode == 1 and "rolled back" in err_a  # it finished its own way
+    assert not lock_held(lock_name(web))
+
+
+def test_of_two_runners_taking_an_expired_lock_exactly_one_deploys(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    good = head(web)
+    hold_lock(web, {"run": "e" * 32, "user": "ci", "machine": "gone", "since": "t", "lease": 2})
+    time.sleep(3)  # its lease ran out
+    runners = [
+        elsewhere(web, f"runner-{n}", "deploy", "--no-build", "--sha", good[:12]) for n in "bc"
+    ]
+    results = [(runner.wait(timeout=120), runner.stderr.read()) for runner in runners]  # type: ignore[union-attr]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, err in results if code)
+    assert "took the expired lock just now" in loser or "is locked by" in loser
+    assert [e["result"] for e in history(web)].count("interrupted") == 1
+    assert invoke(web.root, "history").returncode == 0
