@@ -6,6 +6,8 @@
 #   scripts/engines.sh down [NAME...] stop them and remove their namespaces (by PID and by name)
 #   scripts/engines.sh list           the engines that run, one per line
 #   scripts/engines.sh env NAME       export lines for a shell to use NAME
+#   scripts/engines.sh images NAME    load the base images NAME lacks from the machine's engine
+#                                     (a prune there took them; the engine passes call it)
 #   scripts/engines.sh run NAME CMD…  run CMD inside NAME's namespace, the docker CLI pointed at it
 #                                     (ENGINE_NAME names it; ENGINE_OLD_BUILDX is Debian 13's buildx)
 #
@@ -105,15 +107,23 @@ JSON
   for _ in $(seq 60); do running "$name" && break; sleep 1; done
   running "$name" || { tail -20 "$dir/dockerd.log" >&2; die "$name: dockerd did not start (log above)"; }
   registry "$name"
-  for image in "${BASES[@]}"; do
-    docker image inspect "$image" >/dev/null 2>&1 || continue
-    docker save "$image" | env $(engine_env "$name") docker load -q >/dev/null
-  done
+  bases "$name"
   printf '%s: engine %s, store %s, %s, %s\n' "$name" \
     "$(env $(engine_env "$name") docker version --format '{{.Server.Version}}')" \
     "$([ "$snapshotter" = true ] && echo containerd || echo classic)" \
     "$(env $(engine_env "$name") docker buildx version | cut -d' ' -f1,2)" \
     "$(env $(engine_env "$name") docker compose version --short)"
+}
+
+# The base images from the machine's engine, each one NAME lacks.
+bases() {
+  local name=$1 image
+  for image in "${BASES[@]}"; do
+    docker image inspect "$image" >/dev/null 2>&1 || continue
+    env $(engine_env "$name") docker image inspect "$image" >/dev/null 2>&1 && continue
+    docker save "$image" | env $(engine_env "$name") docker load -q >/dev/null
+    echo "$name: $image restored"
+  done
 }
 
 stop() {
@@ -147,11 +157,15 @@ case "$command" in
   down) for name in $(names "$@"); do stop "$name"; done ;;
   list) for name in "${ALL[@]}"; do running "$name" && echo "$name"; done; true ;;
   env) [ $# = 1 ] || die "usage: engines.sh env NAME"; engine_env "$1" | sed 's/^/export /' ;;
+  images)
+    [ $# = 1 ] || die "usage: engines.sh images NAME"
+    running "$1" || die "$1 is not running (scripts/engines.sh up $1)"
+    bases "$1" ;;
   run)
     [ $# -ge 2 ] || die "usage: engines.sh run NAME CMD..."
     name=$1; shift
     running "$name" || die "$name is not running (scripts/engines.sh up $name)"
     exec nsenter --net="/run/netns/ct-$name" env $(engine_env "$name") ENGINE_NAME="$name" \
       ENGINE_OLD_BUILDX="$CACHE/trixie/usr/libexec/docker/cli-plugins/docker-buildx" "$@" ;;
-  *) die "usage: engines.sh up|down|list|env|run [NAME...] (engines: ${ALL[*]})" ;;
+  *) die "usage: engines.sh up|down|list|env|images|run [NAME...] (engines: ${ALL[*]})" ;;
 esac
