@@ -137,6 +137,8 @@ class Dockerfiles:
     steps: dict[str, frozenset[str] | None]  # ``first_steps`` of each; None: unreadable
     bases: list[str]  # the images their stages start from (no ``$`` refs)
     needs: dict[str, tuple[depends.Need, ...]] = field(default_factory=dict)  # ``depends``
+    refs: dict[str, list[str]] = field(default_factory=dict)  # images each reads, ARGs expanded
+    paths: dict[str, str] = field(default_factory=dict)  # each Dockerfile, as shown
 
 
 def dockerfiles_of(project: Project) -> Dockerfiles:
@@ -164,6 +166,7 @@ def dockerfiles_of(project: Project) -> Dockerfiles:
             args = {str(k): str(v) for k, v in (build.get("args") or {}).items() if v is not None}
             args[settings.commit_arg] = project.git.commit
             refs = depends.image_refs(dockerfile, args)
+            out.refs[name], out.paths[name] = refs, dockerfile.path
         out.steps[name] = first_steps(dockerfile, target) if dockerfile is not None else None
         if build:
             found = depends.needs_of(name, build, refs, owners)
@@ -205,10 +208,12 @@ def plan(
         [] if fresh else cache_refs(project.data, project.settings, project.git, services, stages)
     )
     refs += read.bases  # the input digest needs their ids: in the same lookup
+    refs += [ref for found in read.refs.values() for ref in found]
     if builder is None:
         builder = engine.detect_builder(docker, refs)
     else:
         docker.prefetch(refs)
+    _check_images(project, select(project.data, services), read, docker)
     _check_platforms(project, select(project.data, services), builder)
     built = make_plan(
         project.data,
@@ -230,6 +235,27 @@ def plan(
         project.settings.commit_arg, built, docker, fresh, affected, rebuild
     )
     return Prepared(project, built, docker)
+
+
+def _check_images(
+    project: Project, names: Sequence[str], read: Dockerfiles, docker: engine.Engine
+) -> None:
+    """Every image a Dockerfile reads (``FROM``, ``--from``) that is no stage, named context or
+    image of another service must be here or in its registry: else one line before building
+    (a registry that cannot be asked lets the build try)."""
+    services = project.data.get("services") or {}
+    for name in names:
+        named = dict((services[name].get("build") or {}).get("additional_contexts") or {})
+        built = {need.name for need in read.needs.get(name, ())}
+        for ref in read.refs.get(name, []):
+            if ref in named or ref in built or "$" in ref:
+                continue
+            if docker.locate(ref) is None:  # here first, then its registry
+                raise UserError(
+                    f"service '{name}': {read.paths[name]} reads {ref!r} (FROM or --from), "
+                    "which is no stage, named context or image: not on this engine, and its "
+                    "registry has none"
+                )
 
 
 def _check_platforms(project: Project, names: Sequence[str], builder: Builder) -> None:

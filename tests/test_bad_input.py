@@ -310,6 +310,12 @@ ENGINE = {
             "compose.yaml": "services:\n  app:\n    build: {context: ./app, ssh: [k=./nokey]}\n"
         },
     ),
+    "from-no-image": case(
+        "build --dry-run",
+        "reads '127.0.0.1:5000/nosuch/dep:1' (FROM or --from), which is no stage, named context "
+        "or image: not on this engine, and its registry has none",
+        files={"app/Dockerfile": "FROM 127.0.0.1:5000/nosuch/dep:1\nRUN true\n"},
+    ),
     "services-in-a-cycle": case(
         "build --dry-run",
         "services build on each other in a cycle: a -> b -> a",
