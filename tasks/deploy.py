@@ -12,7 +12,7 @@ from dataclasses import asdict
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import commands, compose, deployment, engine, pipeline, report, swarm
+from tasks import commands, compose, deployment, engine, pipeline, report, rollout, swarm
 from tasks.cli import one_line_errors, settings_of
 from tasks.deployment import Deployment
 from tasks.errors import Failed, UserError
@@ -241,8 +241,16 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
         ]
         for e in entries
     ]
-    report.say(
-        report.table(["time", "action", "sha", "result", "secs", "user", "host", "detail"], rows)
-        if rows
-        else f"no deploys of {target.project} yet",
-    )
+    if rows:
+        headers = ["time", "action", "sha", "result", "secs", "user", "host", "detail"]
+        report.say(report.table(headers, rows))
+        return
+    running = [] if on_swarm else rollout.running_images(docker.sdk, target.project)
+    if running:  # the history is gone, not the deploys: never "no deploys yet" then
+        report.say(
+            f"no deploy history of {target.project} on the target, but it runs "
+            f"{', '.join(running)} (read from its containers): the history was removed "
+            "(a volume prune?); the next deploy starts it again"
+        )
+        return
+    report.say(f"no deploys of {target.project} yet")

@@ -145,6 +145,12 @@ def prune_old(target: Deployment, docker: engine.Engine, keep: int, protect: set
     return removed
 
 
+def running_images(api: Sdk, project: str) -> list[str]:
+    """The images the project's running containers were created from, one each."""
+    found = {c.image for c in api.containers({PROJECT_LABEL: project}, running=True) if c.image}
+    return sorted(found)
+
+
 def running_sha(target: Deployment, docker: engine.Engine) -> str:
     """The image tag every built service of the project runs now, read from its containers
     (not from a history file, which a fresh checkout or CI runner does not have); '' if none
