@@ -251,3 +251,13 @@ def test_fresh_clone_rolls_back_to_what_runs_not_to_nothing(web: Stack, tmp_path
     assert "locked by alice@runner-a (pid 4242) since now" in done.stderr.splitlines()[-1]
     assert lock_held(lock)
     sh("docker", "volume", "rm", lock)
+
+
+def test_deploying_an_existing_sha_reads_no_dockerfile(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    good = head(web)
+    web.write("web/Dockerfile", "FORM busted\n")  # the checkout's Dockerfile is broken now
+    web.commit("broken Dockerfile")
+    done = deploy(web, "--sha", good[:12])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert serving(web) == good
