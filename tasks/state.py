@@ -376,17 +376,18 @@ def _take_expired(
     if not state.take(run, str(holder["run"])):
         raise UserError(f"deploy of {project}: another run took the expired lock just now")
     why = "its process ended" if ago <= seconds else f"its lease expired ({ago:.0f}s unrenewed)"
-    log(f"took over the deploy lock of {who} since {since}: {why}")
-    state.record(
+    acquired = state.acquire(holder)  # a runner arriving just now may have claimed it first
+    state.record(  # whoever removed the lock records the run it interrupted
         {
             "action": str(held.get("action") or "deploy"),
             "sha": str(held.get("sha") or "?"),
             "result": "interrupted",
-            "detail": f"{who} since {since}: {why}; taken over by {_who(holder)}",
+            "detail": f"{who} since {since}: {why}; lock removed by {_who(holder)}",
         }
     )
     for item in state.beats(run) if run else []:
         with contextlib.suppress(NotFound):
             state.api.remove(item.kind, item.name)
-    if not state.acquire(holder):
+    if not acquired:
         raise UserError(f"deploy of {project} was locked by another run just now")
+    log(f"took over the deploy lock of {who} since {since}: {why}")
