@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tasks.dockerfile import Dockerfile, stage_refs
 from tasks.errors import UserError
 from tasks.refs import short_name, split_ref
-from tasks.steps import expand
+from tasks.steps import expand, global_args
 
 SERVICE_PREFIX = "service:"
 
@@ -44,15 +44,7 @@ def context_name(ref: str) -> str:
 def image_refs(dockerfile: Dockerfile, args: Mapping[str, str]) -> list[str]:
     """Every image a Dockerfile's stages read (bases, ``COPY --from``, mounts), ARGs
     expanded: stage names, stage indexes and ``scratch`` left out."""
-    meta: dict[str, str] = {}
-    for item in dockerfile.in_stage(-1):
-        if item.keyword == "ARG":
-            for word in item.words():
-                name, has_default, default = word.partition("=")
-                value = args.get(name)
-                meta[name] = value if value is not None else expand(default, meta)
-                if not has_default and value is None:
-                    meta.pop(name)
+    meta = global_args(dockerfile, args)
     stages = dockerfile.stages
     names = {stage.name.lower() for stage in stages if stage.name}
     names |= {str(stage.index) for stage in stages}

@@ -186,10 +186,11 @@ def is_cache(manifest: dict[str, Any]) -> bool:
     return any(part.get("mediaType") == CACHE_CONFIG_TYPE for part in parts)
 
 
-def _config(ref: str) -> dict[str, Any]:
+def _config(ref: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """The image config of a single-platform image, or of an index's first real platform (the
-    containerd image store pushes indexes, with attestation manifests as ``unknown/unknown``)."""
-    manifest = _manifest(ref)
+    containerd image store pushes indexes, with attestation manifests as ``unknown/unknown``);
+    ``manifest``: the tag's, when already read."""
+    manifest = manifest if manifest is not None else _manifest(ref)
     if "manifests" in manifest:
         chosen = next(
             (
@@ -246,9 +247,9 @@ def tags(ref: str) -> list[str]:
     return [str(tag) for tag in data.get("tags") or []]
 
 
-def labels(ref: str) -> dict[str, str]:
-    """The image config's labels of an image in a registry."""
-    found = (_config(ref).get("config") or {}).get("Labels") or {}
+def labels(ref: str, manifest: dict[str, Any] | None = None) -> dict[str, str]:
+    """The image config's labels of an image in a registry (``manifest``: its, when read)."""
+    found = (_config(ref, manifest).get("config") or {}).get("Labels") or {}
     return {str(key): str(value) for key, value in found.items()}
 
 
@@ -360,12 +361,15 @@ def manifest(ref: str) -> Manifest | None:
 
 
 def image_labels(ref: str) -> dict[str, str] | None:
-    """The labels of a tag's image (None: no such tag); OSError when the registry cannot say,
-    ValueError when what it holds is no image (a cache manifest, an index of none)."""
-    if manifest(ref) is None:
+    """The labels of a tag's image (None: no such tag): one manifest and one config read;
+    OSError when the registry cannot say, ValueError when what it holds is no image (a cache
+    manifest, an index of none)."""
+    found = manifest(ref)
+    if found is None:
         return None
     try:
-        return labels(ref)
+        data = json.loads(found.body)
+        return labels(ref, data if isinstance(data, dict) else None)
     except urllib.error.HTTPError as exc:
         raise OSError(_gist(exc)) from None
     except urllib.error.URLError as exc:

@@ -146,10 +146,7 @@ def plan_steps(
     stages = dockerfile.stages
     by_ref = {stage.name.lower(): stage for stage in stages if stage.name}
     by_ref.update({str(stage.index): stage for stage in stages})
-    meta: dict[str, str] = {}
-    for item in dockerfile.in_stage(-1):
-        if item.keyword == "ARG":
-            _declare(item, meta, meta, inputs.args)
+    meta = global_args(dockerfile, inputs.args)
     done: dict[int, _State] = {}
     out: list[PlannedStep] = []
     values: dict[str, str] = {}
@@ -207,6 +204,15 @@ def plan_steps(
         done[stage.index] = state
         values.update(state.values)
     return out, values
+
+
+def global_args(dockerfile: Dockerfile, given: Mapping[str, str]) -> dict[str, str]:
+    """The values of the ARGs before the first FROM, which FROM lines may use."""
+    meta: dict[str, str] = {}
+    for item in dockerfile.in_stage(-1):
+        if item.keyword == "ARG":
+            _declare(item, meta, meta, given)
+    return meta
 
 
 def _declare(
