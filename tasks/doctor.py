@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report
+from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report, rolling
 from tasks.builder import Builder, buildx_mismatch, buildx_version, parse_version
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import EngineError, UserError
@@ -202,6 +203,27 @@ def plan_checks(plan: BuildPlan) -> list[Check]:
     return checks
 
 
+def rollout_check(services: Mapping[str, Any]) -> Check:
+    """Which services a compose-host deploy rolls without downtime and which it recreates: a
+    warning when a service the deploy builds (a new image every deploy) can't roll."""
+    rolls: list[str] = []
+    built: list[str] = []
+    other: list[str] = []
+    for name, spec in services.items():
+        why = rolling.not_rollable(spec)
+        if not why:
+            rolls.append(name)
+        else:
+            (built if spec.get("build") else other).append(f"{name} ({why})")
+    parts = [f"rolls without downtime: {', '.join(rolls) or 'none'}"]
+    if other:
+        parts.append(f"recreated when changed: {', '.join(other)}")
+    if built:
+        parts.append(f"recreated on every deploy: {', '.join(built)}")
+        return Check("deploy", "warn", "; ".join(parts), rolling.FIX)
+    return Check("deploy", "ok", "; ".join(parts))
+
+
 def lint_checks(findings: Sequence[Finding], count: int) -> list[Check]:
     """A warning per lint finding, or one ok line."""
     if not findings:
@@ -244,6 +266,8 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         return [*checks, Check("project", "fail", str(exc), "name a service with a build")]
     shown = ", ".join(lint.display_path(path, settings.project_dir) for path in project.files)
     checks.append(Check("project", "ok", f"{project.name}: builds {', '.join(names)} ({shown})"))
+    if settings.orchestrator == "compose":
+        checks.append(rollout_check(project.data.get("services") or {}))
     try:
         pipeline.check_services(project, names)
     except UserError as exc:

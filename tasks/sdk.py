@@ -55,6 +55,8 @@ class ContainerInfo:
     probes: tuple[Probe, ...] = ()
     exit_code: int = 0
     restart: str = ""  # its restart policy: '' or no, always, unless-stopped, on-failure
+    networks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # network -> aliases
+    stop_timeout: int | None = None  # its stop_grace_period in seconds (None: the engine's)
 
     @property
     def finished(self) -> bool:
@@ -275,6 +277,13 @@ class Sdk:
             probes,
             int(state.get("ExitCode") or 0),
             str(((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""),
+            {
+                str(name): tuple(str(a) for a in (endpoint or {}).get("Aliases") or ())
+                for name, endpoint in (
+                    (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+                ).items()
+            },
+            (attrs.get("Config") or {}).get("StopTimeout"),
         )
 
     def containers(
@@ -296,6 +305,28 @@ class Sdk:
     def container(self, container_id: str) -> ContainerInfo:
         with mapped(f"container {container_id[:12]}"):
             return self._container(self.client.containers.get(container_id))
+
+    def start(self, container_id: str) -> None:
+        with mapped(f"starting container {container_id[:12]}"):
+            self.client.api.start(container_id)
+
+    def stop(self, container_id: str, seconds: int | None) -> None:
+        """Stop a container: its stop signal, then SIGKILL after ``seconds`` (None: its own
+        stop timeout, else the engine's 10 s)."""
+        with mapped(f"stopping container {container_id[:12]}"):
+            self.client.api.stop(container_id, timeout=10 if seconds is None else seconds)
+
+    def join(self, network: str, container_id: str, aliases: Sequence[str]) -> None:
+        """Connect a container to a network under ``aliases`` (and its own name and id)."""
+        with mapped(f"connecting {container_id[:12]} to {network}"):
+            self.client.api.connect_container_to_network(
+                container_id, network, aliases=list(aliases)
+            )
+
+    def leave(self, network: str, container_id: str) -> None:
+        """Disconnect a container from a network: its names there leave the network's DNS."""
+        with mapped(f"disconnecting {container_id[:12]} from {network}"):
+            self.client.api.disconnect_container_from_network(container_id, network)
 
     def logs(self, container_id: str, tail: int) -> str:
         with mapped(f"logs of {container_id[:12]}"):

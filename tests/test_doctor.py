@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.builder import buildx_mismatch, buildx_version, parse_version
-from tasks.doctor import Check, render, source_check
+from tasks.doctor import Check, render, rollout_check, source_check
 from tasks.model import CacheSource, Status
 
 
@@ -79,3 +79,20 @@ def test_compose_240_beside_a_buildx_older_than_017_is_one_line_with_the_way_out
     assert buildx_mismatch((0, 13, 1), (2, 39, 4)) == ""  # that compose still builds with it
     assert buildx_mismatch((0, 17, 0), (2, 40, 3)) == ""
     assert buildx_mismatch((), (2, 40, 3)) == ""  # no buildx: compose's internal builder
+
+
+def test_deploy_check_names_what_rolls_and_what_is_recreated() -> None:
+    services = {
+        "web": {"build": {"context": "."}},
+        "api": {"build": {"context": "."}, "ports": [{"target": 80, "published": "8080"}]},
+        "proxy": {"image": "nginx", "ports": [{"target": 80, "published": "80"}]},
+    }
+    check = rollout_check(services)
+    assert check.status == "warn"
+    assert check.detail == (
+        "rolls without downtime: web; recreated when changed: proxy (it publishes host port 80); "
+        "recreated on every deploy: api (it publishes host port 8080)"
+    )
+    assert "proxy in front" in check.remedy
+    quiet = rollout_check({"web": services["web"], "proxy": services["proxy"]})
+    assert quiet.status == "ok"
