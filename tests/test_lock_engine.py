@@ -30,17 +30,19 @@ pytestmark = pytest.mark.engine
 FAST = {"INVOKE_STACK_LOCK_LEASE": "6", "INVOKE_STACK_LOCK_HEARTBEAT": "1"}
 
 
-def elsewhere(stack: Stack, machine: str, *args: str) -> subprocess.Popen[str]:
+def elsewhere(
+    stack: Stack, machine: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """``invoke <args>`` as a runner on another machine (its own hostname), in a process
-    group of its own (a CI job's)."""
+    group of its own (a CI job's), with ``env`` on top of short lock leases."""
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs root and unshare for a runner with another hostname")
-    env = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
-    env.update({**user_dirs(stack.root), **FAST})
+    full = {k: v for k, v in os.environ.items() if k != "GIT_COMMIT_HASH"}
+    full.update({**user_dirs(stack.root), **FAST, **(env or {})})
     script = f'hostname {machine} && exec "$@"'
     argv = ["unshare", "--uts", "sh", "-c", script, "sh", "invoke", "-r", str(ROOT), *args]
     return subprocess.Popen(
-        argv, cwd=stack.root, env=env, text=True, start_new_session=True,
+        argv, cwd=stack.root, env=full, text=True, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
 

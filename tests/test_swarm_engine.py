@@ -9,12 +9,15 @@ ingress mesh; the tool does not force dnsrr).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support import BASE_IMAGE, Stack, invoke, sh
+from tests.test_lock_engine import elsewhere
 
 pytestmark = pytest.mark.engine
 
@@ -132,3 +135,38 @@ def test_rolling_updates_serve_every_request_and_a_failed_one_rolls_back(
     kept = sh("docker", "run", "--rm", "-v", f"{stack.name}_data:/data", BASE_IMAGE,
               "cat", "/data/keep")  # fmt: skip
     assert kept.stdout.strip() == "precious"
+
+
+def test_a_killed_cluster_deploy_is_taken_over_after_its_lease(swarm_stack: Stack) -> None:
+    """Runner A (another hostname) is killed while Swarm waits for a version that never gets
+    healthy; runner B's deploy takes the lock once A's lease ran out, converges on its version,
+    and the history records A's run as interrupted."""
+    stack = swarm_stack
+    code, err = deploy(stack)
+    assert code == 0, err[-3000:]
+    (stack.root / "web/site/health").unlink()
+    stuck = stack.commit("never healthy")
+    runner_a = elsewhere(stack, "runner-a", "deploy", "--timeout", "300", env=ENV)
+    lock = f"compose-tasks-lock-{stack.name}"
+    held = ["docker", "config", "ls", "-q", "--filter", f"name={lock}"]
+    deadline = time.monotonic() + 120
+    while not sh(*held).stdout.strip():
+        assert time.monotonic() < deadline and runner_a.poll() is None, "runner A never locked"
+        time.sleep(0.5)
+    time.sleep(5)  # Swarm is updating; A renews its lease while it waits for health
+    os.killpg(runner_a.pid, signal.SIGKILL)
+    runner_a.wait()
+    (stack.root / "web/site/health").write_text("ok\n")
+    fixed = stack.commit("fixed")
+    started = time.monotonic()
+    runner_b = elsewhere(stack, "runner-b", "deploy", "--timeout", "120", env=ENV)
+    _, err = runner_b.communicate(timeout=300)
+    assert runner_b.returncode == 0, err[-3000:]
+    assert "took over the deploy lock of" in err and "@runner-a" in err
+    print(f"runner B deployed {time.monotonic() - started:.0f}s after runner A was killed")
+    assert running_image(stack) == f"{stack.name}-web:{fixed[:12]}"
+    entries = json.loads(invoke(stack.root, "history", "--json", env=ENV).stdout)
+    interrupted = [e for e in entries if e["result"] == "interrupted"]
+    assert [e["sha"] for e in interrupted] == [stuck[:12]]
+    assert entries[-1]["result"] == "ok" and entries[-1]["sha"] == fixed[:12]
+    assert not sh(*held).stdout.strip()
