@@ -189,3 +189,42 @@ def test_a_rollout_killed_before_it_served_is_cleaned_up_by_the_next(app: Stack)
     assert "started by an interrupted rollout, it never served" in done.stderr
     assert web_containers(app) == [f"{app.image('web')}:{fixed[:12]}"]
     assert [e["result"] for e in history(app)][-2:] == ["interrupted", "ok"]
+
+
+def test_a_migration_runs_once_per_deploy_before_the_new_version_takes_requests(
+    app: Stack,
+) -> None:
+    """A one-shot ``migrate`` service writes the version it migrated to a volume; ``web`` is
+    healthy (in rotation) only once its own version's migration is there."""
+    text = (app.root / "compose.yaml").read_text()
+    health = (
+        '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]\n'
+    )
+    gated = (
+        '      test: ["CMD-SHELL", "grep -q \\"^$$(cut -c1-12 /www/version)$$\\" /data/migrations'
+        ' && wget -q -O /dev/null http://127.0.0.1:8080/health"]\n'
+    )
+    text = text.replace(health, gated).replace(
+        "    stop_grace_period: 2s\n",
+        "    stop_grace_period: 2s\n    volumes: [data:/data]\n"
+        "    depends_on:\n      migrate: {condition: service_completed_successfully}\n",
+    )
+    migrate = (
+        f"  migrate:\n    image: {BASE_IMAGE}\n    restart: 'no'\n    volumes: [data:/data]\n"
+        '    command: ["sh", "-c", "echo ${GIT_COMMIT_HASH} >> /data/migrations"]\n'
+    )
+    app.write("compose.yaml", text + migrate + "volumes:\n  data: {}\n")
+    v1 = app.commit("migrations")
+    done = deploy(app)
+    assert done.returncode == 0, done.stderr[-3000:]
+    app.write("web/site/index.html", "v2\n")
+    v2 = app.commit("v2")
+    with Probe(app.port) as probe:  # type: ignore[attr-defined]
+        done = deploy(app)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "not in rotation until healthy" in done.stderr
+    assert probe.failed <= 1, probe.runs()
+    assert probe.answers[-1] == v2
+    migrations = sh("docker", "run", "--rm", "-v", f"{app.name}_data:/data", BASE_IMAGE,
+                    "cat", "/data/migrations").stdout.split()  # fmt: skip
+    assert migrations == [v1[:12], v2[:12]]
