@@ -22,13 +22,19 @@ from tests.support import (
 pytestmark = pytest.mark.engine
 
 
-def builder_cache_size() -> str:
-    return sh("docker", "system", "df", "--format", "{{.Type}} {{.Size}}").stdout
+def own_images(stack: Stack) -> list[str]:
+    """The project's images (id and tag): only ours, so other builds may share the engine."""
+    label = f"label=org.compose-tasks.project={stack.name}"
+    listed = sh("docker", "images", "-a", "--filter", label,
+                "--format", "{{.ID}} {{.Repository}}:{{.Tag}}").stdout.splitlines()  # fmt: skip
+    assert listed, "the build left no image of ours"
+    return sorted(listed)
 
 
-def all_images() -> list[str]:
-    return sorted(sh("docker", "images", "-a", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}")
-                  .stdout.splitlines())  # fmt: skip
+def every_step_cached(stack: Stack) -> bool:
+    """Whether a forced rebuild finds every step in the builder cache (the cache is intact)."""
+    row = services(build_json(stack.root, "--rebuild"))["app"]
+    return bool(row["steps"]) and row["cached"] == row["steps"]
 
 
 @pytest.fixture
@@ -90,23 +96,24 @@ def test_running_container_keeps_running_and_its_image_stops_serving(stack: Stac
 
 def test_dry_run_removes_nothing(stack: Stack) -> None:
     build_json(stack.root)
-    images, cache = all_images(), builder_cache_size()
+    images = own_images(stack)
     done = invoke(stack.root, "clear-caches", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert f"{stack.image('app')}:latest" in done.stdout
     assert "would remove" in done.stdout
-    assert all_images() == images
-    assert builder_cache_size() == cache
+    assert own_images(stack) == images
     assert (generated(stack.root)[0] / "compose.build.yml").exists()
+    assert every_step_cached(stack)
 
 
 def test_non_interactive_without_yes_refuses(stack: Stack) -> None:
     build_json(stack.root)
-    images = all_images()
+    images = own_images(stack)
     done = invoke(stack.root, "clear-caches")
     assert done.returncode == 1
     assert "refusing to remove" in done.stderr.splitlines()[-1]
-    assert all_images() == images
+    assert own_images(stack) == images
+    assert every_step_cached(stack)
 
 
 def test_registry_cache_ref_is_cleared_too(stack: Stack) -> None:
