@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tasks import health
 from tasks.errors import EngineError, NotFound
 from tasks.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
 from tasks.runner import Runner, error_line
@@ -41,7 +42,6 @@ from tasks.sdk import ContainerInfo, Sdk
 Log = Callable[[str], None]
 CONFIG_HASH = "com.docker.compose.config-hash"
 ONEOFF = "com.docker.compose.oneoff"
-POLL = 0.5
 FIX = "it can't run twice: put a proxy in front of it, or deploy to Swarm"
 
 
@@ -187,7 +187,13 @@ def roll(
             own = [container.name.lstrip("/")]
             _rejoin(api, container, dict.fromkeys(shown[container.id], own))
             api.start(container.id)
-        ok, why = wait(api, [c.id for c in new], how.deadline, log)
+        ok, why = True, "scaled to none"
+        if new:
+            ok, why = health.watch(
+                lambda: [(c.name.lstrip("/"), api.container(c.id)) for c in new],
+                max(how.deadline - time.monotonic(), 0),
+                log,
+            )
     except EngineError as exc:
         ok, why = False, str(exc)
     if not ok:
@@ -214,32 +220,3 @@ def _fresh(api: Sdk, container: ContainerInfo) -> ContainerInfo:
         return api.container(container.id)
     except NotFound:
         return container
-
-
-def state_of(container: ContainerInfo) -> str:
-    """A container's health, else its status."""
-    return container.health or container.status or "?"
-
-
-def wait(api: Sdk, ids: Sequence[str], deadline: float, log: Log) -> tuple[bool, str]:
-    """Wait until every container of ``ids`` is healthy (running, with no health check)."""
-    last: dict[str, str] = {}
-    while True:
-        states = {}
-        for container_id in ids:
-            container = api.container(container_id)
-            name = container.name.lstrip("/")
-            states[name] = state_of(container)
-            if container.status in ("exited", "dead") or container.health == "unhealthy":
-                code = f" (exit {container.exit_code})" if container.status == "exited" else ""
-                return False, f"{name} is {states[name]}{code}"
-        for name, status in states.items():
-            if last.get(name) != status:
-                log(f"  {name:<14} {status}")
-        last = states
-        if all(s in ("healthy", "running") for s in states.values()):
-            return True, "healthy"
-        if time.monotonic() > deadline:
-            waiting = [n for n, s in states.items() if s not in ("healthy", "running")]
-            return False, f"timed out waiting for {', '.join(waiting)}"
-        time.sleep(POLL)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tasks import engine, rolling, swarm
+from tasks import engine, health, rolling, swarm
 from tasks.commands import display_argv
 from tasks.deployment import Deployment
 from tasks.errors import EngineError, NotFound
@@ -27,9 +27,6 @@ from tasks.runner import error_line
 from tasks.sdk import ContainerInfo, Sdk
 from tasks.state import EngineState
 
-POLL = 1.0
-DONE = "done (exited 0)"  # a one-shot service (a migration) that did its job
-WELL = ("healthy", "running", DONE)
 Log = Callable[[str], None]
 
 
@@ -107,31 +104,13 @@ def leftovers(api: Sdk, project: str) -> list[str]:
 
 
 def wait_healthy(api: Sdk, project: str, timeout: float, log: Log) -> tuple[bool, str]:
-    """Wait until every container of the project is healthy (or running without a check)."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, str] = {}
-    while True:
-        states = {}
-        for container in api.containers({PROJECT_LABEL: project}):
-            health = container.health
-            name = container.labels.get(SERVICE_LABEL, container.name)
-            if container.finished:
-                states[name] = DONE
-                continue
-            states[name] = health or container.status or "?"
-            if container.status in ("exited", "dead") or health == "unhealthy":
-                code = f" (exit {container.exit_code})" if container.status == "exited" else ""
-                return False, f"{name} is {states[name]}{code}"
-        for name, status in states.items():
-            if last.get(name) != status:
-                log(f"  {name:<14} {status}")
-        last = states
-        if states and all(s in WELL for s in states.values()):
-            return True, "all services healthy"
-        if time.monotonic() > deadline:
-            waiting = [n for n, s in states.items() if s not in WELL]
-            return False, f"timed out after {timeout:.0f}s waiting for {', '.join(waiting)}"
-        time.sleep(POLL)
+    """Wait until every container of the project is well (``health.watch``)."""
+
+    def look() -> list[tuple[str, ContainerInfo]]:
+        found = api.containers({PROJECT_LABEL: project})
+        return [(c.labels.get(SERVICE_LABEL, c.name), c) for c in found]
+
+    return health.watch(look, timeout, log)
 
 
 def diagnose(api: Sdk, project: str, lines: int = 20) -> str:

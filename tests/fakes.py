@@ -300,6 +300,23 @@ class FakeDocker:
         return {"LayersSize": layers, "BuildCache": [{"Size": 4096, "InUse": False}]}
 
 
+class Canned(Runner):
+    """Answers each command from a table keyed by its first three words; records every call."""
+
+    def __init__(self, answers: Mapping[str, Result | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def run(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Result:
+        self.calls.append(list(argv))
+        answer = self.answers[" ".join(argv[:3])]
+        if isinstance(answer, Exception):
+            raise answer
+        return Result(tuple(argv), answer.code, answer.out, answer.err)
+
+
 class ComposeUp(Runner):
     """Answers ``docker compose … up`` by (re)starting the services on the override's images;
     ``health(image)`` says how each comes up. Every call is recorded."""

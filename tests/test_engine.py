@@ -3,39 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
 from tasks import engine
 from tasks.builder import Found
 from tasks.errors import Failed, UserError
-from tasks.runner import Result, Runner
+from tasks.runner import Result
 from tasks.sdk import Sdk
+from tests.fakes import Canned
 
 NO_SUCH = "Error response from daemon: no such image: {0}: No such image: {0}"
 
 
 def line(tags: list[str], digests: list[str] = [], labels: dict[str, str] | None = None) -> str:  # noqa: B006
     return "\t".join(json.dumps(part) for part in (tags, digests, labels))
-
-
-class Canned(Runner):
-    """Answers each command from a table keyed by its first three words; records every call."""
-
-    def __init__(self, answers: Mapping[str, Result | Exception]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def run(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-    ) -> Result:
-        self.calls.append(list(argv))
-        answer = self.answers[" ".join(argv[:3])]
-        if isinstance(answer, Exception):
-            raise answer
-        return Result(tuple(argv), answer.code, answer.out, answer.err)
 
 
 def done(out: str = "", err: str = "", code: int = 0) -> Result:

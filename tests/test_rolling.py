@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from tasks import rolling
 from tasks.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
-from tasks.runner import Result, Runner
+from tasks.runner import Result
 from tasks.sdk import Sdk
-from tests.fakes import Container, FakeDocker
+from tests.fakes import Canned, Container, FakeDocker
 
 
 @pytest.mark.parametrize(
@@ -39,24 +38,13 @@ def test_how_many_containers_a_service_runs() -> None:
     assert rolling.wanted({"deploy": {"replicas": 0}}) == 0
 
 
-class Hashes(Runner):
-    def __init__(self, out: str, code: int = 0) -> None:
-        super().__init__()
-        self.out, self.code = out, code
-        self.calls: list[list[str]] = []
-
-    def run(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-    ) -> Result:
-        self.calls.append(list(argv))
-        return Result(tuple(argv), self.code, self.out, "boom" if self.code else "")
-
-
 def test_config_hashes_are_read_from_compose() -> None:
-    runner = Hashes("web 1a2b\nproxy 3c4d\n")
+    key = "docker compose config"
+    runner = Canned({key: Result((), 0, "web 1a2b\nproxy 3c4d\n", "")})
     assert rolling.hashes(runner, ["docker", "compose"], {}) == {"web": "1a2b", "proxy": "3c4d"}
     assert runner.calls == [["docker", "compose", "config", "--hash", "*"]]
-    assert rolling.hashes(Hashes("", code=1), ["docker", "compose"], {}) == {}
+    failing = Canned({key: Result((), 1, "", "unknown flag: --hash")})
+    assert rolling.hashes(failing, ["docker", "compose"], {}) == {}
 
 
 def container(
