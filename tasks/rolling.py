@@ -30,14 +30,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tasks import health
 from tasks.errors import EngineError, NotFound
 from tasks.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
 from tasks.runner import Runner, error_line
-from tasks.sdk import ContainerInfo, Sdk
+from tasks.sdk import ContainerInfo, Endpoint, Sdk
 
 Log = Callable[[str], None]
 CONFIG_HASH = "com.docker.compose.config-hash"
@@ -84,7 +84,7 @@ def hashes(runner: Runner, compose: Sequence[str], env: Mapping[str, str]) -> di
 def _serves(container: ContainerInfo) -> bool:
     """Whether a container answers to its service's name on any of its networks."""
     service = container.labels.get(COMPOSE_SERVICE, "")
-    return any(service in aliases for aliases in container.networks.values())
+    return any(service in place.aliases for place in container.networks.values())
 
 
 def unseen(api: Sdk, project: str, services: Mapping[str, Any]) -> list[ContainerInfo]:
@@ -142,11 +142,11 @@ class Rolled:
     diagnosis: str = ""  # health output and logs of the new containers that failed
 
 
-def _rejoin(api: Sdk, container: ContainerInfo, aliases: Mapping[str, Sequence[str]]) -> None:
-    for network, names in aliases.items():
+def _rejoin(api: Sdk, container: ContainerInfo, places: Mapping[str, Endpoint]) -> None:
+    for network, place in places.items():
         with contextlib.suppress(NotFound):
             api.leave(network, container.id)
-        api.join(network, container.id, names)
+        api.join(network, container.id, place)
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,11 @@ def roll(
     log(f"  {service:<14} starting {len(new)} beside {len(old)} (not in rotation until healthy)")
     try:
         for container in new:
-            own = [container.name.lstrip("/")]
-            _rejoin(api, container, dict.fromkeys(shown[container.id], own))
+            own = (container.name.lstrip("/"),)
+            unseen = {
+                net: replace(place, aliases=own) for net, place in shown[container.id].items()
+            }
+            _rejoin(api, container, unseen)
             api.start(container.id)
         ok, why = True, "scaled to none"
         if new:

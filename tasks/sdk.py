@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from tasks.errors import Conflict, EngineError, NotFound, Unreachable, gist
 from tasks.refs import split_ref
 
 Kind = Literal["config", "network", "volume"]
+DF_ATTEMPTS = 5  # system df racing another build (see Sdk.disk_usage)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,15 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """A container's place on one network: the names it answers to there (besides its own)
+    and its legacy links (``container:alias``)."""
+
+    aliases: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
     id: str
     name: str
@@ -55,7 +66,7 @@ class ContainerInfo:
     probes: tuple[Probe, ...] = ()
     exit_code: int = 0
     restart: str = ""  # its restart policy: '' or no, always, unless-stopped, on-failure
-    networks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # network -> aliases
+    networks: Mapping[str, Endpoint] = field(default_factory=dict)  # by network name
     stop_timeout: int | None = None  # its stop_grace_period in seconds (None: the engine's)
 
     @property
@@ -169,6 +180,13 @@ def _health(state: Mapping[str, Any]) -> tuple[str | None, tuple[Probe, ...]]:
     return health.get("Status"), probes
 
 
+def _endpoint(settings: Mapping[str, Any]) -> Endpoint:
+    return Endpoint(
+        tuple(str(a) for a in settings.get("Aliases") or ()),
+        tuple(str(link) for link in settings.get("Links") or ()),
+    )
+
+
 def engine_time(text: str) -> datetime | None:
     """A time the engine prints (RFC 3339, nanoseconds, ``Z``); None when there is none."""
     if not text or text.startswith("0001-"):
@@ -195,13 +213,22 @@ class Sdk:
         return {str(key): str(value) for key, value in answer.items()}
 
     def disk_usage(self) -> DiskUsage:
-        with mapped("engine disk usage"):
-            usage = self.client.df()
+        """Layer and builder-cache sizes. On the containerd store the engine answers NotFound
+        when another build removes a snapshot while it sums them: asked again, a few times."""
+        usage = self._df()
         cache = tuple(
             (int(entry.get("Size") or 0), bool(entry.get("InUse")))
             for entry in usage.get("BuildCache") or []
         )
         return DiskUsage(int(usage.get("LayersSize") or 0), cache)
+
+    def _df(self) -> Mapping[str, Any]:
+        for attempt in range(1, DF_ATTEMPTS):
+            with contextlib.suppress(NotFound), mapped("engine disk usage"):
+                return dict(self.client.df())
+            time.sleep(0.2 * attempt)
+        with mapped("engine disk usage"):
+            return dict(self.client.df())
 
     def prune_builds(self, keep_storage: int | None) -> tuple[int, int]:
         """Prune the builder cache: (bytes reclaimed, records deleted)."""
@@ -278,7 +305,7 @@ class Sdk:
             int(state.get("ExitCode") or 0),
             str(((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""),
             {
-                str(name): tuple(str(a) for a in (endpoint or {}).get("Aliases") or ())
+                str(name): _endpoint(endpoint or {})
                 for name, endpoint in (
                     (attrs.get("NetworkSettings") or {}).get("Networks") or {}
                 ).items()
@@ -316,11 +343,13 @@ class Sdk:
         with mapped(f"stopping container {container_id[:12]}"):
             self.client.api.stop(container_id, timeout=10 if seconds is None else seconds)
 
-    def join(self, network: str, container_id: str, aliases: Sequence[str]) -> None:
-        """Connect a container to a network under ``aliases`` (and its own name and id)."""
+    def join(self, network: str, container_id: str, endpoint: Endpoint) -> None:
+        """Connect a container to a network under the endpoint's aliases (and its own name and
+        id), with its links."""
+        links = [tuple(link.split(":", 1)) for link in endpoint.links if ":" in link]
         with mapped(f"connecting {container_id[:12]} to {network}"):
             self.client.api.connect_container_to_network(
-                container_id, network, aliases=list(aliases)
+                container_id, network, aliases=list(endpoint.aliases), links=links or None
             )
 
     def leave(self, network: str, container_id: str) -> None:

@@ -228,3 +228,26 @@ def test_a_migration_runs_once_per_deploy_before_the_new_version_takes_requests(
     migrations = sh("docker", "run", "--rm", "-v", f"{app.name}_data:/data", BASE_IMAGE,
                     "cat", "/data/migrations").stdout.split()  # fmt: skip
     assert migrations == [v1[:12], v2[:12]]
+
+
+def test_a_rolled_service_keeps_its_legacy_links(app: Stack) -> None:
+    """``links: [cache:kv]``: the new container answers its health check through the link's
+    alias, in rotation and out of it (its network endpoint is made again with the link)."""
+    text = (app.root / "compose.yaml").read_text()
+    health = (
+        '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]\n'
+    )
+    linked = '      test: ["CMD-SHELL", "ping -c 1 -W 1 kv && wget -q -O /dev/null http://127.0.0.1:8080/health"]\n'
+    text = text.replace(health, linked).replace(
+        "    stop_grace_period: 2s\n", "    stop_grace_period: 2s\n    links: ['cache:kv']\n"
+    )
+    cache = f"  cache:\n    image: {BASE_IMAGE}\n    command: ['sleep', '3600']\n"
+    app.write("compose.yaml", text + cache)
+    app.commit("linked")
+    assert deploy(app).returncode == 0
+    app.write("web/site/index.html", "v2\n")
+    v2 = app.commit("v2")
+    done = deploy(app)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "not in rotation until healthy" in done.stderr
+    assert web_containers(app) == [f"{app.image('web')}:{v2[:12]}"]

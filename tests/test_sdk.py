@@ -9,7 +9,7 @@ import requests
 from docker.errors import DockerException, ImageNotFound
 
 from tasks.errors import Conflict, EngineError, NotFound, Unreachable
-from tasks.sdk import Sdk, mapped
+from tasks.sdk import DF_ATTEMPTS, Endpoint, Sdk, mapped
 from tests.fakes import Container, FakeDocker, api_error
 
 
@@ -98,6 +98,25 @@ def test_containers_carry_health_probes_and_logs() -> None:
     assert api.containers({"project": "blog"}) == []
     with pytest.raises(NotFound):
         api.container("gone")
+
+
+def test_containers_carry_their_networks_names_links_and_stop_timeout() -> None:
+    client = FakeDocker()
+    made = Container("shop-web-2", {"project": "shop"}, "shop-web:2", "healthy")
+    made.attrs["NetworkSettings"] = {
+        "Networks": {
+            "shop_default": {"Aliases": ["shop-web-2", "web"], "Links": ["shop-cache-1:kv"]},
+            "shop_back": {"Aliases": None, "Links": None},
+        }
+    }
+    made.attrs["Config"]["StopTimeout"] = 7
+    client.containers.running[made.name] = made
+    (found,) = Sdk(client).containers({"project": "shop"})
+    assert found.networks == {
+        "shop_default": Endpoint(("shop-web-2", "web"), ("shop-cache-1:kv",)),
+        "shop_back": Endpoint(),
+    }
+    assert found.stop_timeout == 7
 
 
 class Registry:
@@ -207,3 +226,23 @@ def test_swarm_services_tasks_and_nodes_as_records() -> None:
         ("sw1", "ready", True),
         ("sw2", "down", False),
     ]
+
+
+class RacingDf(FakeDocker):
+    """``system df`` on the containerd store while another build removes a snapshot."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def df(self) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise api_error("snapshot x-view does not exist: not found", 404)
+        return super().df()
+
+
+def test_disk_usage_asks_again_when_a_concurrent_build_removed_a_snapshot() -> None:
+    assert Sdk(RacingDf(failures=2)).disk_usage().cache == ((4096, False),)
+    with pytest.raises(NotFound, match="engine disk usage"):
+        Sdk(RacingDf(failures=DF_ATTEMPTS)).disk_usage()
