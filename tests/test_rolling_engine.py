@@ -121,6 +121,14 @@ def web_containers(stack: Stack) -> list[str]:
     return sorted(found)
 
 
+def deploys_to(app: Stack, sha: str, says: str) -> None:
+    """A deploy that succeeds, says ``says``, and leaves one ``web`` container, at ``sha``."""
+    done = deploy(app)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert says in done.stderr
+    assert web_containers(app) == [f"{app.image('web')}:{sha[:12]}"]
+
+
 def test_a_good_deploy_loses_at_most_the_leave_window_a_failed_one_nothing(app: Stack) -> None:
     first = deploy(app)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -183,11 +191,7 @@ def test_a_rollout_killed_before_it_served_is_cleaned_up_by_the_next(app: Stack)
         time.sleep(1)
     assert probe.failed == 0 and len(set(probe.answers)) == 1, Counter(probe.answers)
     app.write("web/site/health", "ok\n")
-    fixed = app.commit("fixed")
-    done = deploy(app)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "started by an interrupted rollout, it never served" in done.stderr
-    assert web_containers(app) == [f"{app.image('web')}:{fixed[:12]}"]
+    deploys_to(app, app.commit("fixed"), "started by an interrupted rollout, it never served")
     assert [e["result"] for e in history(app)][-2:] == ["interrupted", "ok"]
 
 
@@ -246,8 +250,4 @@ def test_a_rolled_service_keeps_its_legacy_links(app: Stack) -> None:
     app.commit("linked")
     assert deploy(app).returncode == 0
     app.write("web/site/index.html", "v2\n")
-    v2 = app.commit("v2")
-    done = deploy(app)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "not in rotation until healthy" in done.stderr
-    assert web_containers(app) == [f"{app.image('web')}:{v2[:12]}"]
+    deploys_to(app, app.commit("v2"), "not in rotation until healthy")
