@@ -1,12 +1,14 @@
-"""Waiting for containers to be well: healthy, running without a health check, or a one-shot
-that finished its job. Progress (each state change) goes to ``log``."""
+"""Waiting for containers to be well (healthy, running without a health check, or a one-shot
+that finished its job), with progress to ``log``; and saying why those that are not aren't."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 
-from tasks.sdk import ContainerInfo
+from tasks.errors import NotFound
+from tasks.refs import COMPOSE_SERVICE
+from tasks.sdk import ContainerInfo, Sdk
 
 POLL = 0.5
 DONE = "done (exited 0)"  # a one-shot service (a migration) that did its job
@@ -44,3 +46,24 @@ def watch(look: Look, timeout: float, log: Log) -> tuple[bool, str]:
             waiting = [n for n, s in states.items() if s not in WELL]
             return False, f"timed out after {timeout:.0f}s waiting for {', '.join(waiting)}"
         time.sleep(POLL)
+
+
+def describe(api: Sdk, containers: Sequence[ContainerInfo], lines: int = 20) -> str:
+    """Health-check output and the last log lines of each of ``containers`` that is not well."""
+    out: list[str] = []
+    for container in containers:
+        if container.finished or (
+            container.health in (None, "healthy") and container.status == "running"
+        ):
+            continue
+        name = container.labels.get(COMPOSE_SERVICE, container.name)
+        out.append(f"--- {name}: {container.health or container.status}")
+        for probe in container.probes[-3:]:
+            text = probe.output.strip() or "(no output)"
+            out.append(f"health check exit {probe.exit_code}: {text[:300]}")
+        try:
+            logs = api.logs(container.id, lines).rstrip()
+        except NotFound:
+            logs = "(container gone)"
+        out.append(f"last {lines} log lines:\n{logs or '(none)'}")
+    return "\n".join(out)

@@ -87,11 +87,12 @@ def _serves(container: ContainerInfo) -> bool:
     return any(service in place.aliases for place in container.networks.values())
 
 
-def unseen(api: Sdk, project: str, services: Mapping[str, Any]) -> list[ContainerInfo]:
-    """Containers an interrupted rollout left: of a rollable service, on networks, but under
-    the service's name on none of them (they never took a request)."""
+def unseen(containers: Sequence[ContainerInfo], services: Mapping[str, Any]) -> list[ContainerInfo]:
+    """Of the project's ``containers``, those an interrupted rollout left: of a rollable
+    service, on networks, but under the service's name on none of them (they never took a
+    request)."""
     found = []
-    for container in api.containers({COMPOSE_PROJECT: project}):
+    for container in containers:
         service = container.labels.get(COMPOSE_SERVICE, "")
         spec = services.get(service)
         if spec is None or not_rollable(spec) or container.labels.get(ONEOFF) == "True":
@@ -111,11 +112,12 @@ class Changes:
 
 
 def changes(
-    api: Sdk, project: str, services: Mapping[str, Any], hashes: Mapping[str, str]
+    containers: Sequence[ContainerInfo], services: Mapping[str, Any], hashes: Mapping[str, str]
 ) -> Changes:
-    """The running services whose containers are not all on the config they should have."""
+    """The running services whose ``containers`` (the project's) are not all on the config
+    they should have."""
     by_service: dict[str, list[ContainerInfo]] = {}
-    for container in api.containers({COMPOSE_PROJECT: project}):
+    for container in containers:
         if container.labels.get(ONEOFF) != "True":
             by_service.setdefault(container.labels.get(COMPOSE_SERVICE, ""), []).append(container)
     found = Changes({}, {})
@@ -167,7 +169,6 @@ def roll(
     service: str,
     spec: Mapping[str, Any],
     old: Sequence[ContainerInfo],
-    describe: Callable[[Sequence[ContainerInfo]], str],
 ) -> Rolled:
     """Roll ``service`` from its ``old`` containers to new ones (see the module docstring)."""
     api, log = how.api, how.log
@@ -185,10 +186,10 @@ def roll(
     try:
         for container in new:
             own = (container.name.lstrip("/"),)
-            unseen = {
+            hidden = {
                 net: replace(place, aliases=own) for net, place in shown[container.id].items()
             }
-            _rejoin(api, container, unseen)
+            _rejoin(api, container, hidden)
             api.start(container.id)
         ok, why = True, "scaled to none"
         if new:
@@ -200,7 +201,7 @@ def roll(
     except EngineError as exc:
         ok, why = False, str(exc)
     if not ok:
-        diagnosis = describe([_fresh(api, c) for c in new])
+        diagnosis = health.describe(api, [_fresh(api, c) for c in new])
         for container in new:
             with contextlib.suppress(NotFound):
                 api.remove_container(container.id)

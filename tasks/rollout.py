@@ -48,16 +48,22 @@ def up(
     settings = target.settings
     override = write_generated(settings, settings.build_dir / DEPLOY_OVERRIDE, text)
     api, project = docker.sdk, target.project
-    for name in leftovers(api, project):
-        log(f"  removed {name}: left by an interrupted deploy")
     specs: dict[str, Any] = dict(target.data.get("services") or {})
-    for container in rolling.unseen(api, project, specs):
+    containers = api.containers({PROJECT_LABEL: project})  # listed once: each is an inspect
+    gone = {
+        **{c.id: (c, "left by an interrupted deploy") for c in leftovers(containers)},
+        **{
+            c.id: (c, "started by an interrupted rollout, it never served")
+            for c in rolling.unseen(containers, specs)
+        },
+    }
+    for container, why in gone.values():
         with contextlib.suppress(NotFound):
             api.remove_container(container.id)
-        name = container.name.lstrip("/")
-        log(f"  removed {name}: started by an interrupted rollout, it never served")
+        log(f"  removed {container.name.lstrip('/')}: {why}")
+    containers = [c for c in containers if c.id not in gone]
     compose, env = target.compose(str(override)), {target.commit_var: sha}
-    changes = rolling.changes(api, project, specs, rolling.hashes(docker.runner, compose, env))
+    changes = rolling.changes(containers, specs, rolling.hashes(docker.runner, compose, env))
     for name, why in changes.recreate.items():
         log(f"  {name:<14} recreated, not rolled: {why}; {rolling.FIX}")
     rest = [name for name in specs if name not in changes.roll]
@@ -79,7 +85,6 @@ def up(
             name,
             specs[name],
             old,
-            lambda found: describe(api, found),
         )
         if not rolled.ok:
             return False, f"{name}: {rolled.detail}", rolled.diagnosis
@@ -91,16 +96,10 @@ def up(
 _RECREATING = re.compile(r"^/?[0-9a-f]{12}_")
 
 
-def leftovers(api: Sdk, project: str) -> list[str]:
-    """Remove the project's containers an interrupted ``compose up`` left under a temporary
-    name (they block the next one's renames); their names."""
-    removed = []
-    for container in api.containers({PROJECT_LABEL: project}):
-        if _RECREATING.match(container.name):
-            with contextlib.suppress(NotFound):
-                api.remove_container(container.id)
-            removed.append(container.name.lstrip("/"))
-    return removed
+def leftovers(containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
+    """The project's containers an interrupted ``compose up`` left under a temporary name
+    (they block the next one's renames)."""
+    return [c for c in containers if _RECREATING.match(c.name)]
 
 
 def wait_healthy(api: Sdk, project: str, timeout: float, log: Log) -> tuple[bool, str]:
@@ -115,28 +114,7 @@ def wait_healthy(api: Sdk, project: str, timeout: float, log: Log) -> tuple[bool
 
 def diagnose(api: Sdk, project: str, lines: int = 20) -> str:
     """Health-check output and the last log lines of every container that is not well."""
-    return describe(api, api.containers({PROJECT_LABEL: project}), lines)
-
-
-def describe(api: Sdk, containers: Sequence[ContainerInfo], lines: int = 20) -> str:
-    """Health-check output and the last log lines of each of ``containers`` that is not well."""
-    out: list[str] = []
-    for container in containers:
-        if container.finished or (
-            container.health in (None, "healthy") and container.status == "running"
-        ):
-            continue
-        name = container.labels.get(SERVICE_LABEL, container.name)
-        out.append(f"--- {name}: {container.health or container.status}")
-        for probe in container.probes[-3:]:
-            text = probe.output.strip() or "(no output)"
-            out.append(f"health check exit {probe.exit_code}: {text[:300]}")
-        try:
-            logs = api.logs(container.id, lines).rstrip()
-        except NotFound:
-            logs = "(container gone)"
-        out.append(f"last {lines} log lines:\n{logs or '(none)'}")
-    return "\n".join(out)
+    return health.describe(api, api.containers({PROJECT_LABEL: project}), lines)
 
 
 def stop(target: Deployment, docker: engine.Engine) -> None:

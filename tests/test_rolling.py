@@ -75,7 +75,7 @@ def test_changed_services_roll_unless_they_cannot_run_twice() -> None:
     container(client, "shop-db-1", "db", "old")
     container(client, "shop-worker-1", "worker", "same")
     found = rolling.changes(
-        Sdk(client), "shop", SERVICES, {"web": "new", "db": "new", "worker": "same"}
+        Sdk(client).containers(), SERVICES, {"web": "new", "db": "new", "worker": "same"}
     )
     assert list(found.roll) == ["web"]
     assert [c.name for c in found.roll["web"]] == ["shop-web-1"]
@@ -85,7 +85,7 @@ def test_changed_services_roll_unless_they_cannot_run_twice() -> None:
 def test_a_service_that_does_not_run_yet_is_started_not_rolled() -> None:
     client = FakeDocker()
     container(client, "shop-web-1", "web", "old", health="exited 1")
-    found = rolling.changes(Sdk(client), "shop", SERVICES, {"web": "new"})
+    found = rolling.changes(Sdk(client).containers(), SERVICES, {"web": "new"})
     assert found.roll == {} and found.recreate == {}
 
 
@@ -94,5 +94,5 @@ def test_containers_that_never_joined_under_the_service_name_are_leftovers() -> 
     container(client, "shop-web-1", "web", "old")  # serving
     container(client, "shop-web-2", "web", "new", aliases=["shop-web-2"])  # started, unseen
     container(client, "shop-db-1", "db", "old", aliases=[])  # recreated kind: never ours to clear
-    found = rolling.unseen(Sdk(client), "shop", SERVICES)
+    found = rolling.unseen(Sdk(client).containers(), SERVICES)
     assert [c.name for c in found] == ["shop-web-2"]
