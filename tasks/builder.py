@@ -35,6 +35,11 @@ class Builder:
     # compose's own builder and with bake alike), and a build after a prune from local stage
     # images in some runs too; 20.10's served every run.
     stage_images: bool = True
+    # Whether an image's inline cache holds the steps its build took from a registry's cache
+    # without their layers: BuildKit inside a classic-store engine before 27 (moby/buildkit#2274,
+    # fixed by #4796 in BuildKit 0.14). Measured: on 20.10 the next runner reading that image
+    # runs such a step again when a step after it runs; on 28.5 it takes it from the cache.
+    drops_imported: bool = False
 
     @property
     def cache_dirs(self) -> bool:

@@ -210,6 +210,7 @@ CONTAINERD_STORE_SINCE = 24  # the first Engine major version with a containerd 
 PARALLEL_INLINE_SINCE = 24
 # Engines whose BuildKit serves a multi-stage build's stage images unreliably (classic store)
 STAGE_IMAGES_UNRELIABLE_SINCE = 24
+IMPORTED_KEPT_SINCE = 27  # ``Builder.drops_imported``: BuildKit 0.14's fix is in Engine 27
 
 
 def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
@@ -246,4 +247,5 @@ def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
     parallel_inline = major is not None and major >= PARALLEL_INLINE_SINCE
     builder = builder_from(buildx.out if buildx.ok else None, containerd, parallel_inline)
     modern = major is not None and major >= STAGE_IMAGES_UNRELIABLE_SINCE
-    return replace(builder, stage_images=containerd or not modern)
+    drops = builder.exports == ("inline",) and major is not None and major < IMPORTED_KEPT_SINCE
+    return replace(builder, stage_images=containerd or not modern, drops_imported=drops)

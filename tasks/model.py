@@ -141,6 +141,7 @@ class BuildPlan:
     # consecutive builds: a service after the images it is built on, where the builder cannot
     # take another service's build as a named context (one wave when it can)
     waves: tuple[tuple[str, ...], ...] = ()
+    drops_imported: bool = False  # ``Builder.drops_imported``
 
     def service_names(self) -> list[str]:
         return [service.name for service in self.services]

@@ -306,6 +306,7 @@ def make_plan(
         commit_tag=git.tag,
         commit_source=git.source,
         builder=builder.describe(),
+        drops_imported=builder.drops_imported,
         fresh=fresh,
         pull=pull or settings.pull,
         services=plans,

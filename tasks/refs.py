@@ -14,6 +14,8 @@ LABEL_INLINE = "org.compose-tasks.inline-cache"
 LABEL_INPUTS = "org.compose-tasks.inputs"  # the digest of the image's build inputs
 LABEL_STEPS = "org.compose-tasks.steps"  # each build step's cache key (``steps``)
 LABEL_VALUES = "org.compose-tasks.values"  # a short hash of each ARG and ENV value it saw
+# the step keys a build took from a registry's cache where its inline cache then lacks them
+LABEL_IMPORTED = "org.compose-tasks.imported"
 BUILDCACHE_TAG = "buildcache"  # a service image's registry cache tag: <image>:buildcache
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"

@@ -414,13 +414,22 @@ def predict(
     now: Mapping[str, str],
     changed: Callable[[], Collection[str]] = tuple,
     services: Mapping[str, str] | None = None,
+    lacking: Collection[str] = (),
 ) -> Prediction:
     """Which steps come from the cache (their key is one an image here was built with) and, for
     the first that does not, why: against ``previous`` (the service's last build's steps), the
     value hashes then (``before``) and now, and the context files changed since (``changed``,
     asked only when files are the reason); ``services`` maps the names a build reads another
-    service's result by to that service (its change is the reason)."""
-    rebuilt = [step for step in steps if step.key not in known]
+    service's result by to that service (its change is the reason); ``lacking``: keys whose
+    cache records have no layer: served while a later step is, run again when a step of their
+    stage after them runs (it needs their result to start from; that is then the reason)."""
+    runs = [step.key not in known for step in steps]
+    for at in range(len(steps) - 1, 0, -1):
+        parent, step = steps[at - 1], steps[at]
+        same = parent.position.rpartition(" ")[0] == step.position.rpartition(" ")[0]
+        if runs[at] and same and parent.key in lacking:
+            runs[at - 1] = True
+    rebuilt = [step for step, run in zip(steps, runs, strict=True) if run]
     if not rebuilt:
         return Prediction(len(steps), len(steps), ())
     first = rebuilt[0]
@@ -429,7 +438,9 @@ def predict(
         len(steps) - len(rebuilt),
         tuple(step.position for step in rebuilt),
         first.label,
-        _why(
+        LACKING
+        if first.key in lacking
+        else _why(
             first,
             {row[0]: row for row in previous},
             before,
@@ -439,6 +450,13 @@ def predict(
             services or {},
         ),
     )
+
+
+LACKING = (
+    "the registry's image lacks its cache record (the build that pushed it took this step from "
+    "the registry's cache, and this engine's BuildKit exports such steps without their layers: "
+    "moby/buildkit#2274)"
+)
 
 
 def _why(

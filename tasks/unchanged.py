@@ -19,6 +19,8 @@ from tasks.fingerprint import GitIndex
 from tasks.model import BuildPlan, ServicePlan
 from tasks.refs import (
     LABEL_COMMIT,
+    LABEL_IMPORTED,
+    LABEL_INLINE,
     LABEL_INPUTS,
     LABEL_PROJECT,
     LABEL_SERVICE,
@@ -195,10 +197,12 @@ def _prediction(
     known: set[str],
     fresh: bool,
     changed: Callable[[str], set[str]],
+    lacking: set[str],
 ) -> steps.Prediction:
     """What BuildKit will take from its cache, against the service's last build here (its
     ``:latest`` image, else any image of it); ``changed`` names the context files changed
-    since a commit, asked only when files are the reason."""
+    since a commit, asked only when files are the reason; ``lacking``: the keys whose records
+    the registry's images hold without layers (``_imports``)."""
     if fresh:
         rebuilt = tuple(step.position for step in read.steps)
         first = read.steps[0].label if read.steps else ""
@@ -217,7 +221,7 @@ def _prediction(
     previous = steps.decode(labels.get(LABEL_STEPS, ""))
     commit = labels.get(LABEL_COMMIT, "")
     return steps.predict(
-        read.steps, known, previous, before, now, lambda: changed(commit), services
+        read.steps, known, previous, before, now, lambda: changed(commit), services, lacking
     )
 
 
@@ -346,7 +350,7 @@ def with_inputs(
             labels = docker.labels(ref)
             if labels is not None and owned_by(labels, built.project):
                 ours[ref] = labels
-    known = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
+    local = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
     # a registry cache the build exports goes out with a build only: with push, it builds
     commit = "" if affected else built.commit
     found = [
@@ -368,8 +372,30 @@ def with_inputs(
     ]
     remote = _built_on_here(built, found, remote)
     seen = {**ours, **{r.ref: dict(r.labels) for r in remotes if r.ref}}
-    known |= {row[1] for r in remotes for row in steps.decode(r.labels.get(LABEL_STEPS, ""))}
+    known, intact, lacking = set(local), set(local), set[str]()
+    for r in remotes:  # a registry's image, with the steps its inline cache lacks the layers of
+        held = {row[1] for row in steps.decode(r.labels.get(LABEL_STEPS, ""))}
+        known |= held
+        intact |= held - _imported(r.labels)
+        lacking |= held & _imported(r.labels)
+    lacking -= intact
     problems = [f"registry: {r.problem}; built as before" for r in remotes if r.problem]
+    predictions = [
+        None
+        if ref or there or read.unknown or (not read.steps and contexts.remote(service.context))
+        else _prediction(
+            service,
+            read,
+            seen,
+            known,
+            fresh,
+            functools.partial(_changed, docker.runner, index, context=Path(service.context)),
+            lacking,
+        )
+        for service, read, ref, there, index in zip(
+            built.services, reads, found, remote, owners, strict=True
+        )
+    ]
     services = tuple(
         replace(
             service,
@@ -378,28 +404,58 @@ def with_inputs(
                 LABEL_INPUTS: read.digest,
                 LABEL_STEPS: steps.encode(read.steps),
                 LABEL_VALUES: json.dumps(steps.value_hashes(read.values), separators=(",", ":")),
+                **_imports(built, service, read.steps, predicted, local),
             },
             inputs=read.digest,
             reuse=ref,
             remote=there,
             always=read.unknown,
-            prediction=None
-            if ref or there or read.unknown or (not read.steps and contexts.remote(service.context))
-            else _prediction(
-                service,
-                read,
-                seen,
-                known,
-                fresh,
-                functools.partial(_changed, docker.runner, index, context=Path(service.context)),
-            ),
+            prediction=predicted,
         )
-        for service, read, ref, there, index in zip(
-            built.services, reads, found, remote, owners, strict=True
+        for service, read, ref, there, predicted in zip(
+            built.services, reads, found, remote, predictions, strict=True
         )
     )
     warnings = (*built.warnings, *dict.fromkeys(problems))
     return replace(built, services=services, affected=affected, warnings=warnings)
+
+
+def _imported(labels: Mapping[str, str]) -> set[str]:
+    """The step keys an image's label says its inline cache lacks (``_imports``)."""
+    try:
+        found = json.loads(labels.get(LABEL_IMPORTED) or "[]")
+    except ValueError:
+        return set()
+    return {str(key) for key in found} if isinstance(found, list) else set()
+
+
+def _imports(
+    built: BuildPlan,
+    service: ServicePlan,
+    planned: list[PlannedStep],
+    predicted: steps.Prediction | None,
+    local: set[str],
+) -> dict[str, str]:
+    """The label naming the steps this build will take from a registry's cache (predicted
+    cached, known from no image here) that its image's inline cache will lack: on a builder
+    that drops them (``Builder.drops_imported``), those a later step of the same stage is built
+    on (measured: a stage taken whole from the cache exports its records intact). The next
+    runner reading this image knows they will run."""
+    if not (built.drops_imported and LABEL_INLINE in service.labels and predicted):
+        return {}
+    rebuilt = set(predicted.rebuilt)
+    stage_of = {step.position: step.position.rpartition(" ")[0] for step in planned}
+    keys = [
+        step.key
+        for at, step in enumerate(planned)
+        if step.position not in rebuilt
+        and step.key not in local
+        and any(
+            later.position in rebuilt and stage_of[later.position] == stage_of[step.position]
+            for later in planned[at + 1 :]
+        )
+    ]
+    return {LABEL_IMPORTED: json.dumps(keys, separators=(",", ":"))} if keys else {}
 
 
 def _built_on_here(built: BuildPlan, found: list[str], remote: list[str]) -> list[str]:

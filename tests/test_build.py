@@ -10,7 +10,7 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 
-from tasks import build
+from tasks import build, steps
 from tasks.settings import load
 from tests.fakes import FakeCli
 from tests.test_registry import Store, serve_registry
@@ -275,6 +275,44 @@ def test_a_service_the_registry_holds_up_to_date_is_tagged_there_not_built(
     assert ["docker", "push", "--quiet", service["build_ref"]] in cli.calls
 
 
+def test_steps_taken_from_the_registry_are_labelled_and_predicted_to_run_when_built_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a builder whose inline cache export drops the steps a build imported (the classic
+    store's own BuildKit), the image names them; the next fresh runner predicts them cached
+    while nothing after them runs, and run again (with that reason) under a step that does."""
+    data, host = fake_registry(monkeypatch)
+    cli = FakeCli([], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli, {"registry": f"{host}/team", "push": True})
+    cli.project = project_of(root)
+    (root / ".dockerignore").write_text("Dockerfile\n")  # COPY . reads no Dockerfile edit
+
+    def planned() -> dict[str, Any]:
+        build.build(MockContext(), json=True, dry_run=True, affected=True)
+        return dict(json.loads(capsys.readouterr().out)["plan"]["services"][0])
+
+    def pushed(service: dict[str, Any]) -> None:  # by a runner before, from other inputs
+        labels = {**service["labels"], "org.compose-tasks.inputs": "sha256:other"}
+        data.image("team/shop-api", "latest", labels)
+
+    first = planned()
+    assert "org.compose-tasks.imported" not in first["labels"]  # nothing in the registry yet
+    keys = [row[1] for row in json.loads(first["labels"]["org.compose-tasks.steps"])]
+    pushed(first)
+    (root / "Dockerfile").write_text("FROM busybox:1.36\nCOPY . /app\nRUN make all\n")
+    second = planned()  # COPY from the registry's cache, RUN built on it
+    assert second["prediction"]["rebuilt"] == ["3"]
+    assert json.loads(second["labels"]["org.compose-tasks.imported"]) == [keys[0]]
+    pushed(second)
+    unchanged = planned()  # the last step is served: the steps under it need no layer
+    assert unchanged["prediction"]["rebuilt"] == [] and unchanged["prediction"]["cached"] == 2
+    (root / "Dockerfile").write_text("FROM busybox:1.36\nCOPY . /app\nRUN make test\n")
+    third = planned()
+    assert third["prediction"]["rebuilt"] == ["2", "3"]
+    assert third["prediction"]["why"] == steps.LACKING
+    assert "org.compose-tasks.imported" not in third["labels"]  # nothing taken from the cache
+
+
 def test_an_unreachable_registry_is_one_warning_and_a_build_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -349,4 +387,5 @@ def test_under_github_actions_the_job_summary_gets_a_row_per_service(
     # nothing built before: all predicted to run; BuildKit had one step cached
     assert "| api | built | 1/2 | 1.0s | 3.1MB | predicted 0 cached |" in text
     assert "Prediction: 0/1 services exact." in text
-    assert "layers downloaded by the build: api 3.1MB" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "layers downloaded by the build: api 3.1MB (each built image is loaded into" in out

@@ -136,6 +136,7 @@ def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> No
     builder = engine.detect_builder(images, ["shop-api:latest"])
     assert (builder.containerd, builder.exports, builder.bake) == (False, ("inline",), False)
     assert not builder.parallel_inline  # its BuildKit crashes on parallel inline exports
+    assert builder.drops_imported  # moby/buildkit#2274 before Engine 27
     assert images.locate("shop-api:latest", False) == Found("local", False)
     assert {" ".join(call[:2]) for call in runner.calls} == {
         "docker version",
@@ -159,6 +160,10 @@ def test_a_newer_engine_is_asked_which_image_store_it_uses(
     assert builder.containerd is containerd
     assert builder.parallel_inline
     assert builder.exports == (("inline", "registry", "local") if containerd else ("inline",))
+    assert builder.drops_imported is not containerd  # a 26: the classic store's BuildKit drops
+    classic = json.dumps([["Backing Filesystem", "extfs"]]) + "\n"
+    fixed = builder_runner(done("28.5.2+dfsg4\n"), done(classic))
+    assert not engine.detect_builder(engine.Engine(fixed)).drops_imported  # fixed from 27
 
 
 def test_an_old_buildx_beside_a_compose_that_refuses_it_stops_before_anything_runs() -> None:

@@ -148,6 +148,23 @@ def test_the_label_round_trips_and_the_prediction_names_what_changed() -> None:
     assert steps.decode("not json") == [] and steps.decode('[["x"]]') == []
 
 
+def test_a_step_whose_record_lacks_its_layer_runs_again_only_under_a_step_of_its_stage() -> None:
+    """``lacking``: the registry's image holds these steps' records without layers. Served
+    while the step after them is; run again when a step of their stage after them runs."""
+    before = planned()
+    known = {step.key for step in before}
+    lacking = {step.key for step in before if step.position in ("deps 2", "deps 3", "build 1")}
+    assert steps.predict(before, known, [], {}, {}, lacking=lacking).rebuilt == ()
+    code = planned(args={"GIT_COMMIT_HASH": "c2"})  # stage-2 3 runs: no lacking step under it
+    assert steps.predict(code, known, [], {}, {}, lacking=lacking).rebuilt == ("stage-2 3",)
+    source = planned(files={**FILES, "src/a.txt": "f 9"})  # build 1 runs: deps is not its stage
+    found = steps.predict(source, known, [], {}, {}, lacking=lacking)
+    assert found.rebuilt == tuple(CODE) and found.why != steps.LACKING
+    install = planned(files={**FILES, "package.txt": "f 9"})  # deps 3 runs on deps 2
+    found = steps.predict(install, known, [], {}, {}, lacking=lacking)
+    assert found.rebuilt[0] == "deps 2" and found.why == steps.LACKING
+
+
 def test_value_hashes_leave_secrets_out() -> None:
     mask.add(["s3cr3t-value"])
     hashes = steps.value_hashes({"API_TOKEN": "abc", "PLAIN": "s3cr3t-value", "LEVEL": "2"})
