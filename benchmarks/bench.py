@@ -463,12 +463,18 @@ def replay_commits(root: Path, base: str) -> list[tuple[str, Callable[[], None]]
     ]
 
 
-def prediction_replay(base: Path, nonce: str) -> dict[str, Any]:
+def prediction_replay(base: Path, nonce: str, registry: str = "") -> dict[str, Any]:
     """Replay a scripted history of commits on a four-service project (multi-stage, ``context:
     .``, ``build.target``, args from ``.env``) with ``invoke build``, and count the service
-    builds whose prediction (which steps rebuild, how many come from cache) was exact."""
-    root = base / f"replay{nonce}"
-    image = f"benchbase{nonce}:1"
+    builds whose prediction (which steps rebuild, how many come from cache) was exact.
+
+    With ``registry`` each commit is built by a fresh runner: ``invoke build --push --affected``
+    (unchanged services re-tagged in the registry, the rest built) with none
+    of the project's images, an empty builder cache and no cache folder, so the prediction has
+    only what the previous commit's runner pushed (its labels and cache manifests)."""
+    fresh = "fresh" if registry else ""
+    root = base / f"replay{fresh}{nonce}"
+    image = f"benchbase{fresh}{nonce}:1"
     sh(["docker", "tag", BASE_IMAGE, image], base)
     for service, text in REPLAY_DOCKERFILES.items():
         folder = root / ("docs" if service == "docs" else service)
@@ -487,7 +493,7 @@ def prediction_replay(base: Path, nonce: str) -> dict[str, Any]:
     (root / "docs" / "pages" / "a.txt").write_text("page a\n")
     (root / ".env").write_text("LEVEL=2\n")
     (root / "compose.yaml").write_text(
-        f"name: replay{nonce}\nservices:\n"
+        f"name: {root.name}\nservices:\n"
         "  web:\n    build: ./web\n"
         "  api:\n    build: ./api\n"
         "  worker:\n    build:\n      context: .\n      dockerfile: worker/Dockerfile\n"
@@ -496,15 +502,23 @@ def prediction_replay(base: Path, nonce: str) -> dict[str, Any]:
     )
     git = ["git", "-c", "user.name=b", "-c", "user.email=b@example.invalid"]
     sh(["git", "init", "-q"], root)
-    env = {**clean_env(), "XDG_CACHE_HOME": str(base / "replay-cache")}
+    env = {**clean_env(), "XDG_CACHE_HOME": str(base / f"replay{fresh}-cache")}
+    prefix = f"{registry}/{root.name}"
+    mine = [f"{root.name}-*", f"{prefix}/*"]
+    argv = invoke_argv("build", "--json", *(["--push", "--affected"] if registry else []))
     builds: list[dict[str, Any]] = []
     try:
-        for title, change in replay_commits(root, image):
+        for number, (title, change) in enumerate(replay_commits(root, image)):
             change()
             if "no commit" not in title:
                 sh(["git", "add", "-A"], root)
                 sh([*git, "commit", "--allow-empty", "-qm", title], root)
-            done = sh(invoke_argv("build", "--json"), root, env)
+            if registry:  # a new runner: only the registry and the base image
+                remove_images(mine, root, root.name)
+                prune_builder(root)
+                cache = str(base / f"replay{fresh}-cache-{number}")
+                env = {**env, "XDG_CACHE_HOME": cache, "INVOKE_STACK_REGISTRY": prefix}
+            done = sh(argv, root, env)
             for row in json.loads(done.stdout)["result"]["services"]:
                 if row["exact"] is None:
                     continue
@@ -521,7 +535,7 @@ def prediction_replay(base: Path, nonce: str) -> dict[str, Any]:
                     }
                 )
     finally:
-        remove_images([f"replay{nonce}-*"], root, f"replay{nonce}")
+        remove_images(mine, root, root.name)
         sh(["docker", "rmi", image], base)  # the tag only: the first one is busybox's image
     exact = sum(build["exact"] for build in builds)
     return {
@@ -571,7 +585,7 @@ def summarize(
 def markdown(
     meta: dict[str, str], fixtures: dict[str, dict[str, dict[str, Cell]]],
     ratios: dict[str, float], plan: dict[str, float | int], repeats: int,
-    affected: dict[str, float | int], replay: dict[str, Any],
+    affected: dict[str, float | int], replay: dict[str, Any], fresh_replay: dict[str, Any],
 ) -> str:  # fmt: skip
     lines = [
         f"# Build benchmark ({meta['date']})",
@@ -631,11 +645,9 @@ def markdown(
         "`context: .`, `build.target`): the plan's prediction (which steps rebuild, how many "
         f"come from cache) was exact for {replay['exact']} of {replay['service_builds']} service "
         f"builds ({replay['exact_ratio']:.0%}).",
-        *[
-            f"- missed: {m['commit']}, {m['service']}: predicted {m['predicted']} cached, "
-            f"got {m['actual']}"
-            for m in replay["missed"]
-        ],
+        *missed(replay),
+        "",
+        *replay_lines(fresh_replay),
         "",
         "Where a warm no-change `invoke build` spends its time (single fixture, medians; "
         "`timings` of `invoke build --json`, the rest is process start, imports and exit):",
@@ -645,6 +657,28 @@ def markdown(
         *breakdown(fixtures["single"]["invoke"]["no-change"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def missed(replay: dict[str, Any]) -> list[str]:
+    """One line per service build the prediction missed."""
+    return [
+        f"- missed: {m['commit']}, {m['service']}: predicted {m['predicted']} cached "
+        f"(rebuilt {', '.join(m['predicted_rebuilt']) or 'nothing'}), got {m['actual']} "
+        f"(rebuilt {', '.join(m['rebuilt']) or 'nothing'})"
+        for m in replay["missed"]
+    ]
+
+
+def replay_lines(replay: dict[str, Any]) -> list[str]:
+    """The fresh-runner replay: its accuracy and misses."""
+    return [
+        f"Prediction on fresh runners: the same {replay['commits']} commits, each built and "
+        "pushed (`invoke build --push --affected`) by a new runner with only the registry and "
+        "the base image (no image of the project, empty builder cache, no cache folder): exact for "
+        f"{replay['exact']} of {replay['service_builds']} service builds "
+        f"({replay['exact_ratio']:.0%}).",
+        *missed(replay),
+    ]
 
 
 def breakdown(cell: Cell) -> list[str]:
@@ -781,12 +815,14 @@ def only_fresh_runner(args: argparse.Namespace) -> None:
         result = fresh_runner.measure(
             base, nonce, args.repeats, hub, sh, invoke_argv, clean_env(), quiet_remove
         )
+        print("bench: replaying scripted commits, each on a fresh runner", file=sys.stderr)
+        replay = prediction_replay(base, nonce, hub.address)
     text = "\n".join([f"# Fresh runner ({meta['date']}, {meta['engine']})", "",
-                      *fresh_runner.table(result)]) + "\n"  # fmt: skip
+                      *fresh_runner.table(result), "", *replay_lines(replay)]) + "\n"  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     (args.out / f"bench-{stamp}.md").write_text(text)
-    data = {"meta": meta, "fresh_runner": result}
+    data = {"meta": meta, "fresh_runner": result, "prediction_fresh_runner": replay}
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
     print(text)
 
@@ -852,11 +888,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             affected = affected_time(base, nonce, args.repeats)
             print("bench: replaying scripted commits against the build prediction", file=sys.stderr)
             replay = prediction_replay(base, nonce)
+            print("bench: the same commits, each on a fresh runner", file=sys.stderr)
+            fresh_replay = prediction_replay(base, nonce, args.registry)
         finally:
             for _, _, stack in stacks:
                 stack.remove_images()
     ratios = summarize(fixtures["single"], fixtures["multi"])
-    text = markdown(meta, fixtures, ratios, plan, args.repeats, affected, replay)
+    text = markdown(meta, fixtures, ratios, plan, args.repeats, affected, replay, fresh_replay)
     data = {
         "meta": meta,
         "repeats": args.repeats,
@@ -879,6 +917,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "plan": plan,
         "affected": affected,
         "prediction": replay,
+        "prediction_fresh_runner": fresh_replay,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
