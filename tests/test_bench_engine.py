@@ -78,3 +78,8 @@ def test_bench_fresh_runner_scenario(tmp_path: Path) -> None:
     assert (found["seed"]["built"], found["invoke"]["built"]) == (4, 1)
     assert found["invoke"]["unchanged_bytes"] == 0 < found["seed"]["unchanged_bytes"]
     assert "prediction on the fresh runner: 1 of 1 service builds exact" in done.stdout
+    # the scripted commits, each on a fresh runner: the prediction from the registry alone
+    replay = json.loads(result.read_text())["prediction_fresh_runner"]
+    assert replay["service_builds"] >= 20
+    share = 0.95 if stage_images_reliable() else 0.85  # stage images serve only some runs there
+    assert replay["exact"] >= share * replay["service_builds"], replay["missed"]
