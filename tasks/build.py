@@ -91,6 +91,8 @@ def build(
     else:
         report.say(report.build_summary(plan, result))
     if not result.ok:
+        if result.push_failed:
+            raise Failed("push failed: the images are built and tagged here, not in the registry")
         missing = pipeline.missing_bases(prepared)
         if missing:
             raise Failed(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class Found:
     """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
 
-    where: str  # "local" | "registry" | "unverified"
+    where: str  # "local" | "registry" | "unverified" | "silent" (``sdk.Lookup``)
     inline: bool | None
 
 

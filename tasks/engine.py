@@ -25,7 +25,7 @@ from tasks.builder import (
 from tasks.errors import EngineError, Failed, NotFound, UserError
 from tasks.refs import LABEL_INLINE, short_name, split_ref
 from tasks.runner import Result, Runner, meaningful_line
-from tasks.sdk import Sdk
+from tasks.sdk import Lookup, Sdk
 
 
 def connect(runner: Runner, host: str = "") -> Sdk:
@@ -170,10 +170,10 @@ class Engine:
                 return Found("local", inline)
         if not remote:
             return None
-        held = self.sdk.registry_has(ref)
-        if held is None:
-            return Found("unverified", None)
-        return Found("registry", None) if held else None
+        said = self.sdk.registry_lookup(ref)
+        if said in (Lookup.UNREACHABLE, Lookup.SILENT):
+            return Found("unverified" if said is Lookup.UNREACHABLE else "silent", None)
+        return Found("registry", None) if said is Lookup.HELD else None
 
     def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         """Point each target at its source image: a handful with ``docker image tag`` at once;

@@ -396,6 +396,7 @@ class BuildResult:
     cache: cachedir.Usage | None = None  # the local cache folders after the build
     dangling: int = 0  # untagged images of ours this build replaced, removed
     retried: tuple[str, ...] = ()  # services built again after the containerd snapshot race
+    push_failed: bool = False  # every service built and tagged here; the push did not finish
 
 
 def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceResult, ...]:
@@ -619,6 +620,7 @@ def execute(
     if not ok:
         why = progress.error or (progress.messages[-1] if progress.messages else f"exit {code}")
     pushed: list[str] = list(copied)
+    push_failed = False
     if ok and built.push:
         pushed += built.exported_refs()  # the build exported them already
         try:
@@ -627,7 +629,7 @@ def execute(
                 pushed.append(ref)
             pushed += _promote_in_registry(built)
         except UserError as exc:
-            ok, why = False, str(exc)
+            ok, why, push_failed = False, str(exc), True
         clock.lap("push")
     return BuildResult(
         ok,
@@ -642,4 +644,5 @@ def execute(
         cache,
         dangling,
         retried,
+        push_failed,
     )

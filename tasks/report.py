@@ -199,6 +199,13 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
             lines.append(f"removed {result.dangling} untagged image(s) of ours this build replaced")
         if result.pushed:
             lines.append(f"pushed: {', '.join(result.pushed)}")
+    elif result.push_failed:
+        lines.append(f"built and tagged here: {', '.join(result.promoted)}")
+        lines.append(f"push failed: {result.error}")
+        lines.append(
+            "the registry's tags left unchanged: "
+            + ", ".join(ref for service in plan.services for ref in service.promote)
+        )
     else:
         names = ", ".join(result.failed) or "unknown service"
         lines.append(f"build failed in {names}: {result.error}")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from tasks.errors import Conflict, EngineError, NotFound, Unreachable, gist
@@ -21,6 +22,18 @@ from tasks.refs import split_ref
 
 Kind = Literal["config", "network", "volume"]
 DF_ATTEMPTS = 5  # system df racing another build (see Sdk.disk_usage)
+
+
+class Lookup(StrEnum):
+    """What a registry said of a ref (``Sdk.registry_lookup``)."""
+
+    HELD = "held"
+    ABSENT = "absent"
+    UNREACHABLE = "unreachable"  # refused, no route, a name that does not resolve
+    # no answer in time (the engine gave up: a registry that accepts the connection and stays
+    # silent, a black-holed address): BuildKit waits on such a cache source without a limit
+    # (measured on 20.10: a build still waiting after 10 minutes)
+    SILENT = "silent"
 
 
 @dataclass(frozen=True)
@@ -273,18 +286,22 @@ class Sdk:
         with mapped(f"tagging {target}"):
             self.client.api.tag(source, repository, tag or "latest")
 
-    def registry_has(self, ref: str) -> bool | None:
-        """Whether the registry holds ``ref`` (None: it could not be asked)."""
+    def registry_lookup(self, ref: str) -> Lookup:
+        """What the registry says of ``ref``, asked through the engine."""
         try:
             with mapped(f"registry lookup {ref}"):
                 self.client.images.get_registry_data(ref)
         except NotFound:
-            return False
+            return Lookup.ABSENT
         except EngineError as exc:
             text = str(exc).lower()
             gone = ("not found", "does not exist", "denied", "unauthorized", "manifest unknown")
-            return False if exc.status in (401, 403) or any(w in text for w in gone) else None
-        return True
+            if exc.status in (401, 403) or any(word in text for word in gone):
+                return Lookup.ABSENT
+            # (Go's words for giving up; the text is cut at 200 characters, so the first)
+            waited = ("request canceled", "deadline exceeded", "timeout")
+            return Lookup.SILENT if any(w in text for w in waited) else Lookup.UNREACHABLE
+        return Lookup.HELD
 
     # --- containers --------------------------------------------------------------------
 

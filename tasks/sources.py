@@ -41,6 +41,9 @@ def _source(entry: str, origin: str, locate: Locate, builder: Builder) -> CacheS
         else:  # a Docker Hub ref: the builder asks Docker Hub, whatever this engine holds
             why = f"not on Docker Hub, and {builder.no_local_images()}"
         return CacheSource(entry, origin, Status.DROPPED, why)
+    if found.where == "silent":
+        why = "its registry did not answer in time: dropped, the build would wait on it"
+        return CacheSource(entry, origin, Status.DROPPED, why)
     if found.where == "unverified":
         why = "its registry could not be reached; kept, the builder may still find it"
         if not builder.local_images and not has_registry(ref):

@@ -24,7 +24,7 @@ from tasks.generated import STACK_FILE, write_generated
 from tasks.override import escaped
 from tasks.refs import split_ref
 from tasks.runner import meaningful_line
-from tasks.sdk import ServiceInfo, TaskInfo
+from tasks.sdk import Lookup, ServiceInfo, TaskInfo
 
 STACK_LABEL = "com.docker.stack.namespace"
 POLL = 1.0
@@ -121,7 +121,7 @@ def publish(target: Deployment, docker: engine.Engine, refs: Mapping[str, str], 
     pushed there unless the registry holds it already (every node pulls it by digest);
     without, on this engine. '' when all are; else why not."""
     for ref in refs.values():
-        if target.settings.registry and docker.sdk.registry_has(ref):
+        if target.settings.registry and docker.sdk.registry_lookup(ref) is Lookup.HELD:
             continue
         if docker.image_id(ref) is None:
             return f"no such image: {ref}"

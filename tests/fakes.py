@@ -366,6 +366,7 @@ class FakeCli(Runner):
         self.containerd = False
         self.buildx = True  # ``buildx inspect`` answers: compose builds through bake
         self.calls: list[list[str]] = []
+        self.push_error = ""  # set: ``docker push`` fails with it
 
     def run(
         self,
@@ -411,6 +412,8 @@ class FakeCli(Runner):
             known = self.local | self.labelled.keys()
             missing = "\n".join(f"Error: No such image: {r}" for r in refs if r not in known)
             return Result(tuple(argv), 1 if missing else 0, found, missing)
+        if words[:2] == ["docker", "push"] and self.push_error:
+            return Result(tuple(argv), 1, "", self.push_error)
         if words[:3] in (["docker", "image", "tag"], ["docker", "image", "prune"]) or words[:2] == [
             "docker",
             "push",

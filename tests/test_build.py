@@ -313,6 +313,28 @@ def test_steps_taken_from_the_registry_are_labelled_and_predicted_to_run_when_bu
     assert "org.compose-tasks.imported" not in third["labels"]  # nothing taken from the cache
 
 
+def test_a_push_that_fails_after_the_build_says_so_not_that_the_build_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registry that never answers: ``docker push`` gives up (the engine's own timeout). The
+    images are built and tagged here; the message names the push, and the registry's tags."""
+    cli = FakeCli([vertex("[api 2/3] COPY . /app")], local=["busybox:1.36"])
+    root = shop(tmp_path, monkeypatch, cli, {"registry": "127.0.0.1:1/team", "push": True})
+    cli.project = project_of(root)
+    cli.push_error = (
+        'Get "http://127.0.0.1:5999/v2/": net/http: request canceled (Client.Timeout exceeded '
+        "while awaiting headers)"
+    )
+    with pytest.raises(Exit) as stopped:
+        build.build(MockContext())
+    assert stopped.value.code == 1
+    assert str(stopped.value.message).startswith("error: push failed: the images are built")
+    out = capsys.readouterr().out
+    assert "push failed: docker push 127.0.0.1:1/team/shop-api:" in out
+    assert "awaiting headers" in out and "build failed" not in out
+    assert "the registry's tags left unchanged: 127.0.0.1:1/team/shop-api:latest" in out
+
+
 def test_an_unreachable_registry_is_one_warning_and_a_build_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -46,6 +46,22 @@ def test_cache_sources_in_priority_order_missing_refs_dropped(tmp_path: Path) ->
     assert api.promote == ("shop-api:latest", "shop-api:main")
 
 
+def test_a_registry_that_cannot_be_reached_is_kept_and_one_that_never_answers_dropped(
+    tmp_path: Path,
+) -> None:
+    """Unreachable: the builder may still reach it (kept, unverified). Silent (accepted, no
+    answer): BuildKit would wait on it without a limit, so the build must not name it."""
+    compose = project(
+        api={"build": {"context": "/p/api", "cache_from": ["far.io/api:c", "mute.io/api:c"]}}
+    )
+    found = {"far.io/api:c": Found("unverified", None), "mute.io/api:c": Found("silent", None)}
+    (api,) = plan_for(compose, tmp_path, found).services
+    described = {s.entry: s.describe() for s in api.sources}
+    assert described["far.io/api:c"].startswith("unverified: its registry could not be reached")
+    assert described["mute.io/api:c"].startswith("dropped: its registry did not answer in time")
+    assert api.cache_from == ["far.io/api:c"]
+
+
 def test_inline_cache_arg_unless_cache_to(tmp_path: Path) -> None:
     compose = project(
         api={"build": {"context": "/p/api"}},

@@ -9,7 +9,7 @@ import requests
 from docker.errors import DockerException, ImageNotFound
 
 from tasks.errors import Conflict, EngineError, NotFound, Unreachable
-from tasks.sdk import DF_ATTEMPTS, Endpoint, Sdk, mapped
+from tasks.sdk import DF_ATTEMPTS, Endpoint, Lookup, Sdk, mapped
 from tests.fakes import Container, FakeDocker, api_error
 
 
@@ -136,17 +136,36 @@ class Client:
 @pytest.mark.parametrize(
     ("error", "held"),
     [
-        (None, True),
-        (api_error("not found", 404), False),
-        (api_error("x", 500, "manifest unknown"), False),
-        (api_error("x", 500, "pull access denied"), False),
-        (api_error("x", 401), False),
-        (api_error("x", 500, "i/o timeout"), None),
-        (requests.ConnectionError("refused"), None),
+        (None, Lookup.HELD),
+        (api_error("not found", 404), Lookup.ABSENT),
+        (api_error("x", 500, "manifest unknown"), Lookup.ABSENT),
+        (api_error("x", 500, "pull access denied"), Lookup.ABSENT),
+        (api_error("x", 401), Lookup.ABSENT),
+        (
+            api_error("x", 500, "dial tcp 10.0.0.9:5000: connect: no route to host"),
+            Lookup.UNREACHABLE,
+        ),
+        (
+            api_error("x", 500, 'Get "http://127.0.0.1:5999/v2/": context deadline exceeded'),
+            Lookup.SILENT,
+        ),
+        (requests.ConnectionError("refused"), Lookup.UNREACHABLE),
+        # the engine's words for a registry that accepted the connection and never answered
+        (
+            api_error(
+                "x",
+                500,
+                'Get "http://127.0.0.1:5999/v2/": net/http: request canceled (Client.Timeout '
+                "exceeded while awaiting headers)",
+            ),
+            Lookup.SILENT,
+        ),
     ],
 )
-def test_registry_lookup_tells_absent_from_unverified(error: Exception | None, held: Any) -> None:
-    assert Sdk(Client(error)).registry_has("127.0.0.1:5000/shop:1") is held
+def test_registry_lookup_tells_absent_from_unreachable_and_silent(
+    error: Exception | None, held: Lookup
+) -> None:
+    assert Sdk(Client(error)).registry_lookup("127.0.0.1:5000/shop:1") is held
 
 
 class Service:
