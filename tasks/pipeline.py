@@ -42,6 +42,7 @@ from tasks.plan import cache_refs, image_repo, make_plan, select
 from tasks.progress import CACHE_IMPORT, BuildProgress, Step
 from tasks.runner import Runner
 from tasks.settings import Settings
+from tasks.sources import silent_hosts
 from tasks.steps import Prediction
 
 
@@ -623,8 +624,14 @@ def execute(
     push_failed = False
     if ok and built.push:
         pushed += built.exported_refs()  # the build exported them already
+        silent = silent_hosts([source for s in built.services for source in s.sources])
         try:
             for ref in built.pushed_refs():
+                if ref.partition("/")[0] in silent:  # Engine 28.5 would wait on it for ever
+                    raise UserError(
+                        f"docker push {ref} not tried: its registry did not answer in time "
+                        "while the build was planned"
+                    )
                 prepared.docker.runner.check(commands.push(ref), f"docker push {ref}")
                 pushed.append(ref)
             pushed += _promote_in_registry(built)

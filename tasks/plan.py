@@ -41,6 +41,7 @@ from tasks.sources import (
     checked,
     export_of,
     own_exports,
+    unanswered,
     warnings_of,
 )
 
@@ -135,7 +136,7 @@ def _service_plan(
         for entry, origin in _candidates(service, image, settings, git, stage_targets, folder)
         if origin != "stage cache" or (inline_only and settings.inline_cache)
     ]
-    sources = checked(candidates, locate, builder, fresh)
+    sources, exports = unanswered(checked(candidates, locate, builder, fresh), exports)
     inline = settings.inline_cache and not any(export.kept for export in exports)
     args = {settings.commit_arg: git.commit}
     labels = {**ownership(project, name), LABEL_COMMIT: git.commit}

@@ -13,6 +13,7 @@ from tasks.refs import BUILDCACHE_TAG, cache_entry, has_registry
 
 CACHE_DIR = "cache folder"  # origins of the cache folder strategy's entries
 REGISTRY_CACHE = "registry cache"
+SILENT = "its registry did not answer in time: dropped, the build would wait on it"
 # (ref, ask its registry too, a local image counts) -> where it is
 Locate = Callable[[str, bool, bool], Found | None]
 
@@ -42,8 +43,7 @@ def _source(entry: str, origin: str, locate: Locate, builder: Builder) -> CacheS
             why = f"not on Docker Hub, and {builder.no_local_images()}"
         return CacheSource(entry, origin, Status.DROPPED, why)
     if found.where == "silent":
-        why = "its registry did not answer in time: dropped, the build would wait on it"
-        return CacheSource(entry, origin, Status.DROPPED, why)
+        return CacheSource(entry, origin, Status.DROPPED, SILENT)
     if found.where == "unverified":
         why = "its registry could not be reached; kept, the builder may still find it"
         if not builder.local_images and not has_registry(ref):
@@ -112,6 +112,32 @@ def warnings_of(
                 "it can only serve after a build with BUILDKIT_INLINE_CACHE=1"
             )
     return out
+
+
+def _host(ref: str) -> str:
+    return ref.partition("/")[0]
+
+
+def silent_hosts(sources: Sequence[CacheSource]) -> set[str]:
+    """The registries one of whose lookups went unanswered (``SILENT``)."""
+    return {_host(cache_entry(s.entry)[1] or "") for s in sources if s.reason == SILENT}
+
+
+def unanswered(
+    sources: Sequence[CacheSource], exports: Sequence[CacheSource]
+) -> tuple[tuple[CacheSource, ...], tuple[CacheSource, ...]]:
+    """The sources and exports, less those of a registry one of whose lookups went unanswered
+    (``SILENT``): BuildKit would wait on it without a limit, holding the engine's builder. (Of
+    two lookups at once of a silent registry, the engine may answer one "unreachable".)"""
+    silent = silent_hosts(sources)
+
+    def quiet(source: CacheSource, why: str) -> CacheSource:
+        if source.kept and _host(cache_entry(source.entry)[1] or "") in silent:
+            return CacheSource(source.entry, source.origin, Status.DROPPED, why)
+        return source
+
+    exported = SILENT.replace("dropped", "not exported")
+    return tuple(quiet(s, SILENT) for s in sources), tuple(quiet(e, exported) for e in exports)
 
 
 def own_exports(folder: str, image: str, push: bool) -> tuple[CacheSource, ...]:

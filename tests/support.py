@@ -63,8 +63,10 @@ def invoke(
     project: Path,
     *args: str,
     env: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run our invoke tasks for real, from the project's directory."""
+    """Run our invoke tasks for real, from the project's directory (``timeout``: a run that
+    takes longer fails the test)."""
     full = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
     full.update(user_dirs(project))
     full.update(env or {})
@@ -75,6 +77,7 @@ def invoke(
         text=True,
         env=full,
         check=False,
+        timeout=timeout,
     )
 
 

@@ -313,6 +313,17 @@ def test_a_registry_adds_its_cache_tag_and_exports_to_it_only_when_pushing(tmp_p
     assert len(api.cache_to) == 1
     (api,) = plan_for(compose, tmp_path, existing, config, builder=CONTAINERD, push=True).services
     assert api.cache_to[1] == f"type=registry,ref={ref},mode=max"
+    # a registry that never answered its lookups gets no export: BuildKit would wait on it
+    silent = {  # the same registry asked twice at once: the engine may say either
+        ref: Found("unverified", None),
+        "reg.example:5000/team/shop-api:latest": Found("silent", None),
+    }
+    (api,) = plan_for(compose, tmp_path, silent, config, builder=CONTAINERD, push=True).services
+    assert [e.partition(",")[0] for e in api.cache_to] == ["type=local"]
+    assert not any(entry.startswith("type=registry") for entry in api.cache_from)
+    dropped = [e.describe() for e in api.exports if not e.kept]
+    assert dropped == ["dropped: its registry did not answer in time: not exported, the build "
+                       "would wait on it"]  # fmt: skip
 
 
 def test_multi_stage_needs_no_stage_images_where_a_folder_caches_every_stage(
