@@ -381,6 +381,11 @@ class Prediction:
         return f"rebuilds from {self.first}: {self.why}; {self.cached}/{self.steps} from cache"
 
 
+def stage_of(position: str) -> str:
+    """The stage word of a step's position: ``deps 2`` -> ``deps``, ``3`` -> ``''``."""
+    return position.rpartition(" ")[0]
+
+
 def position_of(label: str) -> str:
     """The position (stage word and step number) in a step label BuildKit showed."""
     inside = label[1:].partition("]")[0].split() if label.startswith("[") else []
@@ -426,7 +431,7 @@ def predict(
     runs = [step.key not in known for step in steps]
     for at in range(len(steps) - 1, 0, -1):
         parent, step = steps[at - 1], steps[at]
-        same = parent.position.rpartition(" ")[0] == step.position.rpartition(" ")[0]
+        same = stage_of(parent.position) == stage_of(step.position)
         if runs[at] and same and parent.key in lacking:
             runs[at - 1] = True
     rebuilt = [step for step, run in zip(steps, runs, strict=True) if run]

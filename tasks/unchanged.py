@@ -444,14 +444,14 @@ def _imports(
     if not (built.drops_imported and LABEL_INLINE in service.labels and predicted):
         return {}
     rebuilt = set(predicted.rebuilt)
-    stage_of = {step.position: step.position.rpartition(" ")[0] for step in planned}
     keys = [
         step.key
         for at, step in enumerate(planned)
         if step.position not in rebuilt
         and step.key not in local
         and any(
-            later.position in rebuilt and stage_of[later.position] == stage_of[step.position]
+            later.position in rebuilt
+            and steps.stage_of(later.position) == steps.stage_of(step.position)
             for later in planned[at + 1 :]
         )
     ]
