@@ -40,6 +40,7 @@ from tasks.model import BuildPlan, Finding, Status
 from tasks.override import override_yaml
 from tasks.plan import cache_refs, image_repo, make_plan, select
 from tasks.progress import CACHE_IMPORT, BuildProgress, Step
+from tasks.refs import registry_host
 from tasks.runner import Runner
 from tasks.settings import Settings
 from tasks.sources import silent_hosts
@@ -627,7 +628,7 @@ def execute(
         silent = silent_hosts([source for s in built.services for source in s.sources])
         try:
             for ref in built.pushed_refs():
-                if ref.partition("/")[0] in silent:  # Engine 28.5 would wait on it for ever
+                if registry_host(ref) in silent:  # Engine 28.5 would wait on it for ever
                     raise UserError(
                         f"docker push {ref} not tried: its registry did not answer in time "
                         "while the build was planned"

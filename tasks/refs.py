@@ -30,6 +30,11 @@ def split_ref(ref: str) -> tuple[str, str]:
     return repo, tag
 
 
+def registry_host(ref: str) -> str:
+    """The first component of a ref: its registry host when it names one (``has_registry``)."""
+    return ref.partition("/")[0]
+
+
 def has_registry(ref: str) -> bool:
     """Whether a ref names its registry host (``host.tld/…``, ``host:port/…``, ``localhost/…``)."""
     first, sep, _ = ref.partition("/")

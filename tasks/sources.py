@@ -9,7 +9,7 @@ from pathlib import Path
 from tasks import cachedir, mask
 from tasks.builder import Builder, Found
 from tasks.model import CacheSource, Status
-from tasks.refs import BUILDCACHE_TAG, cache_entry, has_registry
+from tasks.refs import BUILDCACHE_TAG, cache_entry, has_registry, registry_host
 
 CACHE_DIR = "cache folder"  # origins of the cache folder strategy's entries
 REGISTRY_CACHE = "registry cache"
@@ -114,13 +114,9 @@ def warnings_of(
     return out
 
 
-def _host(ref: str) -> str:
-    return ref.partition("/")[0]
-
-
 def silent_hosts(sources: Sequence[CacheSource]) -> set[str]:
     """The registries one of whose lookups went unanswered (``SILENT``)."""
-    return {_host(cache_entry(s.entry)[1] or "") for s in sources if s.reason == SILENT}
+    return {registry_host(cache_entry(s.entry)[1] or "") for s in sources if s.reason == SILENT}
 
 
 def unanswered(
@@ -132,7 +128,7 @@ def unanswered(
     silent = silent_hosts(sources)
 
     def quiet(source: CacheSource, why: str) -> CacheSource:
-        if source.kept and _host(cache_entry(source.entry)[1] or "") in silent:
+        if source.kept and registry_host(cache_entry(source.entry)[1] or "") in silent:
             return CacheSource(source.entry, source.origin, Status.DROPPED, why)
         return source
 
