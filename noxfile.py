@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from subprocess import STDOUT, Popen
 
 import nox
 
@@ -65,9 +66,19 @@ def running_engines() -> list[str]:
     return done.stdout.split() if done.returncode == 0 else []
 
 
-def run_matrix(session: nox.Session, wanted: list[str]) -> None:
-    """The engine tests again on each engine of the matrix, inside its network namespace (its
-    ports, its registry); packaging tests need the package index and run once, on the first."""
+def matrix_argv(session: nox.Session, name: str) -> list[str]:
+    """The engine tests inside engine ``name``'s network namespace (its ports, its registry);
+    packaging tests need the package index and run once, on the machine's engine."""
+    python = str(Path(session.bin) / "python")
+    return [
+        "bash", "scripts/engines.sh", "run", name,
+        python, "-m", "pytest", "-m", "engine and not packaging", "-p", "no:cacheprovider",
+        f"--basetemp={Path(session.create_tmp()) / f'engine-{name}'}",
+    ]  # fmt: skip
+
+
+def usable(session: nox.Session, wanted: list[str]) -> list[str]:
+    """The wanted matrix engines that run here; a missing one fails under ``CI=true``."""
     running = running_engines()
     missing = [name for name in wanted if name not in running]
     if missing and os.environ.get("CI") == "true":
@@ -77,16 +88,46 @@ def run_matrix(session: nox.Session, wanted: list[str]) -> None:
         )
     for name in missing:
         session.warn(f"engine {name} skipped: not running (bash scripts/engines.sh up {name})")
-    python = str(Path(session.bin) / "python")
-    for name in [name for name in wanted if name in running]:
+    return [name for name in wanted if name in running]
+
+
+def run_matrix(session: nox.Session, wanted: list[str]) -> None:
+    """The engine tests again on each engine of the matrix, one after the other."""
+    for name in usable(session, wanted):
         session.log(f"engine tests on engine '{name}'")
         # base images a prune there took: restored from the machine's engine, not skipped over
         session.run("bash", "scripts/engines.sh", "images", name, external=True)
-        session.run(
-            "bash", "scripts/engines.sh", "run", name,
-            python, "-m", "pytest", "-m", "engine and not packaging", "-p", "no:cacheprovider",
-            external=True,
-        )  # fmt: skip
+        session.run(*matrix_argv(session, name), external=True)
+
+
+def start_matrix(session: nox.Session, wanted: list[str]) -> dict[str, tuple[Popen[bytes], Path]]:
+    """The matrix's engine passes started side by side, each writing its own log: every engine
+    is its own dockerd in its own namespace, so the passes share nothing but the cores."""
+    started: dict[str, tuple[Popen[bytes], Path]] = {}
+    for name in usable(session, wanted):
+        session.run("bash", "scripts/engines.sh", "images", name, external=True)
+        log = Path(session.create_tmp()) / f"engine-{name}.log"
+        session.log(f"engine tests on engine '{name}' started beside the others (log: {log})")
+        with log.open("wb") as out:
+            env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
+            started[name] = (
+                Popen(matrix_argv(session, name), stdout=out, stderr=STDOUT, env=env),
+                log,
+            )
+    return started
+
+
+def finish_matrix(session: nox.Session, started: dict[str, tuple[Popen[bytes], Path]]) -> None:
+    """Wait for every engine pass, print its log whole, and fail naming each that failed."""
+    failed = []
+    for name, (process, log) in started.items():
+        code = process.wait()
+        print(f"\n== engine tests on engine '{name}' (exit {code})", flush=True)
+        print(log.read_text(errors="replace"), flush=True)
+        if code != 0:
+            failed.append(name)
+    if failed:
+        session.error(f"engine tests failed on: {', '.join(failed)}")
 
 
 @nox.session(python=PYTHON)
@@ -126,14 +167,21 @@ def engines(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def ci(session: nox.Session) -> None:
-    """Everything CI checks: lint, types, unit and engine tests on the machine's engine, then
-    the engine tests on each engine of the matrix (scripts/engines.sh)."""
+    """Everything CI checks: lint, types, unit and engine tests on the machine's engine, and
+    beside them the engine tests on each engine of the matrix (scripts/engines.sh)."""
     install(session)
     run_lint(session)
     run_typecheck(session)
     session.run("bash", "scripts/base-images.sh", external=True)  # what a prune took: made again
-    session.run("pytest", *session.posargs)
-    run_matrix(session, matrix())
+    started = start_matrix(session, matrix())
+    try:
+        session.run("pytest", *session.posargs)
+    except KeyboardInterrupt:
+        for process, _ in started.values():
+            process.terminate()
+        raise
+    finally:
+        finish_matrix(session, started)
 
 
 @nox.session(python=False, default=False)

@@ -42,11 +42,14 @@ def busy_neighbour(tmp_path: Path) -> Iterator[str]:
     sh("docker", "rmi", f"{name}:{len(built) - 1}", check=False)
 
 
-def test_engine_tests_pass_beside_another_project_s_builds(busy_neighbour: str) -> None:
+def test_engine_tests_pass_beside_another_project_s_builds(
+    busy_neighbour: str, tmp_path: Path
+) -> None:
     tests = ["tests/test_clear_engine.py::test_dry_run_removes_nothing",
              "tests/test_clear_engine.py::test_non_interactive_without_yes_refuses"]  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         f"--basetemp={tmp_path / 'inner'}", *tests],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
