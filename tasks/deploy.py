@@ -224,7 +224,8 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
     name = compose.project_name(settings) or pipeline.resolve(settings, docker.runner).name
     target = target_of(docker, name)
     on_swarm = settings.orchestrator == "swarm"
-    entries = EngineState(docker.sdk, target, swarm=on_swarm).history()
+    state = EngineState(docker.sdk, target, swarm=on_swarm)
+    entries = state.history()
     if json:
         report.emit_json(entries)
         return
@@ -250,7 +251,8 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
         report.say(
             f"no deploy history of {target.project} on the target, but it runs "
             f"{', '.join(running)} (read from its containers): the history was removed "
-            "(a volume prune?); the next deploy starts it again"
+            f"(with the container and volume {state.keeper_name} that keep it); the next "
+            "deploy starts it again"
         )
         return
     report.say(f"no deploys of {target.project} yet")

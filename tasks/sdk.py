@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import re
+import tarfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from typing import Any, Literal
 from tasks.errors import Conflict, EngineError, NotFound, Unreachable, gist
 from tasks.refs import split_ref
 
-Kind = Literal["config", "network", "volume"]
+Kind = Literal["config", "container", "network", "volume"]
 DF_ATTEMPTS = 5  # system df racing another build (see Sdk.disk_usage)
 
 
@@ -92,7 +94,7 @@ class ContainerInfo:
 
 @dataclass(frozen=True)
 class Record:
-    """A config, network or volume: what deploy state is kept in."""
+    """A config, container, network or volume: what deploy state is kept in."""
 
     kind: Kind
     name: str
@@ -210,6 +212,17 @@ def engine_time(text: str) -> datetime | None:
     except ValueError:
         return None
     return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def _tar(files: Mapping[str, bytes], mode: int) -> bytes:
+    """A tar archive of ``files`` (name: content), each with ``mode``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 class Sdk:
@@ -394,17 +407,20 @@ class Sdk:
                 self.client.volumes.create(name=name, labels=dict(labels))
 
     def _collection(self, kind: Kind) -> Any:
-        if kind == "config":
-            return self.client.configs
-        return self.client.networks if kind == "network" else self.client.volumes
+        return getattr(self.client, f"{kind}s")  # configs, containers, networks, volumes
 
     def records(self, kind: Kind, labels: Mapping[str, str]) -> list[Record]:
         with mapped(f"{kind} list"):
-            found = self._collection(kind).list(filters=_filters(labels))
+            more = {"all": True, "ignore_removed": True} if kind == "container" else {}
+            found = self._collection(kind).list(filters=_filters(labels), **more)
             out = []
             for item in found:
                 attrs = item.attrs or {}
-                held = (attrs.get("Spec") or {}).get("Labels") or attrs.get("Labels") or {}
+                held = (
+                    (attrs.get("Spec") or attrs.get("Config") or {}).get("Labels")
+                    or attrs.get("Labels")
+                    or {}
+                )
                 made = engine_time(str(attrs.get("Created") or attrs.get("CreatedAt") or ""))
                 out.append(Record(kind, str(item.name), dict(held), made))
             return out
@@ -416,9 +432,64 @@ class Sdk:
         return found or datetime.now(UTC)
 
     def remove(self, kind: Kind, name: str) -> None:
-        """Remove a config, network or volume; ``NotFound`` when it is gone."""
+        """Remove a config, container (running or not), network or volume; ``NotFound`` when
+        it is gone."""
+        more = {"force": True} if kind == "container" else {}
         with mapped(f"removing {kind} {name}"):
-            self._collection(kind).get(name).remove()
+            self._collection(kind).get(name).remove(**more)
+
+    def architecture(self) -> str:
+        """The engine's machine (``x86_64``, ``aarch64``…)."""
+        with mapped("engine info"):
+            return str(self.client.info().get("Architecture") or "")
+
+    def import_file(self, ref: str, name: str, data: bytes, changes: Sequence[str]) -> None:
+        """Make the image ``ref`` whose only file is the executable ``/name`` holding ``data``,
+        its configuration set by the Dockerfile lines ``changes`` (``CMD``, ``LABEL``…)."""
+        repository, tag = split_ref(ref)
+        with mapped(f"importing image {ref}"):
+            self.client.api.import_image_from_data(
+                _tar({name: data}, mode=0o755), repository=repository, tag=tag,
+                changes=list(changes),
+            )  # fmt: skip
+
+    def run_idle(
+        self, name: str, image: str, labels: Mapping[str, str], volumes: Mapping[str, str]
+    ) -> None:
+        """Create and start the container ``name`` of ``image`` (its own command), with no
+        network, restarted with the engine unless stopped, killed at once when stopped, each
+        volume of ``volumes`` mounted at its path. ``Conflict`` when the name is taken."""
+        with mapped(f"creating container {name}"):
+            container = self.client.containers.create(
+                image, name=name, labels=dict(labels), network_mode="none",
+                restart_policy={"Name": "unless-stopped"}, stop_signal="SIGKILL",
+                volumes={volume: {"bind": path, "mode": "rw"} for volume, path in volumes.items()},
+            )  # fmt: skip
+        try:
+            with mapped(f"starting container {name}"):
+                container.start()
+        except EngineError:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            raise
+
+    def put_file(self, container: str, folder: str, name: str, data: bytes) -> None:
+        """Write the file ``folder/name`` holding ``data`` into a container (or its volume)."""
+        with mapped(f"writing {folder.rstrip('/')}/{name} in container {container}"):
+            self.client.api.put_archive(container, folder, _tar({name: data}, mode=0o644))
+
+    def read_files(self, container: str, path: str) -> dict[str, bytes]:
+        """The regular files at ``path`` in a container (a file, or a folder's files), by name
+        (``NotFound`` when the container or the path is not there)."""
+        with mapped(f"reading {path} in container {container}"):
+            stream, _ = self.client.api.get_archive(container, path)
+            data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            return {
+                member.name.rsplit("/", 1)[-1]: (archive.extractfile(member) or io.BytesIO()).read()
+                for member in archive.getmembers()
+                if member.isfile()
+            }
 
     # --- swarm -------------------------------------------------------------------------
 

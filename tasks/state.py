@@ -4,25 +4,25 @@ Any runner, laptop or fresh clone pointed at the same engine (``DOCKER_HOST``, `
 sees the same lock and the same history; a throw-away CI runner loses nothing. What runs now is
 read from the running containers (``rollout.running_sha``), not from here.
 
-- Lock: one engine object per project, claimed by name: a volume on a compose host (creating
-  an existing volume returns it with its first creator's labels: the engine creates it once,
-  so its labels say who holds it), a config on a swarm (a second create fails). Volumes
-  survive ``network prune`` and every ``system prune`` without ``--volumes`` (a network, the
-  lock of earlier versions, did not). Its labels (fixed at creation: engine objects' labels
-  cannot change) say who holds it, for which run (a random id), since when, and its lease.
-- Lease: the holder renews it while it works: every ``heartbeat`` seconds it creates a renewal
-  object labelled with its run id (a volume; a config on a swarm) and removes its earlier
-  ones. Ages are read on the engine's clock (objects' creation times, the engine's own time),
-  so runners with skewed clocks agree. A runner that finds the lock held watches it for a
+- Lock: one engine object per project, claimed by name: on a compose host a running idle
+  container (``keeper``: a container's name is exclusive, and a running container outlives
+  every prune), on a swarm a config (a second create fails). Its labels (fixed at creation:
+  engine objects' labels cannot change) say who holds it, for which run (a random id), since
+  when, and its lease.
+- Lease: the holder renews it while it works, every ``heartbeat`` seconds, stamped by the
+  engine's clock: on a compose host it writes the engine's time into the lock container, on a
+  swarm it creates a renewal config labelled with its run id and removes its earlier ones.
+  Runners with skewed clocks agree. A runner that finds the lock held watches it for a
   renewal: a live holder renews within a heartbeat and is refused at once, never broken
   (renewal is its proof of life, ``--break-lock`` or not); one that stopped renewing (a killed
   CI job) is waited for until its lease runs out. Then the lock belongs to nobody: the runner
-  claims the takeover of that run (a marker named after it, claimed as the lock is: of two
-  runners taking it at once exactly one goes on), checks the lock is still that run's, removes
-  it, records the interrupted run in the history and claims its own lock.
-- History: one engine object per entry (a volume on a compose host, a config on a swarm),
-  labelled with the project and holding the entry as JSON in a label: append-only, and neither
-  needs an image or a container.
+  claims the takeover of that run (a marker named after it, a volume or config only one
+  creates: of two runners taking it at once exactly one goes on), checks the lock is still
+  that run's, removes it, records the interrupted run in the history and claims its own lock.
+- History: append-only entries (JSON, masked). On a compose host one file per entry in the
+  volume ``compose-tasks-state-<project>``, mounted by a running idle container of that name,
+  so no prune removes it (entries that earlier versions kept in volumes are read too); on a
+  swarm one config per entry, labelled with the project and holding the entry in a label.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -40,15 +41,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks import engine, mask
+from tasks import engine, keeper, mask
 from tasks.errors import Conflict, NotFound, UserError
-from tasks.sdk import Kind, Record, Sdk
+from tasks.sdk import Kind, Record, Sdk, engine_time
 
 PREFIX = "compose-tasks"
 LABEL_KIND = "org.compose-tasks.state"  # "lock" | "history"
 LABEL_PROJECT = "org.compose-tasks.project"
 LABEL_ENTRY = "org.compose-tasks.entry"  # the JSON of a history entry or a lock's holder
 LABEL_RUN = "org.compose-tasks.run"  # the run a renewal is of
+LEASE_FILE = "lease.json"  # in a compose host's lock container: its last renewal
 REQUIRED = {"time", "action", "sha", "result"}
 
 
@@ -65,6 +67,15 @@ def target_of(docker: engine.Engine, project: str) -> Target:
     return Target(docker.host or "local", project)
 
 
+def _json(text: str | bytes) -> dict[str, Any]:
+    """The JSON object in ``text``; empty when it holds none."""
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -77,14 +88,19 @@ class EngineState:
         self.target = target
         self.swarm = swarm
         self.lock_name = f"{PREFIX}-lock-{target.project}"
+        self.keeper_name = f"{PREFIX}-state-{target.project}"
 
     def _labels(self, kind: str, entry: Mapping[str, Any]) -> dict[str, str]:
         text = json.dumps(mask.active().data(dict(entry)), sort_keys=True)
         return {LABEL_KIND: kind, LABEL_PROJECT: self.target.project, LABEL_ENTRY: text}
 
     def _kind(self, state: str) -> Kind:
-        """What the lock or the history is kept in on this target."""
-        return "config" if self.swarm else "volume"
+        """What a piece of state is kept in on this target: swarm configs on a swarm; on a
+        compose host the lock is a running container, the history files in a volume a running
+        container mounts (both kept by prunes) and the takeover markers volumes."""
+        if self.swarm:
+            return "config"
+        return "container" if state == "lock" else "volume"
 
     def _find(self, state: str) -> list[Record]:
         query = {LABEL_KIND: state, LABEL_PROJECT: self.target.project}
@@ -92,11 +108,7 @@ class EngineState:
 
     @staticmethod
     def _entry(item: Record) -> dict[str, Any]:
-        try:
-            entry = json.loads(item.labels.get(LABEL_ENTRY, ""))
-        except ValueError:
-            return {}
-        return entry if isinstance(entry, dict) else {}
+        return _json(item.labels.get(LABEL_ENTRY, ""))
 
     # --- lock ------------------------------------------------------------------------------
 
@@ -111,44 +123,71 @@ class EngineState:
         return self._entry(found) if found else None
 
     def _claim(self, name: str, labels: Mapping[str, str], run: str) -> bool:
-        """Create ``name`` for ``run``; whether ``run`` owns it. A swarm config's name is
-        exclusive (a second create fails); a volume's create returns the one that exists with
-        its first creator's labels, so the labels say who won (the engine creates it once)."""
+        """Create the marker ``name`` for ``run``; whether ``run`` owns it. A swarm config's
+        name is exclusive (a second create fails); a volume's create returns the one that
+        exists with its first creator's labels, so the labels say who won (the engine creates
+        it once)."""
         try:
-            self.api.create(self._kind("lock"), name, labels)
+            self.api.create(self._kind("take"), name, labels)
         except Conflict:
             return False
-        found = self.api.records(self._kind("lock"), labels)  # ``labels`` name ``run``
+        found = self.api.records(self._kind("take"), labels)  # ``labels`` name ``run``
         return any(item.name == name for item in found)
 
     def acquire(self, holder: Mapping[str, Any]) -> bool:
         """Take the lock for ``holder["run"]``; False when somebody holds it."""
         run = str(holder.get("run") or "")
         labels = {**self._labels("lock", holder), LABEL_RUN: run}
-        return self._claim(self.lock_name, labels, run)
-
-    def _beat_kind(self) -> Kind:
-        return "config" if self.swarm else "volume"
+        if self.swarm:
+            return self._claim(self.lock_name, labels, run)
+        try:  # a container's name is exclusive, and a running one outlives every prune
+            self.api.run_idle(self.lock_name, keeper.image(self.api), labels, {})
+        except Conflict:
+            return False
+        return True
 
     def beats(self, run: str) -> list[Record]:
-        """The renewals of the holder ``run``."""
+        """The renewals of the holder ``run`` (a swarm's; a compose host renews inside the
+        lock container)."""
+        if not self.swarm:
+            return []
         query = {LABEL_KIND: "beat", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
-        return self.api.records(self._beat_kind(), query)
+        return self.api.records("config", query)
 
     def renew(self, run: str, count: int) -> None:
-        """One renewal of the lease: a new object stamped by the engine's clock, the holder's
-        earlier ones removed."""
+        """One renewal of the lease, stamped by the engine's clock: on a compose host written
+        into the lock container; on a swarm a new config, the holder's earlier ones removed."""
+        if not self.swarm:
+            stamp = {"run": run, "count": count, "at": self.api.now().isoformat()}
+            self.api.put_file(self.lock_name, "/", LEASE_FILE, json.dumps(stamp).encode())
+            return
         name = f"{PREFIX}-beat-{self.target.project}-{run[:12]}-{count}"
         labels = {LABEL_KIND: "beat", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
-        self.api.create(self._beat_kind(), name, labels)
+        self.api.create("config", name, labels)
         for item in self.beats(run):
             if item.name != name:
                 with contextlib.suppress(NotFound):
                     self.api.remove(item.kind, item.name)
 
+    def _stamp(self, lock: Record, run: str) -> datetime | None:
+        """The engine time the lock container's holder ``run`` last wrote into it, if any."""
+        try:
+            files = self.api.read_files(lock.name, f"/{LEASE_FILE}")
+            stamp = json.loads(files.get(LEASE_FILE, b"{}"))
+        except (NotFound, ValueError):
+            return None
+        if not isinstance(stamp, dict) or stamp.get("run") != run:
+            return None
+        return engine_time(str(stamp.get("at") or ""))
+
     def renewed(self, lock: Record, run: str) -> datetime | None:
         """When the lease of ``lock`` was last renewed (taken, at first), by the engine's clock."""
-        times = [item.created for item in self.beats(run) if item.created] if run else []
+        if not run:
+            times = []
+        elif self.swarm:
+            times = [item.created for item in self.beats(run) if item.created]
+        else:
+            times = [found] if (found := self._stamp(lock, run)) else []
         return max([*times, *([lock.created] if lock.created else [])], default=None)
 
     def take(self, stale: str, run: str) -> bool:
@@ -174,7 +213,7 @@ class EngineState:
             with contextlib.suppress(NotFound):
                 self.api.remove(found.kind, found.name)
         query = {LABEL_KIND: "take", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
-        mine = [*self.beats(run), *self.api.records(self._kind("lock"), query)] if run else []
+        mine = [*self.beats(run), *self.api.records(self._kind("take"), query)] if run else []
         for item in mine:
             with contextlib.suppress(NotFound):
                 self.api.remove(item.kind, item.name)
@@ -192,21 +231,36 @@ class EngineState:
             **entry,
         }
         full["detail"] = str(full.get("detail", ""))[:300]
-        name = f"{PREFIX}-history-{self.target.project}-{uuid.uuid4().hex[:12]}"
-        self.api.create(self._kind("history"), name, self._labels("history", full))
+        unique = uuid.uuid4().hex[:12]
+        if self.swarm:
+            name = f"{PREFIX}-history-{self.target.project}-{unique}"
+            self.api.create("config", name, self._labels("history", full))
+            return
+        labels = {LABEL_KIND: "keeper", LABEL_PROJECT: self.target.project}
+        keeper.keeper(self.api, self.keeper_name, labels)
+        text = json.dumps(mask.active().data(full), sort_keys=True)
+        stamp = re.sub(r"\D", "", str(full["time"])[:26])  # its time, to the microsecond
+        self.api.put_file(
+            self.keeper_name, keeper.STATE_DIR, f"{stamp}-{unique}.json", text.encode()
+        )
 
     def history(self) -> list[dict[str, Any]]:
-        """Every entry, oldest first; an object that is not an entry is a UserError."""
-        entries = []
-        for item in self._find("history"):
-            entry = self._entry(item)
+        """Every entry, oldest first (a compose host's, with those earlier versions kept in
+        volumes); an object that is not an entry is a UserError."""
+        found = [(item.name, self._entry(item)) for item in self._find("history")]
+        if not self.swarm:
+            with contextlib.suppress(NotFound):  # no keeper: no deploy recorded here yet
+                files = self.api.read_files(self.keeper_name, keeper.STATE_DIR)
+                found += [
+                    (f"{self.keeper_name}:{name}", _json(data)) for name, data in files.items()
+                ]
+        for name, entry in found:
             if not entry.keys() >= REQUIRED:
                 raise UserError(
-                    f"corrupt deploy history on the target: {item.name} holds no history entry "
+                    f"corrupt deploy history on the target: {name} holds no history entry "
                     "(remove that object)"
                 )
-            entries.append(entry)
-        return sorted(entries, key=lambda entry: str(entry["time"]))
+        return sorted((entry for _, entry in found), key=lambda entry: str(entry["time"]))
 
     def last_good(self, other_than: str = "") -> str:
         """The sha of the newest successful deploy or rollback, other than ``other_than``."""

@@ -10,8 +10,10 @@ deploy override names, healthy or not as the test decides. No daemon, no subproc
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -153,20 +155,36 @@ class Container:
             state = {"Status": "exited", "ExitCode": int(health.split()[1])}
         self.attrs: dict[str, Any] = {
             "State": state,
-            "Config": {"Image": image},
+            "Config": {"Image": image, "Labels": self.labels},
             "Image": image_id,
             "HostConfig": {"RestartPolicy": {"Name": restart}},
+            "Created": Clock.now(),
         }
+        self.files: dict[str, bytes] = {}  # path: content (put_archive, get_archive)
+        self.store: dict[str, Container] = {}
 
     def logs(self, tail: int = 20) -> bytes:
         return b"serving\n"
 
+    def start(self) -> None:
+        self.attrs["State"] = {"Status": "running"}
+
+    def remove(self, force: bool = False) -> None:
+        if self.store.get(self.name) is not self:
+            raise NotFound(f"No such container: {self.name}")
+        del self.store[self.name]
+
 
 class Containers:
-    def __init__(self) -> None:
-        self.running: dict[str, Container] = {}
+    """``client.containers``; ``images``: what ``create`` may start from."""
 
-    def list(self, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[Container]:
+    def __init__(self, images: Images) -> None:
+        self.running: dict[str, Container] = {}
+        self.images = images
+
+    def list(
+        self, all: bool = False, filters: Mapping[str, Any] | None = None, **_: Any
+    ) -> list[Container]:
         filters = filters or {}
         return [c for c in self.running.values() if _matches(c.labels, filters)]
 
@@ -174,6 +192,17 @@ class Containers:
         if container_id not in self.running:
             raise NotFound(f"No such container: {container_id}")
         return self.running[container_id]
+
+    def create(self, image: str, name: str, labels: Mapping[str, str], **options: Any) -> Container:
+        self.images.get(image)
+        if name in self.running:
+            raise conflict(f'Conflict. The container name "/{name}" is already in use')
+        restart = (options.get("restart_policy") or {}).get("Name", "no")
+        made = Container(name, labels, image, "exited 0", restart=restart)
+        made.attrs["State"] = {"Status": "created"}
+        made.store = self.running
+        self.running[name] = made
+        return made
 
 
 def _is_id(image: Image, ref: str) -> bool:
@@ -184,8 +213,8 @@ class Api:
     """``client.api``: removal (``in_use``: refs a container needs; ``broken``: refs whose
     removal fails) and the builder prune."""
 
-    def __init__(self, images: Images, services: Services) -> None:
-        self.images, self.services = images, services
+    def __init__(self, images: Images, services: Services, containers: Containers) -> None:
+        self.images, self.services, self.containers = images, services, containers
         self.removed: list[str] = []
         self.in_use: set[str] = set()
         self.broken: set[str] = set()
@@ -211,6 +240,43 @@ class Api:
     def prune_builds(self, **options: Any) -> dict[str, Any]:
         self.pruned = options
         return {"SpaceReclaimed": 4096, "CachesDeleted": ["a", "b"]}
+
+    def import_image_from_data(self, data: bytes, repository: str, tag: str, **_: Any) -> None:
+        labels = {}  # the LABEL lines of ``changes`` are what the tasks read back
+        for line in _.get("changes") or []:
+            if line.startswith("LABEL "):
+                key, _sep, value = line.removeprefix("LABEL ").partition("=")
+                labels[key] = value
+        self.images.add(f"{repository}:{tag}", labels)
+
+    def start(self, container: str) -> None:
+        self.containers.get(container).start()
+
+    def put_archive(self, container: str, path: str, data: bytes) -> bool:
+        made = self.containers.get(container)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            for member in archive.getmembers():
+                content = (archive.extractfile(member) or io.BytesIO()).read()
+                made.files[f"{path.rstrip('/')}/{member.name}"] = content
+        return True
+
+    def get_archive(self, container: str, path: str) -> tuple[list[bytes], dict[str, Any]]:
+        made = self.containers.get(container)
+        path = path.rstrip("/")
+        found = {
+            name: data
+            for name, data in made.files.items()
+            if name == path or name.startswith(f"{path}/")
+        }
+        if not found:
+            raise NotFound(f"Could not find the file {path} in container {container}")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, data in found.items():
+                info = tarfile.TarInfo(name.removeprefix(path.rsplit("/", 1)[0]).lstrip("/"))
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return [buffer.getvalue()], {}
 
 
 class Node:
@@ -278,22 +344,24 @@ class Services:
 
 
 class FakeDocker:
-    """The SDK client: images, containers, networks (the lock) and volumes (the history)."""
+    """The SDK client: images, containers (running ones: a compose host's lock and history
+    keeper), networks and volumes."""
 
     def __init__(self) -> None:
         self.nodes = Nodes()
         self.services = Services()
         self.images = Images()
-        self.containers = Containers()
+        self.containers = Containers(self.images)
         self.networks = Collection(exclusive=True)
+        self.configs = Collection(exclusive=True)
         self.volumes = Collection(exclusive=False)
-        self.api = Api(self.images, self.services)
+        self.api = Api(self.images, self.services, self.containers)
 
     def version(self) -> dict[str, str]:
         return {"Version": "20.10.24", "ApiVersion": "1.41"}
 
     def info(self) -> dict[str, str]:
-        return {"SystemTime": Clock.now()}
+        return {"SystemTime": Clock.now(), "Architecture": "x86_64"}
 
     def df(self) -> dict[str, Any]:
         layers = sum(1000 for image in self.images.all if image.tags)

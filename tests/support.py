@@ -298,11 +298,14 @@ class Stack:
             check=False,
         )
         remove_images(self.name)
-        for kind in ("volume", "network"):  # the deploy state this project left on the engine
-            listed = sh("docker", kind, "ls", "-q", "--filter",
+        # the deploy state this project left on the engine: its lock and history keeper first
+        for kind in ("container", "volume", "network"):
+            every = ["-a"] if kind == "container" else []
+            listed = sh("docker", kind, "ls", "-q", *every, "--filter",
                         f"label=org.compose-tasks.project={self.name}", check=False)  # fmt: skip
             if listed.stdout.split():
-                sh("docker", kind, "rm", *listed.stdout.split(), check=False)
+                force = ["-f"] if kind == "container" else []
+                sh("docker", kind, "rm", *force, *listed.stdout.split(), check=False)
 
 
 def engine_problem() -> str:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks import keeper
 from tasks.compose import project_name
 from tasks.errors import UserError
-from tasks.sdk import Sdk
+from tasks.sdk import Kind, Sdk
 from tasks.settings import load
 from tasks.state import LABEL_ENTRY, LABEL_RUN, EngineState, Lease, Target, deploy_lock
 from tests.fakes import Clock, FakeDocker
@@ -20,12 +21,33 @@ from tests.fakes import Clock, FakeDocker
 TARGET = Target("ssh://deploy@prod", "shop")
 
 
-def fresh() -> EngineState:
-    return EngineState(Sdk(FakeDocker()), TARGET)
+@pytest.fixture(params=["host", "swarm"])
+def where(request: pytest.FixtureRequest) -> str:
+    """Every lock and history test on both kinds of target: a compose host keeps them in
+    running containers, a swarm in configs."""
+    return str(request.param)
 
 
-def test_history_is_append_only_and_last_good_skips_failures() -> None:
-    state = fresh()
+def fresh(where: str) -> EngineState:
+    return EngineState(Sdk(FakeDocker()), TARGET, swarm=where == "swarm")
+
+
+def plant(state: EngineState, kind: str, name: str, entry: str) -> None:
+    """An object of ``kind`` (``lock``, ``history``) as somebody else left it: ``entry`` its
+    entry label."""
+    labels = {"org.compose-tasks.state": kind, "org.compose-tasks.project": "shop"}
+    labels[LABEL_ENTRY] = entry
+    client = state.api.client
+    if state.swarm:
+        client.configs.create(name, labels=labels)
+    elif kind == "lock":
+        client.containers.create(keeper.image(state.api), name=name, labels=labels)
+    else:  # a history entry of an earlier version: a volume
+        client.volumes.create(name, labels=labels)
+
+
+def test_history_is_append_only_and_last_good_skips_failures(where: str) -> None:
+    state = fresh(where)
     state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
     state.record({"action": "deploy", "sha": "bbb", "result": "failed", "detail": "x" * 900})
     state.record({"action": "rollback", "sha": "aaa", "result": "ok"})
@@ -35,20 +57,17 @@ def test_history_is_append_only_and_last_good_skips_failures() -> None:
     assert len(entries[1]["detail"]) == 300
     assert state.last_good() == "aaa"
     assert state.last_good(other_than="aaa") == ""
-    other = EngineState(state.api, Target("local", "blog"))
+    other = EngineState(state.api, Target("local", "blog"), swarm=state.swarm)
     assert other.history() == []  # per project
 
 
-def test_a_second_lock_is_refused_with_the_holder() -> None:
-    state = fresh()
+def test_a_second_lock_is_refused_with_the_holder(where: str) -> None:
+    state = fresh(where)
     quick = Lease(seconds=3, heartbeat=0.2)  # real renewals, watched by the second
     with deploy_lock(state, False, quick):
-        assert (
-            json.loads(
-                state.api.client.volumes.items[state.lock_name].attrs["Labels"][LABEL_ENTRY]
-            )["pid"]
-            == os.getpid()
-        )
+        assert (state.holder() or {})["pid"] == os.getpid()
+        lock = state.lock()
+        assert lock is not None and lock.kind == ("config" if state.swarm else "container")
         with pytest.raises(UserError, match="is locked by"), deploy_lock(state, True, quick):
             pass
     assert state.holder() is None
@@ -61,8 +80,8 @@ def held_by(state: EngineState, holder: dict[str, object]) -> None:
 LEASE = Lease(seconds=60, heartbeat=10)
 
 
-def test_a_dead_holder_on_this_machine_is_taken_without_a_flag() -> None:
-    state = fresh()
+def test_a_dead_holder_on_this_machine_is_taken_without_a_flag(where: str) -> None:
+    state = fresh(where)
     gone = {"pid": 2**22 + 7, "user": "bob", "machine": socket.gethostname(), "since": "t"}
     held_by(state, {**gone, "sha": "abc"})
     said: list[str] = []
@@ -82,8 +101,8 @@ def test_a_dead_holder_on_this_machine_is_taken_without_a_flag() -> None:
         {"user": "ann"},  # no pid
     ],
 )
-def test_a_holder_inside_its_lease_is_never_broken(holder: dict[str, object]) -> None:
-    state = fresh()
+def test_a_holder_inside_its_lease_is_never_broken(holder: dict[str, object], where: str) -> None:
+    state = fresh(where)
     held_by(state, holder)
     Clock.advance(25)  # a lock from before leases: its creation is its last renewal
     live = r"is locked by ann@.*never breaks a live holder"
@@ -93,17 +112,22 @@ def test_a_holder_inside_its_lease_is_never_broken(holder: dict[str, object]) ->
 
 
 def test_renewals_keep_a_lock_alive_and_an_expired_one_is_taken(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """Runner A renews past its lease; killed, its lease runs out and runner B takes over."""
-    state = fresh()
+    state = fresh(where)
     other = {"run": "a" * 32, "user": "ci", "machine": "runner-a", "pid": 7, "since": "t0",
              "lease": 60, "action": "deploy", "sha": "abc123"}  # fmt: skip
     held_by(state, other)
     for count in range(1, 10):  # 90 s of renewals every 10 s: never expired
         Clock.advance(10)
         state.renew("a" * 32, count)
-    assert len(state.beats("a" * 32)) == 1  # earlier renewals removed
+    assert len(state.beats("a" * 32)) == (1 if state.swarm else 0)  # earlier ones removed
+    lock = state.lock()
+    assert lock is not None
+    renewed = state.renewed(lock, "a" * 32)
+    assert renewed is not None and (state.api.now() - renewed).total_seconds() < 1
+    assert state.renewed(lock, "e" * 32) == lock.created  # another run's renewals: not this one's
     beats = iter(range(10, 100))
 
     def alive(seconds: float) -> None:  # runner A renews while runner B watches
@@ -126,10 +150,10 @@ def test_renewals_keep_a_lock_alive_and_an_expired_one_is_taken(
 
 
 def test_a_lock_whose_renewals_stopped_is_waited_for_then_taken(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """Runner A killed a moment ago: B waits for the rest of the lease, not for a retry."""
-    state = fresh()
+    state = fresh(where)
     held_by(state, {"run": "d" * 32, "user": "ci", "machine": "runner-a", "since": "t",
                     "lease": 60, "heartbeat": 10})  # fmt: skip
     Clock.advance(15)  # killed a moment ago: watched for a renewal, none comes
@@ -149,8 +173,8 @@ def test_a_lock_whose_renewals_stopped_is_waited_for_then_taken(
     assert re.search(r"its lease expired \(6[01]s unrenewed\)$", said[1]), said
 
 
-def test_of_two_runners_taking_an_expired_lock_one_wins() -> None:
-    state = fresh()
+def test_of_two_runners_taking_an_expired_lock_one_wins(where: str) -> None:
+    state = fresh(where)
     held_by(state, {"run": "b" * 32, "user": "ci", "machine": "runner-a", "since": "t"})
     assert state.take("b" * 32, "c" * 32) is True  # runner C claims the takeover of run b
     assert state.take("b" * 32, "d" * 32) is False  # runner D, a moment later: C has it
@@ -159,27 +183,46 @@ def test_of_two_runners_taking_an_expired_lock_one_wins() -> None:
     assert not state.acquire({"run": "d" * 32})  # a claimed lock is C's
     assert state.take("b" * 32, "c" * 32) is False  # the lock is no longer run b's
     state.release("c" * 32)
-    assert state.holder() is None and state.api.records("volume", {LABEL_RUN: "c" * 32}) == []
+    assert state.holder() is None
+    kinds: list[Kind] = ["config", "container", "volume"]
+    assert all(state.api.records(kind, {LABEL_RUN: "c" * 32}) == [] for kind in kinds)
 
 
-def test_a_lock_edited_into_nonsense_is_one_clear_line() -> None:
-    state = fresh()
-    labels = {"org.compose-tasks.state": "lock", "org.compose-tasks.project": "shop"}
-    state.api.client.volumes.create(state.lock_name, labels={**labels, LABEL_ENTRY: "{oops"})
+def test_a_lock_edited_into_nonsense_is_one_clear_line(where: str) -> None:
+    state = fresh(where)
+    plant(state, "lock", state.lock_name, "{oops")
     nonsense = r"holds no holder \(edited by hand\?\): remove it"
     with pytest.raises(UserError, match=nonsense), deploy_lock(state, False, LEASE):
         pass
 
 
-def test_a_history_object_without_an_entry_is_one_clear_error() -> None:
-    state = fresh()
+def test_a_history_object_without_an_entry_is_one_clear_error(where: str) -> None:
+    state = fresh(where)
     state.record({"action": "deploy", "sha": "aaa", "result": "ok"})
-    labels = {"org.compose-tasks.state": "history", "org.compose-tasks.project": "shop"}
-    state.api.client.volumes.create(
-        "compose-tasks-history-shop-bad", labels={**labels, LABEL_ENTRY: "{"}
-    )
+    plant(state, "history", "compose-tasks-history-shop-bad", "{")
     with pytest.raises(UserError, match="corrupt deploy history on the target"):
         state.history()
+
+
+def test_a_compose_host_keeps_history_in_a_running_container_and_reads_old_volumes() -> None:
+    state = fresh("host")
+    earlier = {
+        "time": "2020-01-01T00:00:00+00:00",
+        "action": "deploy",
+        "sha": "old",
+        "result": "ok",
+    }
+    plant(state, "history", "compose-tasks-history-shop-0", json.dumps(earlier))
+    state.record({"action": "deploy", "sha": "new", "result": "ok"})
+    assert [e["sha"] for e in state.history()] == ["old", "new"]  # an earlier version's first
+    kept = state.api.container(state.keeper_name)
+    assert kept.status == "running" and kept.restart == "unless-stopped"
+    files = state.api.read_files(state.keeper_name, keeper.STATE_DIR)
+    assert [json.loads(data)["sha"] for data in files.values()] == ["new"]
+    state.api.client.containers.running[state.keeper_name].attrs["State"] = {"Status": "exited"}
+    state.record({"action": "rollback", "sha": "old", "result": "ok"})  # a stopped one: started
+    assert state.api.container(state.keeper_name).status == "running"
+    assert [e["sha"] for e in state.history()] == ["old", "new", "old"]
 
 
 @pytest.mark.parametrize(

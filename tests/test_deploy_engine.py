@@ -170,18 +170,20 @@ def test_rollback_to_sha_serves_it(web: Stack) -> None:
 
 
 def hold_lock(stack: Stack, holder: dict[str, object]) -> str:
-    """Take the project's deploy lock on the engine as another run would."""
+    """Take the project's deploy lock on the engine as another run would: a running container
+    of that name, labelled with its holder."""
     name = f"compose-tasks-lock-{stack.name}"
-    sh("docker", "volume", "create",
+    sh("docker", "run", "-d", "--name", name, "--network", "none",
        "--label", "org.compose-tasks.state=lock",
        "--label", f"org.compose-tasks.project={stack.name}",
        "--label", f"org.compose-tasks.run={holder.get('run', '')}",
-       "--label", f"org.compose-tasks.entry={json.dumps(holder)}", name)  # fmt: skip
+       "--label", f"org.compose-tasks.entry={json.dumps(holder)}",
+       BASE_IMAGE, "sleep", "600")  # fmt: skip
     return name
 
 
 def lock_held(name: str) -> bool:
-    return sh("docker", "volume", "inspect", name, check=False).returncode == 0
+    return sh("docker", "container", "inspect", name, check=False).returncode == 0
 
 
 def test_concurrent_deploy_refused_and_a_dead_holder_s_lock_taken(web: Stack) -> None:
@@ -250,7 +252,7 @@ def test_fresh_clone_rolls_back_to_what_runs_not_to_nothing(web: Stack, tmp_path
     assert done.returncode == 1
     assert "locked by alice@runner-a (pid 4242) since now" in done.stderr.splitlines()[-1]
     assert lock_held(lock)
-    sh("docker", "volume", "rm", lock)
+    sh("docker", "rm", "-f", lock)
 
 
 def test_deploying_an_existing_sha_reads_no_dockerfile(web: Stack) -> None:

@@ -111,6 +111,46 @@ def test_a_live_deploy_is_never_broken(web: Stack) -> None:
     assert not lock_held(lock_name(web))
 
 
+def prunes(project: str) -> list[list[str]]:
+    """What ``docker system prune -af --volumes`` does to each kind of object (and ``volume
+    prune -a``, where the CLI has it), scoped by label to this project's objects and the idle
+    image: the engine is shared, and a prune leaves whatever is in use whatever it matches. (The
+    builder cache, the rest of a system prune, holds no deploy state.)"""
+    mine = ["--filter", f"label=org.compose-tasks.project={project}"]
+    every = ["-a"] if "--all" in sh("docker", "volume", "prune", "--help").stdout else []
+    return [
+        ["container", "prune", "-f", *mine],
+        ["network", "prune", "-f", *mine],
+        ["volume", "prune", "-f", *every, *mine],
+        ["image", "prune", "-af", "--filter", "label=org.compose-tasks.idle=1"],
+    ]
+
+
+def test_the_lock_and_the_history_outlive_every_prune(web: Stack) -> None:
+    assert deploy(web).returncode == 0
+    before = [(e["action"], e["sha"], e["result"]) for e in history(web)]
+    never_healthy(web)
+    runner_a = elsewhere(web, "runner-a", "deploy", "--timeout", "120")
+    try:
+        wait_for(lambda: lock_held(lock_name(web)), 60)
+        for prune in prunes(web.name):  # a cron'd prune while a deploy holds the lock
+            sh("docker", *prune)
+        assert lock_held(lock_name(web))
+        done = deploy(web, "--no-build")
+        assert done.returncode == 1 and "is locked by" in done.stderr and "@runner-a" in done.stderr
+    finally:
+        os.killpg(runner_a.pid, signal.SIGKILL)
+        runner_a.wait()
+    sh("docker", "rm", "-f", lock_name(web))  # its lease would free it; this test is not about that
+    for prune in prunes(web.name):  # and with no deploy running: the history's keeper alone
+        sh("docker", *prune)
+    assert [(e["action"], e["sha"], e["result"]) for e in history(web)] == before
+    keeper = f"compose-tasks-state-{web.name}"
+    state = sh("docker", "inspect", "-f", "{{.State.Status}} {{.HostConfig.RestartPolicy.Name}}",
+               keeper).stdout.split()  # fmt: skip
+    assert state == ["running", "unless-stopped"]
+
+
 def test_of_two_runners_taking_an_expired_lock_exactly_one_deploys(web: Stack) -> None:
     assert deploy(web).returncode == 0
     good = head(web)
