@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from subprocess import STDOUT, Popen
 
@@ -66,6 +67,14 @@ def running_engines() -> list[str]:
     return done.stdout.split() if done.returncode == 0 else []
 
 
+def scratch() -> Path:
+    """Where the engine passes write their logs and temporary files: outside the checkout
+    (tests that make git projects must not find this repository around them)."""
+    folder = Path(tempfile.gettempdir()) / "compose-tasks-ci"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def matrix_argv(session: nox.Session, name: str) -> list[str]:
     """The engine tests inside engine ``name``'s network namespace (its ports, its registry);
     packaging tests need the package index and run once, on the machine's engine."""
@@ -73,7 +82,7 @@ def matrix_argv(session: nox.Session, name: str) -> list[str]:
     return [
         "bash", "scripts/engines.sh", "run", name,
         python, "-m", "pytest", "-m", "engine and not packaging", "-p", "no:cacheprovider",
-        f"--basetemp={Path(session.create_tmp()) / f'engine-{name}'}",
+        f"--basetemp={scratch() / f'engine-{name}'}",
     ]  # fmt: skip
 
 
@@ -106,7 +115,7 @@ def start_matrix(session: nox.Session, wanted: list[str]) -> dict[str, tuple[Pop
     started: dict[str, tuple[Popen[bytes], Path]] = {}
     for name in usable(session, wanted):
         session.run("bash", "scripts/engines.sh", "images", name, external=True)
-        log = Path(session.create_tmp()) / f"engine-{name}.log"
+        log = scratch() / f"engine-{name}.log"
         session.log(f"engine tests on engine '{name}' started beside the others (log: {log})")
         with log.open("wb") as out:
             env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
