@@ -96,6 +96,58 @@ def test_a_killed_runner_s_lock_is_taken_over_by_the_next_deploy(web: Stack) -> 
     assert names and all(name.endswith(f":{head(web)[:12]}") for name in names), names
 
 
+def kill_at(runner: subprocess.Popen[str], marker: str, delay: float) -> str:
+    """SIGKILL the runner's process group ``delay`` seconds after its output shows ``marker``
+    (a CI job cancelled in that phase); what it said until then."""
+    said: list[str] = []
+    assert runner.stderr is not None
+    for line in runner.stderr:  # ends when the runner does: then the marker never came
+        said.append(line)
+        if marker in line:
+            time.sleep(delay)
+            os.killpg(runner.pid, signal.SIGKILL)
+            break
+    runner.wait(timeout=60)
+    text = "".join(said)
+    assert marker in text, text[-3000:]
+    return text
+
+
+@pytest.mark.parametrize(
+    ("phase", "marker", "delay"),
+    [
+        ("starting", " up -d ", 0.5),  # inside compose up: containers being replaced
+        ("rolling back", "rolling back to", 0.3),  # the failed version going, the old coming
+    ],
+)
+def test_a_deploy_killed_in_each_phase_converges_on_the_next(
+    web: Stack, phase: str, marker: str, delay: float
+) -> None:
+    assert deploy(web).returncode == 0
+    if phase == "rolling back":
+        never_healthy(web)
+    else:
+        web.write("web/site/page", "v2\n")
+        web.commit("v2")
+    killed = head(web)
+    runner_a = elsewhere(web, "runner-a", "deploy", "--timeout", "8")
+    kill_at(runner_a, marker, delay)
+    web.write("web/site/health", "ok\n")
+    web.write("web/site/page", "v3\n")
+    web.commit("v3")
+    runner_b = elsewhere(web, "runner-b", "deploy", "--timeout", "60")
+    _, err = runner_b.communicate(timeout=240)
+    assert runner_b.returncode == 0, err[-3000:]
+    assert "took over the deploy lock of" in err and "@runner-a" in err
+    assert serving(web) == head(web)
+    interrupted = [e["sha"] for e in history(web) if e["result"] == "interrupted"]
+    assert interrupted == [killed[:12]]
+    found = sh("docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={web.name}",
+               "--format", "{{.Names}} {{.Image}}").stdout.splitlines()  # fmt: skip
+    assert found == [f"{web.name}-web-1 {web.name}-web:{head(web)[:12]}"], found
+    assert not lock_held(lock_name(web))
+
+
 def test_a_live_deploy_is_never_broken(web: Stack) -> None:
     assert deploy(web).returncode == 0
     never_healthy(web)
