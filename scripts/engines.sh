@@ -4,6 +4,9 @@
 #
 #   scripts/engines.sh up [NAME...]   install (once) and start engines; NAME: containerd, classic
 #   scripts/engines.sh down [NAME...] stop them and remove their namespaces (by PID and by name)
+#   scripts/engines.sh restart NAME   stop NAME's dockerd (SIGTERM, or SIGKILL with --kill) and
+#                                     start it again in the same namespace (the engine tests'
+#                                     engine restart; run from inside the namespace too)
 #   scripts/engines.sh list           the engines that run, one per line
 #   scripts/engines.sh env NAME       export lines for a shell to use NAME
 #   scripts/engines.sh images NAME    load the base images NAME lacks from the machine's engine
@@ -142,6 +145,22 @@ stop() {
   echo "$name: stopped"
 }
 
+# Stop engine $1's dockerd alone (signal $2) and start it again: namespace, registry and data
+# stay, so a process inside the namespace reaches the engine again when it is back.
+restart() {
+  local name=$1 signal=$2 dir="$RUN/$1" pid
+  [ -s "$dir/dockerd.pid" ] || die "$name is not running (scripts/engines.sh up $name)"
+  pid=$(cat "$dir/dockerd.pid")
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -0 "$pid" 2>/dev/null && die "$name: dockerd $pid did not stop"
+  if [ "$signal" = KILL ]; then  # its containerd and shims lived on: as after a crash
+    for pid in $(pgrep -f -- "containerd --config $dir/exec/" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  fi
+  rm -f "$dir/dockerd.pid"
+  start "$name"
+}
+
 names() { [ $# -gt 0 ] && echo "$@" || echo "${ALL[@]}"; }
 
 command=${1:-}
@@ -155,6 +174,13 @@ case "$command" in
       start "$name"
     done ;;
   down) for name in $(names "$@"); do stop "$name"; done ;;
+  restart)
+    [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
+    signal=TERM
+    [ "${1:-}" = --kill ] && { signal=KILL; shift; }
+    [ $# = 1 ] || die "usage: engines.sh restart [--kill] NAME"
+    [[ " ${ALL[*]} " == *" $1 "* ]] || die "unknown engine '$1' (engines: ${ALL[*]})"
+    restart "$1" "$signal" ;;
   list) for name in "${ALL[@]}"; do running "$name" && echo "$name"; done; true ;;
   env) [ $# = 1 ] || die "usage: engines.sh env NAME"; engine_env "$1" | sed 's/^/export /' ;;
   images)
@@ -167,5 +193,5 @@ case "$command" in
     running "$name" || die "$name is not running (scripts/engines.sh up $name)"
     exec nsenter --net="/run/netns/ct-$name" env $(engine_env "$name") ENGINE_NAME="$name" \
       ENGINE_OLD_BUILDX="$CACHE/trixie/usr/libexec/docker/cli-plugins/docker-buildx" "$@" ;;
-  *) die "usage: engines.sh up|down|list|env|images|run [NAME...] (engines: ${ALL[*]})" ;;
+  *) die "usage: engines.sh up|down|restart|list|env|images|run [NAME...] (engines: ${ALL[*]})" ;;
 esac

@@ -93,6 +93,8 @@ def build(
     if not result.ok:
         if result.push_failed:
             raise Failed("push failed: the images are built and tagged here, not in the registry")
+        if result.engine_lost:
+            raise Failed(docker.gone("build", ":latest not moved"))
         missing = pipeline.missing_bases(prepared)
         if missing:
             raise Failed(

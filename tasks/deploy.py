@@ -6,7 +6,9 @@ target's state (``state``), and render the outcome.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import asdict
 
 from invoke.context import Context
@@ -15,7 +17,7 @@ from invoke.tasks import task
 from tasks import commands, compose, deployment, engine, pipeline, report, rollout, swarm
 from tasks.cli import one_line_errors, settings_of
 from tasks.deployment import Deployment
-from tasks.errors import Failed, UserError
+from tasks.errors import Failed, Unreachable, UserError
 from tasks.rollout import Backend, Release, SwarmBackend, release
 from tasks.runner import Runner
 from tasks.settings import Settings
@@ -77,6 +79,22 @@ def lease_of(settings: Settings) -> Lease:
 
 def _log(line: str) -> None:
     report.say(line, err=True)
+
+
+@contextlib.contextmanager
+def engine_kept(docker: engine.Engine, what: str) -> Iterator[None]:
+    """The engine going away under a deploy or rollback (stopped, restarted, its connection
+    dropped): one line naming it and the state things are left in, not the call that failed."""
+    try:
+        yield
+    except Unreachable:
+        raise Failed(
+            docker.gone(
+                what,
+                "what runs is what the engine brings back (restart: policies); the next deploy "
+                "takes the lock over and removes what this one started",
+            )
+        ) from None
 
 
 def target_and_backend(
@@ -157,7 +175,10 @@ def deploy(
     )
     version = sha or (prepared.plan.commit_tag if prepared else project.git.tag)
     doing = {"action": "deploy", "sha": version}
-    with deploy_lock(state, break_lock, lease_of(settings), doing, _log):
+    with (
+        engine_kept(docker, "deploy"),
+        deploy_lock(state, break_lock, lease_of(settings), doing, _log),
+    ):
         if prepared is not None:
             for line in report.warning_lines(prepared.plan):
                 _log(line)
@@ -167,6 +188,8 @@ def deploy(
                 lambda step, seconds: _log(report.running_line(step, seconds)),
             )
             if not result.ok:
+                if result.engine_lost:  # nothing to record it on, and nothing was deployed
+                    raise Failed(docker.gone("deploy", "its build was cut short, nothing deployed"))
                 entry = {"action": "deploy", "sha": prepared.plan.commit_tag}
                 state.record({**entry, "result": "build failed", "detail": result.error})
                 raise Failed(
@@ -204,7 +227,10 @@ def rollback(
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
     doing = {"action": "rollback", "sha": sha}
-    with deploy_lock(state, break_lock, lease_of(settings), doing, _log):
+    with (
+        engine_kept(docker, "rollback"),
+        deploy_lock(state, break_lock, lease_of(settings), doing, _log),
+    ):
         wait = wait or settings.deploy_timeout
         _finish(release(backend, state, sha, "rollback", wait, _log), json)
 

@@ -77,6 +77,15 @@ class Engine:
         self._ids: dict[str, str] = {}  # familiar ref -> image id, of the local ones
         self._labels: dict[str, dict[str, str]] = {}  # familiar ref -> labels, of the local ones
 
+    def gone(self, what: str, left: str) -> str:
+        """The line for ``what`` (a build, a deploy) cut short by this engine going away, and
+        ``left``: the state things are in."""
+        where = self.host or "the default socket"
+        return (
+            f"{what} interrupted: the engine ({where}) went away while it ran (stopped or "
+            f"restarted); {left}; run it again once the engine answers"
+        )
+
     @property
     def sdk(self) -> Sdk:
         """The SDK's typed calls (connects on first use)."""

@@ -399,6 +399,23 @@ class BuildResult:
     dangling: int = 0  # untagged images of ours this build replaced, removed
     retried: tuple[str, ...] = ()  # services built again after the containerd snapshot race
     push_failed: bool = False  # every service built and tagged here; the push did not finish
+    engine_lost: bool = False  # the engine stopped answering while it built (restarted, gone)
+
+
+# What compose and BuildKit say when the engine goes away under a build (measured on Engine
+# 20.10 and 28.5: dockerd stopped or restarted while a step ran)
+ENGINE_GONE = (
+    "error reading from server",
+    "code = unavailable",
+    "cannot connect to the docker daemon",
+    "connection reset by peer",
+    "transport is closing",
+)
+
+
+def engine_gone(error: str) -> bool:
+    """Whether a failed build's error says the engine went away, not that a step failed."""
+    return any(words in error.lower() for words in ENGINE_GONE)
 
 
 def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceResult, ...]:
@@ -653,4 +670,6 @@ def execute(
         dangling,
         retried,
         push_failed,
+        not push_failed
+        and engine_gone(" ".join([why, *(progress.service(n).error for n in failed)])),
     )

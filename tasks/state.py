@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tasks import engine, keeper, mask
-from tasks.errors import Conflict, NotFound, UserError
+from tasks.errors import Conflict, EngineError, NotFound, UserError
 from tasks.sdk import Kind, Record, Sdk, engine_time
 
 PREFIX = "compose-tasks"
@@ -354,7 +354,10 @@ def deploy_lock(
         with _Heartbeat(state, run, lease):
             yield
     finally:
-        state.release(run)
+        try:
+            state.release(run)
+        except EngineError as exc:  # an engine gone away: what went wrong before is the news
+            log(f"the deploy lock was not given back ({exc}): the next deploy takes it over")
 
 
 def _watch(

@@ -168,17 +168,28 @@ def test_a_dry_run_builds_nothing(
     assert not any("build" in call and call[:2] == ["docker", "compose"] for call in cli.calls)
 
 
+GONE = (
+    "failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF"
+)
+
+
 @pytest.mark.parametrize(
-    ("local", "said"),
+    ("local", "error", "said"),
     [
-        (["busybox:1.36"], "error: build failed (api); :latest not moved"),
-        ([], "error: base image busybox:1.36 is not on this engine and could not be pulled: "),
+        (["busybox:1.36"], "exit code: 2", "error: build failed (api); :latest not moved"),
+        ([], "exit code: 2", "error: base image busybox:1.36 is not on this engine and could "),
+        (  # the engine restarted under the build (measured on Engine 28.5)
+            ["busybox:1.36"],
+            GONE,
+            "error: build interrupted: the engine (the default socket) went away while it ran "
+            "(stopped or restarted); :latest not moved; run it again once the engine answers",
+        ),
     ],
 )
 def test_a_failed_build_moves_no_tag_and_exits_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: list[str], said: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: list[str], error: str, said: str
 ) -> None:
-    cli = FakeCli([vertex("[api 3/3] RUN make", error="exit code: 2")], 1, local)
+    cli = FakeCli([vertex("[api 3/3] RUN make", error=error)], 1, local)
     root = shop(tmp_path, monkeypatch, cli)
     cli.project = project_of(root)
     with pytest.raises(Exit) as stopped:

@@ -1,8 +1,13 @@
-"""Faults on the network: a registry that accepts the connection and never answers."""
+"""Faults: a registry that accepts the connection and never answers; the engine restarted
+under a build and under a deploy."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Stack, build_json, invoke, services
+from tests.support import (
+    BASE_IMAGE,
+    COMMIT_VARS,
+    ROOT,
+    Stack,
+    build_json,
+    invoke,
+    services,
+    sh,
+    user_dirs,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -62,3 +77,120 @@ def test_a_registry_that_never_answers_is_one_line_and_leaves_the_builder_workin
     stack.commit("after the silent registry")
     again = services(build_json(stack.root))["app"]
     assert again["cached"] >= 3 and again["cached"] < again["steps"], again
+
+
+def restart_engine() -> None:
+    """Stop this pass's engine (SIGTERM to its dockerd) and start it again, as an operator's
+    restart or an upgrade would; its data, namespace and registry stay."""
+    name = os.environ.get("ENGINE_NAME", "")
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "engines.sh"), "restart", name],
+                          capture_output=True, text=True, check=False, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+@pytest.fixture
+def restartable() -> None:
+    if not os.environ.get("ENGINE_NAME"):
+        pytest.skip("restarts the engine: runs on the matrix engines (scripts/engines.sh restart)")
+    if os.geteuid() != 0 or shutil.which("nsenter") is None:
+        pytest.skip("restarting a matrix engine needs root and nsenter")
+
+
+def until(project: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """``invoke <args>`` started, and its error output read until a line shows ``marker``."""
+    env = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
+    runner = subprocess.Popen(
+        ["invoke", "-r", str(ROOT), *args], cwd=project, env={**env, **user_dirs(project)},
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    said: list[str] = []
+    assert runner.stderr is not None
+    for line in runner.stderr:
+        said.append(line)
+        if marker in line:
+            return runner, said
+    runner.wait()
+    pytest.fail(f"{marker!r} never came: {''.join(said)[-3000:]}")
+
+
+GONE = f"the engine ({os.environ.get('DOCKER_HOST', '')}) went away while it ran"
+
+
+def last_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[-1]
+
+
+def image_id(ref: str) -> str:
+    return sh("docker", "image", "inspect", "-f", "{{.Id}}", ref, check=False).stdout.strip()
+
+
+def finish(runner: subprocess.Popen[str], said: list[str]) -> str:
+    """The rest of a run's error output, once it ended (in bounded time)."""
+    rest = runner.communicate(timeout=BOUND)[1]
+    return "".join(said) + rest
+
+
+@pytest.mark.usefixtures("restartable")
+def test_an_engine_restart_under_a_build_is_one_line_and_the_next_build_works(
+    stack: Stack,
+) -> None:
+    stack.write("app/Dockerfile", f"FROM {BASE_IMAGE}\nARG GIT_COMMIT_HASH\nRUN echo v1 > /x\n")
+    stack.commit("v1")
+    assert invoke(stack.root, "build").returncode == 0
+    latest = f"{stack.image('app')}:latest"
+    before = image_id(latest)
+    stack.write(
+        "app/Dockerfile", f"FROM {BASE_IMAGE}\nARG GIT_COMMIT_HASH\nRUN sleep 40 && echo v2 > /x\n"
+    )
+    stack.commit("a slow step")
+    runner, said = until(stack.root, "RUN sleep 40", "build")
+    restart_engine()
+    err = finish(runner, said)
+    assert runner.returncode == 1
+    assert "Traceback" not in err
+    assert last_line(err).startswith(f"error: build interrupted: {GONE}"), err[-2000:]
+    assert image_id(latest) == before  # :latest untouched
+    again = invoke(stack.root, "build")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert image_id(latest) not in ("", before)
+
+
+@pytest.mark.usefixtures("restartable")
+def test_an_engine_restart_under_a_deploy_is_one_line_and_the_next_deploy_converges(
+    stack: Stack,
+) -> None:
+    """The old version comes back with the engine (its restart policy); the new one, started
+    beside it and never in rotation, is removed by the next deploy, which takes the lock over."""
+    check = '["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]'
+    stack.write(
+        "compose.yaml",
+        f"name: {stack.name}\nservices:\n  web:\n    build: ./web\n    restart: unless-stopped\n"
+        f"    healthcheck:\n      test: {check}\n      interval: 1s\n      retries: 60\n",
+    )
+    stack.write("web/Dockerfile", f"FROM {BASE_IMAGE}\nCOPY site/ /www/\nARG GIT_COMMIT_HASH\n"
+                "RUN echo $GIT_COMMIT_HASH > /www/version\n"
+                'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n')  # fmt: skip
+    stack.write("web/site/health", "ok\n")
+    good = stack.commit("web")
+    assert invoke(stack.root, "deploy", "--timeout", "60").returncode == 0
+    (stack.root / "web/site/health").unlink()
+    stack.write("web/site/page", "never healthy\n")
+    stuck = stack.commit("never healthy")
+    runner, said = until(stack.root, "not in rotation until healthy", "deploy", "--timeout", "120")
+    restart_engine()
+    err = finish(runner, said)
+    assert runner.returncode == 1
+    assert "Traceback" not in err
+    assert last_line(err).startswith(f"error: deploy interrupted: {GONE}"), err[-2000:]
+    web = f"label=com.docker.compose.project={stack.name}"
+    shown = sh("docker", "ps", "--filter", web, "--format", "{{.Image}}").stdout.split()
+    assert f"{stack.image('web')}:{good[:12]}" in shown  # back with the engine
+    stack.write("web/site/health", "ok\n")
+    fixed = stack.commit("fixed")
+    done = invoke(stack.root, "deploy", "--timeout", "90")
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = sh("docker", "ps", "-a", "--filter", web, "--format", "{{.Image}}").stdout.split()
+    assert shown == [f"{stack.image('web')}:{fixed[:12]}"]
+    history = invoke(stack.root, "history", "--json")
+    entries = [(e["sha"], e["result"]) for e in json.loads(history.stdout)]
+    assert (stuck[:12], "interrupted") in entries and entries[-1] == (fixed[:12], "ok")

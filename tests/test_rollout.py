@@ -220,22 +220,35 @@ def test_a_failed_rollback_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
 
 
+@pytest.mark.parametrize(
+    ("lost", "said", "recorded"),
+    [
+        (False, "error: build failed (api); nothing deployed, the running version is untouched",
+         [("deploy", "ccc", "build failed")]),
+        (True, "error: deploy interrupted: the engine (the default socket) went away while it ran "
+         "(stopped or restarted); its build was cut short, nothing deployed; run it again once "
+         "the engine answers", []),
+    ],
+)  # fmt: skip
 def test_a_failed_build_deploys_nothing_and_is_recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lost: bool,
+    said: str,
+    recorded: list[tuple[str, str, str]],
 ) -> None:
     world = World(tmp_path, ["aaa"])
     plan = type("Plan", (), {"commit_tag": "ccc"})()
     deploy_task(world, monkeypatch, plan)
-    failed = type("Result", (), {"ok": False, "failed": ("api",), "error": "RUN make: exit 2"})()
+    outcome = {"ok": False, "failed": ("api",), "error": "RUN make: exit 2", "engine_lost": lost}
+    failed = type("Result", (), outcome)()
     monkeypatch.setattr(pipeline, "execute", lambda prepared, on_step, on_running: failed)
     monkeypatch.setattr(report, "warning_lines", lambda plan: ["warn: x"])
     with pytest.raises(Exit) as stopped:
         deploy.deploy(MockContext(), timeout="5")
-    assert stopped.value.message == (
-        "error: build failed (api); nothing deployed, the running version is untouched"
-    )
+    assert stopped.value.message == said
     assert not any("up" in call for call in world.runner.calls)
-    assert world.history() == [("deploy", "ccc", "build failed")]
+    assert world.history() == recorded
 
 
 @pytest.mark.parametrize(("nodes", "registry", "said"), [
