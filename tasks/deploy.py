@@ -10,6 +10,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import asdict
+from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -18,12 +19,14 @@ from tasks import commands, compose, deployment, engine, pipeline, report, rollo
 from tasks.cli import one_line_errors, settings_of
 from tasks.deployment import Deployment
 from tasks.errors import Failed, Unreachable, UserError
+from tasks.refs import split_ref
 from tasks.rollout import Backend, Release, SwarmBackend, release
 from tasks.runner import Runner
 from tasks.settings import Settings
 from tasks.state import EngineState, Lease, deploy_lock, target_of
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SHA = re.compile(r"^[0-9a-f]{7,40}$")  # a commit tag, as the build writes it
 _CONTEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 TARGET_HELP = {
     "context": "deploy to this docker context's engine (default: DOCKER_HOST or local)",
@@ -235,6 +238,18 @@ def rollback(
         _finish(release(backend, state, sha, "rollback", wait, _log), json)
 
 
+def _unrecorded(entries: list[dict[str, Any]], running: list[str]) -> str:
+    """The one commit tag the running images have (others' images, tagged by version, aside)
+    when the history's newest successful entry is another sha ('' when they agree, disagree
+    among themselves, or there is no history)."""
+    tags = {tag for image in running if _SHA.match(tag := split_ref(image)[1])}
+    good = [str(e["sha"]) for e in entries if e.get("result") == "ok"]
+    if not entries or len(tags) != 1 or not good:
+        return ""
+    tag = tags.pop()
+    return tag if tag and tag != good[-1] else ""
+
+
 @task(
     help={
         "json": "print the history as JSON",
@@ -252,6 +267,14 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
     on_swarm = settings.orchestrator == "swarm"
     state = EngineState(docker.sdk, target, swarm=on_swarm)
     entries = state.history()
+    running = [] if on_swarm else rollout.running_images(docker.sdk, target.project)
+    unrecorded = _unrecorded(entries, running)
+    if unrecorded:  # a history that ends elsewhere than what runs: said, not hidden
+        report.say(
+            f"note: {target.project} runs :{unrecorded} (read from its containers), which its "
+            "history does not end with: deployed by other means, or entries were removed",
+            err=True,
+        )
     if json:
         report.emit_json(entries)
         return
@@ -272,7 +295,6 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
         headers = ["time", "action", "sha", "result", "secs", "user", "host", "detail"]
         report.say(report.table(headers, rows))
         return
-    running = [] if on_swarm else rollout.running_images(docker.sdk, target.project)
     if running:  # the history is gone, not the deploys: never "no deploys yet" then
         report.say(
             f"no deploy history of {target.project} on the target, but it runs "

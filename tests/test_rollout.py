@@ -370,3 +370,21 @@ def test_history_never_says_no_deploys_while_a_deployed_version_runs(
     said = capsys.readouterr().out.strip()
     assert said.startswith("no deploy history of shop on the target, but it runs shop-api:aaa")
     assert "with the container and volume compose-tasks-state-shop that keep it" in said
+
+
+@pytest.mark.parametrize(
+    ("results", "running", "said"),
+    [
+        ([("abc1234", "ok")], ["shop-api:abc1234", "redis:7"], ""),  # agrees
+        ([("abc1234", "ok")], ["shop-api:def5678", "redis:7"], "def5678"),  # another sha runs
+        ([("abc1234", "ok"), ("def5678", "interrupted")], ["shop-api:def5678"], "def5678"),
+        ([("abc1234", "ok")], ["shop-api:def5678", "shop-web:abc1234"], ""),  # mixed: unsure
+        ([], ["shop-api:def5678"], ""),  # no history: said otherwise
+        ([("abc1234", "ok")], [], ""),  # nothing runs
+    ],
+)
+def test_history_says_when_what_runs_is_not_where_it_ends(
+    results: list[tuple[str, str]], running: list[str], said: str
+) -> None:
+    entries = [{"sha": sha, "result": result} for sha, result in results]
+    assert deploy._unrecorded(entries, running) == said
