@@ -82,8 +82,8 @@ class Engine:
         ``left``: the state things are in."""
         where = self.host or "the default socket"
         return (
-            f"{what} interrupted: the engine ({where}) went away while it ran (stopped or "
-            f"restarted); {left}; run it again once the engine answers"
+            f"{what} interrupted: the engine ({where}) went away while it ran (stopped, "
+            f"restarted, or its connection dropped); {left}; run it again once the engine answers"
         )
 
     @property

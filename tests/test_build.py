@@ -182,7 +182,8 @@ GONE = (
             ["busybox:1.36"],
             GONE,
             "error: build interrupted: the engine (the default socket) went away while it ran "
-            "(stopped or restarted); :latest not moved; run it again once the engine answers",
+            "(stopped, restarted, or its connection dropped); :latest not moved; run it again "
+            "once the engine answers",
         ),
     ],
 )

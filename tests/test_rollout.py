@@ -226,8 +226,8 @@ def test_a_failed_rollback_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         (False, "error: build failed (api); nothing deployed, the running version is untouched",
          [("deploy", "ccc", "build failed")]),
         (True, "error: deploy interrupted: the engine (the default socket) went away while it ran "
-         "(stopped or restarted); its build was cut short, nothing deployed; run it again once "
-         "the engine answers", []),
+         "(stopped, restarted, or its connection dropped); its build was cut short, nothing "
+         "deployed; run it again once the engine answers", []),
     ],
 )  # fmt: skip
 def test_a_failed_build_deploys_nothing_and_is_recorded(
