@@ -419,8 +419,6 @@ def test_bad_input_before_the_engine(project: Path, name: str) -> None:
     run_case(project, SETTINGS[name])
 
 
-@pytest.mark.engine
-@pytest.mark.parametrize("name", sorted(ENGINE))
 def project_images(stack: Stack) -> set[str]:
     """The engine's images of this project (by name or compose's label): the engine is shared,
     other builds may add theirs meanwhile."""
@@ -431,6 +429,8 @@ def project_images(stack: Stack) -> set[str]:
     return found
 
 
+@pytest.mark.engine
+@pytest.mark.parametrize("name", sorted(ENGINE))
 def test_bad_input_with_the_engine(stack: Stack, name: str) -> None:
     images = project_images(stack)
     run_case(stack.root, ENGINE[name])
