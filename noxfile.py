@@ -82,6 +82,7 @@ def matrix_argv(session: nox.Session, name: str) -> list[str]:
     return [
         "bash", "scripts/engines.sh", "run", name,
         python, "-m", "pytest", "-m", "engine and not packaging", "-p", "no:cacheprovider",
+        "--durations=15",
         f"--basetemp={scratch() / f'engine-{name}'}",
     ]  # fmt: skip
 
@@ -184,7 +185,7 @@ def ci(session: nox.Session) -> None:
     session.run("bash", "scripts/base-images.sh", external=True)  # what a prune took: made again
     started = start_matrix(session, matrix())
     try:
-        session.run("pytest", *session.posargs)
+        session.run("pytest", "--durations=15", *session.posargs)  # where the time goes
     except KeyboardInterrupt:
         for process, _ in started.values():
             process.terminate()
