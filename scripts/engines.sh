@@ -16,6 +16,8 @@
 #
 # containerd: the containerd image store (the default of new Engine 29 installs, Docker Desktop).
 # classic:    the classic image store with buildx (the shape of GitHub's hosted runners).
+# small:      classic, its data root a tmpfs of SMALL_SIZE (default 300m): a disk that fills up.
+#             Not in the matrix: the disk-full test starts and stops it.
 # Each namespace also has a registry on its own 127.0.0.1:5000 (Debian's docker-registry).
 # Packages come from Debian sid through a source list of our own (nothing is added to the
 # system's sources) and are unpacked, not installed; the machine's runc is kept. A namespace
@@ -27,6 +29,7 @@ PACKAGES=(docker.io docker-buildx containerd docker-compose)
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/compose-tasks/engines"
 RUN=/run/compose-tasks-engines
 ALL=(containerd classic)
+EXTRA=(small)
 BASES=(busybox:1.36 python:3.11-slim)
 
 die() { echo "engines: $*" >&2; exit 1; }
@@ -95,6 +98,9 @@ start() {
   if running "$name"; then registry "$name"; echo "$name: running"; return 0; fi
   command -v runc >/dev/null || die "runc is missing (apt-get install runc)"
   mkdir -p "$dir/config/cli-plugins" "$dir/data" "$dir/exec"
+  if [ "$name" = small ] && ! mountpoint -q "$dir/data"; then
+    mount -t tmpfs -o "size=${SMALL_SIZE:-300m}" tmpfs "$dir/data"
+  fi
   cp "$root/usr/libexec/docker/cli-plugins/docker-compose" "$root/usr/libexec/docker/cli-plugins/docker-buildx" "$dir/config/cli-plugins/"
   echo '{}' >"$dir/config/config.json"
   cat >"$dir/daemon.json" <<JSON
@@ -120,8 +126,9 @@ JSON
 
 # The base images from the machine's engine, each one NAME lacks.
 bases() {
-  local name=$1 image
-  for image in "${BASES[@]}"; do
+  local name=$1 image wanted=("${BASES[@]}")
+  [ "$name" = small ] && wanted=("${BASES[0]}")  # its disk is for filling, not for python
+  for image in "${wanted[@]}"; do
     docker image inspect "$image" >/dev/null 2>&1 || continue
     env $(engine_env "$name") docker image inspect "$image" >/dev/null 2>&1 && continue
     docker save "$image" | env $(engine_env "$name") docker load -q >/dev/null
@@ -142,6 +149,9 @@ stop() {
   for pid in $(pgrep -f -- "-address $dir/exec/" || true); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns delete "ct-$name" 2>/dev/null || true
   mountpoint -q "$dir/exec/netns" 2>/dev/null && umount -l "$dir/exec/netns" || true
+  if [ "$name" = small ] && mountpoint -q "$dir/data"; then
+    umount -l "$dir/data" && rm -rf "$dir"
+  fi
   echo "$name: stopped"
 }
 
@@ -170,7 +180,7 @@ case "$command" in
     [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
     install_packages
     for name in $(names "$@"); do
-      [[ " ${ALL[*]} " == *" $name "* ]] || die "unknown engine '$name' (engines: ${ALL[*]})"
+      [[ " ${ALL[*]} ${EXTRA[*]} " == *" $name "* ]] || die "unknown engine '$name' (engines: ${ALL[*]} ${EXTRA[*]})"
       start "$name"
     done ;;
   down) for name in $(names "$@"); do stop "$name"; done ;;

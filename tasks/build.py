@@ -95,6 +95,13 @@ def build(
             raise Failed("push failed: the images are built and tagged here, not in the registry")
         if result.engine_lost:
             raise Failed(docker.gone("build", ":latest not moved"))
+        if result.disk_full:
+            failed = ", ".join(result.failed) or "compose"
+            raise Failed(
+                f"build failed ({failed}): the engine's disk is full (no space left on device); "
+                ":latest not moved, the caches kept; free space on the engine (docker system df; "
+                "docker builder prune, or invoke clear-caches) and build again"
+            )
         missing = pipeline.missing_bases(prepared)
         if missing:
             raise Failed(

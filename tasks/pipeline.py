@@ -380,6 +380,7 @@ class ServiceResult:
     exact: bool | None = None  # whether it rebuilt just the predicted steps (None: not built)
     remote: str = ""  # not built, not pulled: the registry's image from the same inputs
     pulled: int = 0  # bytes of layers BuildKit downloaded for it
+    output: tuple[str, ...] = ()  # the last lines its failed step printed (masked)
 
 
 @dataclass(frozen=True)
@@ -400,6 +401,7 @@ class BuildResult:
     retried: tuple[str, ...] = ()  # services built again after the containerd snapshot race
     push_failed: bool = False  # every service built and tagged here; the push did not finish
     engine_lost: bool = False  # the engine stopped answering while it built (restarted, gone)
+    disk_full: bool = False  # the engine's disk filled up under the build (a step said so)
 
 
 # What compose and BuildKit say when the engine goes away under a build (measured on Engine
@@ -411,6 +413,9 @@ ENGINE_GONE = (
     "connection reset by peer",
     "transport is closing",
 )
+
+
+NO_SPACE = "no space left on device"  # ENOSPC, in a step's output or BuildKit's error
 
 
 def engine_gone(error: str) -> bool:
@@ -444,6 +449,7 @@ def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceR
                 exact,
                 service.remote,
                 stats.pulled,
+                tuple(mask.active().text(line) for line in stats.output),
             )
         )
     return tuple(rows)
@@ -656,11 +662,14 @@ def execute(
         except UserError as exc:
             ok, why, push_failed = False, str(exc), True
         clock.lap("push")
+    rows = service_results(built, progress)
+    said = " ".join([why, *(f"{r.error} {' '.join(r.output)}" for r in rows if r.error)])
+    build_failed = not ok and not push_failed
     return BuildResult(
         ok,
         code,
         failed,
-        service_results(built, progress),
+        rows,
         tuple(promoted),
         tuple(progress.messages[-20:]),
         why,
@@ -670,6 +679,6 @@ def execute(
         dangling,
         retried,
         push_failed,
-        not push_failed
-        and engine_gone(" ".join([why, *(progress.service(n).error for n in failed)])),
+        build_failed and engine_gone(said),
+        build_failed and NO_SPACE in said.lower(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ _VERTEX = re.compile(r"^\[(?P<inside>[^\]]*)\] ?(?P<command>.*)$", re.DOTALL)
 _INDEX = re.compile(r"^\d+/\d+$")
 CANCELED = "context canceled"
 CACHE_IMPORT = "importing cache manifest"
+OUTPUT_LINES = 5  # of a failed step's output, shown with its error
 
 
 def _time(value: str | None) -> datetime | None:
@@ -52,6 +54,7 @@ class ServiceStats:
     completed: datetime | None = None
     built: bool = False
     error: str = ""
+    output: tuple[str, ...] = ()  # the last lines the failed step printed
     layers: dict[str, int] = field(default_factory=dict)  # layer digest -> bytes downloaded
 
     @property
@@ -122,6 +125,7 @@ class BuildProgress:
         self.messages: list[str] = []  # non-JSON lines and compose's own messages
         self.error = ""
         self._owners: dict[str, str] = {}  # vertex digest -> service
+        self._output: dict[str, list[str]] = {}  # vertex digest -> its last lines of output
 
     def service(self, name: str) -> ServiceStats:
         return self.services.setdefault(name, ServiceStats())
@@ -146,8 +150,22 @@ class BuildProgress:
                 finished.append(step)
         for status in data.get("statuses") or []:
             self._status(status)
+        for log in data.get("logs") or []:
+            self._log(log)
         self._compose_message(data)
         return finished
+
+    def _log(self, log: Mapping[str, Any]) -> None:
+        """A step's output (base64), its last ``OUTPUT_LINES`` kept for when it fails."""
+        try:
+            text = base64.b64decode(str(log.get("data") or ""), validate=True).decode(
+                errors="replace"
+            )
+        except ValueError:
+            return
+        kept = self._output.setdefault(str(log.get("vertex") or ""), [])
+        kept += [line.rstrip() for line in text.splitlines() if line.strip()]
+        del kept[:-OUTPUT_LINES]
 
     def _status(self, status: Mapping[str, Any]) -> None:
         """A layer download (``sha256:<layer>`` with its total size) counts for its service."""
@@ -201,6 +219,7 @@ class BuildProgress:
                 self.messages.append(warning)
         elif error and CANCELED not in error and not stats.error:
             stats.error = f"{name}: {error}"
+            stats.output = tuple(self._output.get(str(vertex.get("digest", name)), ()))
         if not inner or not _INDEX.match(inner[-1]) or command.startswith("FROM "):
             return None
         key = (service, str(vertex.get("digest", name)))

@@ -209,6 +209,10 @@ def build_summary(plan: BuildPlan, result: BuildResult) -> str:
     else:
         names = ", ".join(result.failed) or "unknown service"
         lines.append(f"build failed in {names}: {result.error}")
+        for row in result.services:
+            if row.output:
+                lines.append(f"last output of {row.service}'s failed step:")
+                lines += [f"  | {line}" for line in row.output]
         lines.append(
             "cache tags left unchanged: "
             + ", ".join(ref for service in plan.services for ref in service.promote)

@@ -178,6 +178,12 @@ GONE = (
     [
         (["busybox:1.36"], "exit code: 2", "error: build failed (api); :latest not moved"),
         ([], "exit code: 2", "error: base image busybox:1.36 is not on this engine and could "),
+        (  # a full data root (measured on a 300 MB one: the step's own output says so)
+            ["busybox:1.36"],
+            "failed to copy files: write /var/lib/docker/x: no space left on device",
+            "error: build failed (api): the engine's disk is full (no space left on device); "
+            ":latest not moved, the caches kept",
+        ),
         (  # the engine restarted under the build (measured on Engine 28.5)
             ["busybox:1.36"],
             GONE,

@@ -194,3 +194,55 @@ def test_an_engine_restart_under_a_deploy_is_one_line_and_the_next_deploy_conver
     history = invoke(stack.root, "history", "--json")
     entries = [(e["sha"], e["result"]) for e in json.loads(history.stdout)]
     assert (stuck[:12], "interrupted") in entries and entries[-1] == (fixed[:12], "ok")
+
+
+@pytest.fixture
+def small_engine() -> Iterator[dict[str, str]]:
+    """An engine whose data root is a 300 MB tmpfs (scripts/engines.sh up small), started for
+    the test and stopped after it; the environment that points the tasks at it."""
+    if os.environ.get("ENGINE_NAME"):
+        pytest.skip("the disk-full test starts its own engine once, from the machine's pass")
+    if os.geteuid() != 0 or shutil.which("nsenter") is None:
+        message = "an engine on a small data root needs root and nsenter"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {message}")
+        pytest.skip(message)
+    script = str(ROOT / "scripts" / "engines.sh")
+    up = subprocess.run(["bash", script, "up", "small"], capture_output=True, text=True,
+                        check=False, timeout=300)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        env = subprocess.run(["bash", script, "env", "small"], capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+        yield dict(line.split("=", 1) for line in env if "=" in line)
+    finally:
+        subprocess.run(["bash", script, "down", "small"], capture_output=True, check=False)
+
+
+def test_a_disk_that_fills_up_under_a_build_is_one_line_and_keeps_the_cache(
+    stack: Stack, small_engine: dict[str, str]
+) -> None:
+    env = small_engine
+    stack.write("app/Dockerfile", f"FROM {BASE_IMAGE}\nRUN echo v1 > /x\n")
+    stack.commit("v1")
+    first = invoke(stack.root, "build", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    latest = f"{stack.image('app')}:latest"
+    on_small = {**os.environ, **small_engine}
+    ids = ["docker", "image", "inspect", "-f", "{{.Id}}", latest]
+    before = sh(*ids, env=on_small).stdout.strip()
+    fill = "RUN dd if=/dev/zero of=/big bs=1M count=400\n"  # more than the disk has
+    stack.write("app/Dockerfile", f"FROM {BASE_IMAGE}\nRUN echo v1 > /x\n{fill}")
+    stack.commit("fills the disk")
+    full = invoke(stack.root, "build", env=env, timeout=BOUND)
+    assert full.returncode == 1
+    assert "Traceback" not in full.stdout + full.stderr
+    assert last_line(full.stderr).startswith(
+        "error: build failed (app): the engine's disk is full (no space left on device)"
+    ), full.stderr[-2000:]
+    assert "| dd: error writing '/big': No space left on device" in full.stdout
+    assert sh(*ids, env=on_small).stdout.strip() == before  # :latest untouched
+    stack.write("app/Dockerfile", f"FROM {BASE_IMAGE}\nRUN echo v1 > /x\n")
+    stack.commit("back to v1")
+    again = services(build_json(stack.root, "--rebuild", env=env))["app"]
+    assert again["steps"] >= 1 and again["cached"] == again["steps"]  # the cache is intact

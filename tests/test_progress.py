@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -115,3 +116,34 @@ def test_with_several_targets_only_their_prefixes_name_a_service() -> None:
     assert progress.service("api").cached == 1
     assert progress.service("web").first_rebuilt == "[2/2] RUN b"
     assert set(progress.services) == {"api", "web"}
+
+
+def log(digest: str, text: str) -> str:
+    data = base64.b64encode(text.encode()).decode()
+    return json.dumps({"logs": [{"vertex": digest, "stream": 2, "data": data}]})
+
+
+def test_a_failed_step_keeps_its_last_lines_of_output() -> None:
+    progress = BuildProgress()
+    lines = [
+        vertex("[app 2/3] RUN make", "d2", started=T0, completed=T1),
+        log("d2", "compiling\n"),  # another step's output: not the failed one's
+        vertex("[app 3/3] RUN dd if=/dev/zero of=/big", "d3", started=T1),
+        *(log("d3", f"line {n}\n") for n in range(1, 8)),
+        log("d3", "dd: error writing '/big': No space left on device\n\n"),
+        json.dumps({"logs": [{"vertex": "d3", "data": "not base64!"}]}),  # garbage: ignored
+        vertex(
+            "[app 3/3] RUN dd if=/dev/zero of=/big",
+            "d3",
+            started=T1,
+            completed=T2,
+            error="process did not complete successfully: exit code: 1",
+        ),
+    ]
+    for line in lines:
+        progress.feed(line)
+    app = progress.service("app")
+    assert app.error.endswith("exit code: 1")
+    assert app.output == (
+        "line 4", "line 5", "line 6", "line 7", "dd: error writing '/big': No space left on device"
+    )  # fmt: skip
