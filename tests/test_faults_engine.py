@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +24,9 @@ from tests.support import (
     ROOT,
     Stack,
     build_json,
+    image_id,
     invoke,
+    require_registry,
     services,
     sh,
     user_dirs,
@@ -120,10 +125,6 @@ def last_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[-1]
 
 
-def image_id(ref: str) -> str:
-    return sh("docker", "image", "inspect", "-f", "{{.Id}}", ref, check=False).stdout.strip()
-
-
 def finish(runner: subprocess.Popen[str], said: list[str]) -> str:
     """The rest of a run's error output, once it ended (in bounded time)."""
     rest = runner.communicate(timeout=BOUND)[1]
@@ -152,7 +153,7 @@ def test_an_engine_restart_under_a_build_is_one_line_and_the_next_build_works(
     assert image_id(latest) == before  # :latest untouched
     again = invoke(stack.root, "build")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert image_id(latest) not in ("", before)
+    assert image_id(latest) not in (None, before)
 
 
 @pytest.mark.usefixtures("restartable")
@@ -246,3 +247,73 @@ def test_a_disk_that_fills_up_under_a_build_is_one_line_and_keeps_the_cache(
     stack.commit("back to v1")
     again = services(build_json(stack.root, "--rebuild", env=env))["app"]
     assert again["steps"] >= 1 and again["cached"] == again["steps"]  # the cache is intact
+
+
+def blocking_docker(folder: Path, words: str, after: int) -> dict[str, str]:
+    """A ``docker`` first on PATH that runs the real one, except on the ``after``-th call (from
+    0) whose arguments hold ``words``: that one writes ``folder/blocked`` and waits, to be
+    killed there with the run's process group (a CI job cancelled in that phase)."""
+    real, script = shutil.which("docker"), folder / "docker"
+    folder.mkdir(exist_ok=True)
+    script.write_text(
+        f'#!/bin/sh\ncase " $* " in *" {words} "*)\n'
+        f"  n=$(cat {folder}/count 2>/dev/null || echo 0); echo $((n + 1)) > {folder}/count\n"
+        f'  if [ "$n" -ge {after} ]; then echo "$*" > {folder}/blocked; exec sleep 600; fi ;;\n'
+        f'esac\nexec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def registry_digest(ref: str) -> str:
+    """The digest the registry holds for ``ref`` (host/repo:tag), '' when it holds none."""
+    host, rest = ref.split("/", 1)
+    repo, tag = rest.rsplit(":", 1)
+    accept = ", ".join([
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ])  # fmt: skip
+    done = sh("curl", "-fsSI", "-H", f"Accept: {accept}",
+              f"http://{host}/v2/{repo}/manifests/{tag}", check=False)  # fmt: skip
+    found = re.search(r"(?im)^docker-content-digest:\s*(\S+)", done.stdout)
+    return found[1] if done.returncode == 0 and found else ""
+
+
+@pytest.mark.parametrize(
+    ("phase", "words", "after"),
+    [
+        ("planning", "compose", 0),  # its first compose call: resolving the project
+        ("tagging", "tag", 0),  # the build done, :latest about to move
+        ("pushing", "push", 1),  # one image pushed, the next one not
+    ],
+)
+def test_a_build_killed_in_each_phase_converges_on_the_next(
+    stack: Stack, tmp_path: Path, phase: str, words: str, after: int
+) -> None:
+    prefix = f"{require_registry()}/{stack.name}"
+    env = {"INVOKE_STACK_REGISTRY": prefix}
+    assert invoke(stack.root, "build", "--push", env=env).returncode == 0
+    stack.write("app/src/main.txt", f"{phase} v2\n")
+    head = stack.commit("v2")[:12]
+    block = tmp_path / "bin"
+    full = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
+    full.update({**user_dirs(stack.root), **env, **blocking_docker(block, words, after)})
+    runner = subprocess.Popen(
+        ["invoke", "-r", str(ROOT), "build", "--push"], cwd=stack.root, env=full,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + BOUND
+    while not (block / "blocked").exists():
+        assert runner.poll() is None, f"the build ended before {phase}"
+        assert time.monotonic() < deadline, f"the build never reached {phase}"
+        time.sleep(0.2)
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    latest, built = (f"{prefix}/{stack.image('app')}:{tag}" for tag in ("latest", head))
+    assert image_id(latest)  # never a half-made tag: the old or the new image
+    done = invoke(stack.root, "build", "--push", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert image_id(latest) == image_id(built) is not None
+    digests = [registry_digest(ref) for ref in (latest, built)]
+    assert digests[0] == digests[1] != "", digests  # the registry converged too
