@@ -106,7 +106,7 @@ def until(project: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str]
     env = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
     runner = subprocess.Popen(
         ["invoke", "-r", str(ROOT), *args], cwd=project, env={**env, **user_dirs(project)},
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     said: list[str] = []
     assert runner.stderr is not None
@@ -317,3 +317,20 @@ def test_a_build_killed_in_each_phase_converges_on_the_next(
     assert image_id(latest) == image_id(built) is not None
     digests = [registry_digest(ref) for ref in (latest, built)]
     assert digests[0] == digests[1] != "", digests  # the registry converged too
+
+
+def test_a_build_killed_in_a_step_keeps_latest_and_the_next_build_works(stack: Stack) -> None:
+    stack.write("app/Dockerfile", f"FROM {BASE_IMAGE}\nRUN echo v1 > /x\n")
+    stack.commit("v1")
+    assert invoke(stack.root, "build").returncode == 0
+    latest = f"{stack.image('app')}:latest"
+    before = image_id(latest)
+    stack.write("app/Dockerfile", f"FROM {BASE_IMAGE}\nRUN sleep 20 && echo v2 > /x\n")
+    stack.commit("a slow step")
+    runner, _ = until(stack.root, "RUN sleep 20", "build")  # running for 15 s
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    assert image_id(latest) == before
+    again = invoke(stack.root, "build", timeout=BOUND)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert image_id(latest) not in (None, before)
