@@ -46,7 +46,7 @@ from tasks.errors import Conflict, EngineError, NotFound, UserError
 from tasks.sdk import Kind, Record, Sdk, engine_time
 
 PREFIX = "compose-tasks"
-LABEL_KIND = "org.compose-tasks.state"  # "lock" | "history"
+LABEL_KIND = "org.compose-tasks.state"  # lock, history, beat, take (markers), keeper
 LABEL_PROJECT = "org.compose-tasks.project"
 LABEL_ENTRY = "org.compose-tasks.entry"  # the JSON of a history entry or a lock's holder
 LABEL_RUN = "org.compose-tasks.run"  # the run a renewal is of
