@@ -418,9 +418,15 @@ ENGINE_GONE = (
 NO_SPACE = "no space left on device"  # ENOSPC, in a step's output or BuildKit's error
 
 
+STEP_FAILED = "did not complete successfully"  # a step's own failure: BuildKit answered
+
+
 def engine_gone(error: str) -> bool:
-    """Whether a failed build's error says the engine went away, not that a step failed."""
-    return any(words in error.lower() for words in ENGINE_GONE)
+    """Whether a failed build's words say the engine went away, not that a step failed (when
+    one service's step fails, bake cancels the others: their cache writes then end with the
+    same "transport is closing" an engine that went away gives)."""
+    text = error.lower()
+    return any(words in text for words in ENGINE_GONE) and STEP_FAILED not in text
 
 
 def service_results(built: BuildPlan, progress: BuildProgress) -> tuple[ServiceResult, ...]:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tasks import pipeline
 from tasks.builder import Found
 from tasks.pipeline import Prepared, Project
@@ -146,3 +148,22 @@ def test_a_real_build_error_is_not_retried(tmp_path: Path) -> None:
     result = pipeline.execute(ready)
     assert (result.ok, result.retried, len(runner.calls)) == (False, (), 1)
     assert not pipeline.snapshot_race("exit code: 3") and pipeline.snapshot_race(RACE)
+
+
+@pytest.mark.parametrize(
+    ("said", "gone"),
+    [
+        # the engine restarted under the build (measured on Engine 28.5, both stores)
+        ("failed to receive status: rpc error: code = Unavailable desc = error reading from "
+         "server: EOF", True),
+        ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", True),
+        # one service's step failed: bake cancelled the other, whose cache write then closed
+        # its transport (measured on the containerd store)
+        ("(*service).Write failed: rpc error: code = Unavailable desc = transport is closing\n"
+         'target web: failed to solve: process "/bin/sh -c exit 3" did not complete '
+         "successfully: exit code: 3", False),
+        ('process "/bin/sh -c make" did not complete successfully: exit code: 2', False),
+    ],
+)  # fmt: skip
+def test_an_engine_that_went_away_is_told_from_a_failed_step(said: str, gone: bool) -> None:
+    assert pipeline.engine_gone(said) is gone
