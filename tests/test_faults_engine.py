@@ -106,7 +106,7 @@ def until(project: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str]
     env = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
     runner = subprocess.Popen(
         ["invoke", "-r", str(ROOT), *args], cwd=project, env={**env, **user_dirs(project)},
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     said: list[str] = []
     assert runner.stderr is not None
