@@ -14,6 +14,7 @@ from tasks import engine, mask, pipeline, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.commands import display_argv
 from tasks.errors import CacheGate, Failed
+from tasks.model import BuildOptions
 from tasks.runner import Runner
 
 
@@ -61,9 +62,14 @@ def build(
     docker, clock = engine.Engine(Runner()), pipeline.Clock()
     project = pipeline.resolve(settings, docker.runner, reuse=True, services=service or [])
     clock.lap("resolve")
-    prepared = pipeline.plan(
-        project, docker, service or [], fresh, pull, affected=settings.affected, rebuild=rebuild
+    options = BuildOptions(
+        services=tuple(service or []),
+        fresh=fresh,
+        pull=pull,
+        affected=settings.affected,
+        rebuild=rebuild,
     )
+    prepared = pipeline.plan(project, docker, options)
     clock.lap("plan")
     plan = prepared.plan
     if dry_run:

@@ -15,7 +15,7 @@ from tasks import cachedir, engine, registry, report
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import Conflict, EngineError, Failed, NotFound, UserError, first_line
 from tasks.generated import generated_files, remove_generated
-from tasks.model import BuildPlan, Status
+from tasks.model import BuildOptions, BuildPlan, Status
 from tasks.pipeline import Prepared, base_images, prepare
 from tasks.refs import (
     BUILDCACHE_TAG,
@@ -306,7 +306,8 @@ def clear_caches(
     """Remove the cache sources the build uses that are provably ours; list the rest as kept."""
     keep = parse_size(keep_storage) if keep_storage else None
     settings = settings_of(c)
-    prepared = prepare(settings, engine.Engine(Runner()), service or [])
+    options = BuildOptions(services=tuple(service or []))
+    prepared = prepare(settings, engine.Engine(Runner()), options)
     items = collect(prepared, settings, bool(service), keep, base_images)
     if dry_run:
         for item in items:

@@ -19,6 +19,7 @@ from tasks import commands, compose, deployment, engine, pipeline, report, rollo
 from tasks.cli import one_line_errors, settings_of
 from tasks.deployment import Deployment
 from tasks.errors import Failed, Unreachable, UserError
+from tasks.model import BuildOptions
 from tasks.refs import split_ref
 from tasks.rollout import Backend, Release, SwarmBackend, release
 from tasks.runner import Runner
@@ -171,7 +172,7 @@ def deploy(
         project = pipeline.resolve(settings, docker.runner)
         prepared = None
     else:
-        prepared = pipeline.prepare(settings, docker, affected=settings.affected)
+        prepared = pipeline.prepare(settings, docker, BuildOptions(affected=settings.affected))
         project = prepared.project
     state, backend = target_and_backend(
         settings, docker, deployment.of(settings, project.files, project.data)

@@ -16,7 +16,7 @@ from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, 
 from tasks.builder import Builder, buildx_mismatch, buildx_version, parse_version
 from tasks.cli import one_line_errors, settings_of
 from tasks.errors import EngineError, UserError
-from tasks.model import BuildPlan, CacheSource, Finding, Status
+from tasks.model import BuildOptions, BuildPlan, CacheSource, Finding, Status
 from tasks.plan import select
 from tasks.refs import cache_entry
 from tasks.runner import Runner
@@ -277,7 +277,8 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         checks.append(Check("cache", "skip", "cache sources not checked: no engine"))
     else:
         try:
-            prepared = pipeline.plan(project, docker, names, builder=builder)
+            options = BuildOptions(services=tuple(names))
+            prepared = pipeline.plan(project, docker, options, builder=builder)
         except UserError as exc:
             checks.append(Check("cache", "fail", str(exc)))
         else:

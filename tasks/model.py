@@ -16,6 +16,22 @@ from tasks.steps import Prediction
 
 
 @dataclass(frozen=True)
+class BuildOptions:
+    """What one build is asked for (the task's flags over the settings): made once by the task
+    and passed by keyword to where each option acts."""
+
+    services: tuple[str, ...] = ()  # empty: every buildable service
+    fresh: bool = False  # no cache sources
+    pull: bool = False  # pull newer base images
+    push: bool = False  # push the images (and registry caches)
+    affected: bool = False  # an image built from the same inputs at any commit is re-tagged
+    rebuild: bool = False  # build even what is up to date
+
+
+DEFAULTS = BuildOptions()  # every buildable service, no flag
+
+
+@dataclass(frozen=True)
 class Finding:
     """One lint finding."""
 

@@ -36,7 +36,7 @@ from tasks.errors import Failed, UserError
 from tasks.generated import write_generated
 from tasks.gitinfo import GitInfo
 from tasks.lint import display_path, lint_project, read_dockerfile
-from tasks.model import BuildPlan, Finding, Status
+from tasks.model import DEFAULTS, BuildOptions, BuildPlan, Finding, Status
 from tasks.override import override_yaml
 from tasks.plan import cache_refs, image_repo, make_plan, select
 from tasks.progress import CACHE_IMPORT, BuildProgress, Step
@@ -187,13 +187,8 @@ def check_services(project: Project, services: Sequence[str]) -> None:
 def plan(
     project: Project,
     docker: engine.Engine,
-    services: Sequence[str] = (),
-    fresh: bool = False,
-    pull: bool = False,
+    options: BuildOptions = DEFAULTS,
     builder: Builder | None = None,
-    push: bool = False,
-    affected: bool = False,
-    rebuild: bool = False,
 ) -> Prepared:
     """Plan the build: check what the build would reject, look up every cache source (on
     ``docker``, which ``builder`` describes when known), lint, and digest each service's
@@ -201,13 +196,16 @@ def plan(
     again; with ``affected`` (the commit arg left out of the digest) a service built from the
     same inputs at any commit is re-tagged instead. Neither with ``fresh`` or ``rebuild``.
     Changes nothing."""
+    services: Sequence[str] = options.services
     check_services(project, services)
     read = dockerfiles_of(project)
     if services:  # and every service they are built on: a build of them needs its result
         services = depends.closure(select(project.data, services), read.needs)
     stages = read.stages
     refs = (
-        [] if fresh else cache_refs(project.data, project.settings, project.git, services, stages)
+        []
+        if options.fresh
+        else cache_refs(project.data, project.settings, project.git, services, stages)
     )
     refs += read.bases  # the input digest needs their ids: in the same lookup
     refs += [ref for found in read.refs.values() for ref in found]
@@ -224,18 +222,13 @@ def plan(
         project.git,
         docker.locate,
         builder,
-        services,
-        fresh,
-        pull,
+        replace(options, services=tuple(services)),
         stages,
-        push,
         read.steps,
     )
     built = link(built, read.needs, builder)
     built = replace(built, lint=tuple(lint(project, built.service_names())))
-    built = unchanged.with_inputs(
-        project.settings.commit_arg, built, docker, fresh, affected, rebuild
-    )
+    built = unchanged.with_inputs(project.settings.commit_arg, built, docker, options)
     return Prepared(project, built, docker)
 
 
@@ -300,18 +293,11 @@ def link(
 
 
 def prepare(
-    settings: Settings,
-    docker: engine.Engine,
-    services: Sequence[str] = (),
-    fresh: bool = False,
-    pull: bool = False,
-    push: bool = False,
-    affected: bool = False,
-    rebuild: bool = False,
+    settings: Settings, docker: engine.Engine, options: BuildOptions = DEFAULTS
 ) -> Prepared:
     """Resolve and plan in one call."""
-    project = resolve(settings, docker.runner, services=services)
-    return plan(project, docker, services, fresh, pull, None, push, affected, rebuild)
+    project = resolve(settings, docker.runner, services=options.services)
+    return plan(project, docker, options)
 
 
 def base_images(plan: BuildPlan) -> list[str]:

@@ -19,7 +19,9 @@ from tasks.dockerignore import ignored
 from tasks.errors import UserError
 from tasks.generated import OVERRIDE_NAME
 from tasks.model import (
+    DEFAULTS,
     STAGE_SEPARATOR,
+    BuildOptions,
     BuildPlan,
     ServicePlan,
     StageTarget,
@@ -253,14 +255,11 @@ def make_plan(
     git: GitInfo,
     locate: Locate,
     builder: Builder,
-    services: Sequence[str] = (),
-    fresh: bool = False,
-    pull: bool = False,
+    options: BuildOptions = DEFAULTS,
     stages: Mapping[str, Sequence[str]] | None = None,
-    push: bool = False,
     steps: Mapping[str, frozenset[str] | None] | None = None,
 ) -> BuildPlan:
-    """Plan a build of ``services`` (all buildable ones when empty).
+    """Plan a build of ``options.services`` (all buildable ones when empty).
 
     ``stages`` names, per service, the Dockerfile stages its target depends on (read by the
     caller); with an inline-only builder each becomes its own cache image. ``steps`` are the
@@ -268,7 +267,7 @@ def make_plan(
     """
     name = str(project.get("name") or settings.project_name)
     warnings = [git.warning] if git.warning else []
-    push = push or settings.push
+    fresh, push = options.fresh, options.push or settings.push
     plans = tuple(
         _service_plan(
             name,
@@ -283,7 +282,7 @@ def make_plan(
             (stages or {}).get(service, ()),
             push,
         )
-        for service in select(project, services)
+        for service in select(project, options.services)
     )
     inline = any(INLINE_ARG in service.args for service in plans)
     names = [service.name for service in plans]
@@ -309,7 +308,7 @@ def make_plan(
         builder=builder.describe(),
         drops_imported=builder.drops_imported,
         fresh=fresh,
-        pull=pull or settings.pull,
+        pull=options.pull or settings.pull,
         services=plans,
         push=push,
         serial=crash_prone or any(service.stages for service in plans),

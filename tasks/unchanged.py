@@ -16,7 +16,7 @@ from typing import Any
 from tasks import commands, contexts, depends, engine, fingerprint, registry, steps
 from tasks.dockerfile import parse, stage_bases
 from tasks.fingerprint import GitIndex
-from tasks.model import BuildPlan, ServicePlan
+from tasks.model import BuildOptions, BuildPlan, ServicePlan
 from tasks.refs import (
     LABEL_COMMIT,
     LABEL_IMPORTED,
@@ -297,9 +297,7 @@ def with_inputs(
     commit_arg: str,
     built: BuildPlan,
     docker: engine.Engine,
-    fresh: bool,
-    affected: bool,
-    rebuild: bool = False,
+    options: BuildOptions,
 ) -> BuildPlan:
     """The plan with each service's input digest (without the commit arg: an ordinary build
     records what ``affected`` compares) and step keys on its image (labels), what the cache
@@ -308,6 +306,7 @@ def with_inputs(
     commit's (re-tagged). With no image of a service here, its registry's last pushed image
     (branch tag, else ``:latest``) is read: one built from the same inputs is not built and
     not pulled (``remote``)."""
+    fresh, affected, rebuild = options.fresh, options.affected, options.rebuild
     mine = [ref for service in built.services for ref in (service.build_ref, *service.promote)]
     images = [
         str(where).removeprefix("docker-image://")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import os
@@ -21,7 +22,7 @@ import pytest
 
 from tasks.builder import Builder, Found
 from tasks.gitinfo import GitInfo
-from tasks.model import BuildPlan
+from tasks.model import BuildOptions, BuildPlan
 from tasks.plan import make_plan
 from tasks.progress import BuildProgress
 from tasks.settings import Settings, load
@@ -369,6 +370,9 @@ def _found(found: Found | None, local: bool) -> Found | None:
     return found if found is None or local or found.where != "local" else None
 
 
+OPTIONS = {field.name for field in dataclasses.fields(BuildOptions)}  # plan_for's keywords
+
+
 def plan_for(
     compose: dict[str, Any],
     tmp_path: Path,
@@ -380,12 +384,17 @@ def plan_for(
     """A plan without an engine: ``existing`` answers the image lookups."""
     settings = settings or settings_for(tmp_path, config)
     found = existing or {}
+    builder = kwargs.pop("builder", INLINE_ONLY)
+    wanted = {key: kwargs.pop(key) for key in OPTIONS & kwargs.keys()}
+    if "services" in wanted:
+        wanted["services"] = tuple(wanted["services"])
     return make_plan(
         compose,
         settings,
         [tmp_path / "compose.yaml"],
         GIT,
         lambda ref, _remote, local: _found(found.get(ref), local),
-        kwargs.pop("builder", INLINE_ONLY),
+        builder,
+        BuildOptions(**wanted),
         **kwargs,
     )

@@ -156,7 +156,7 @@ def deploy_task(world: World, monkeypatch: pytest.MonkeyPatch, plan: Any = None)
     prepared = pipeline.Prepared(project, plan, world.docker)
     monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
     monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
-    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, **_: prepared)
+    monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, options: prepared)
     monkeypatch.setattr(pipeline, "resolve", lambda settings, runner: project)
 
 
