@@ -16,6 +16,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+cd /  # the daemons' working directory: never a caller's folder that may be removed
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/compose-tasks/engines"
 ROOT="$CACHE/root"
 RUN=/run/compose-tasks-cluster

@@ -94,6 +94,9 @@ YAML
 
 start() {
   local name=$1 dir="$RUN/$1" root="$CACHE/root" snapshotter=false
+  # the daemons' working directory: BuildKit runs git there (a restart from a test's temporary
+  # folder left the engine in a folder that was removed, and every git context failed)
+  cd /
   [ "$name" = containerd ] && snapshotter=true
   if running "$name"; then registry "$name"; echo "$name: running"; return 0; fi
   command -v runc >/dev/null || die "runc is missing (apt-get install runc)"

@@ -38,7 +38,7 @@ fi
 log "docker engine"
 if ! docker info >/dev/null 2>&1; then
   debian_root || need "no Docker engine is reachable: install and start Docker Engine 20.10+ (or set DOCKER_HOST), then rerun"
-  nohup dockerd >/tmp/dockerd.log 2>&1 &
+  (cd / && nohup dockerd >/tmp/dockerd.log 2>&1 &)  # from /: BuildKit runs git in its folder
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { tail -30 /tmp/dockerd.log; need "dockerd did not start (log above)"; }
 fi
@@ -69,7 +69,7 @@ storage:
 http:
   addr: 127.0.0.1:5000
 YAML
-    nohup docker-registry serve "$config" >/tmp/registry.log 2>&1 &
+    (cd / && nohup docker-registry serve "$config" >/tmp/registry.log 2>&1 &)
     for _ in $(seq 30); do curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1 && break; sleep 1; done
   else
     echo "no registry: the engine tests start Debian's docker-registry when it is installed"

@@ -51,6 +51,7 @@ LABEL_PROJECT = "org.compose-tasks.project"
 LABEL_ENTRY = "org.compose-tasks.entry"  # the JSON of a history entry or a lock's holder
 LABEL_RUN = "org.compose-tasks.run"  # the run a renewal is of
 LEASE_FILE = "lease.json"  # in a compose host's lock container: its last renewal
+READ_ATTEMPTS = 3  # of a lock container's lease file, removed under the read by a takeover
 REQUIRED = {"time", "action", "sha", "result"}
 
 
@@ -171,14 +172,26 @@ class EngineState:
 
     def _stamp(self, lock: Record, run: str) -> datetime | None:
         """The engine time the lock container's holder ``run`` last wrote into it, if any."""
-        try:
-            files = self.api.read_files(lock.name, f"/{LEASE_FILE}")
-            stamp = json.loads(files.get(LEASE_FILE, b"{}"))
-        except (NotFound, ValueError):
-            return None
-        if not isinstance(stamp, dict) or stamp.get("run") != run:
+        stamp = _json(self._lease_file(lock.name))
+        if stamp.get("run") != run:
             return None
         return engine_time(str(stamp.get("at") or ""))
+
+    def _lease_file(self, name: str) -> bytes:
+        """The lease file of the lock container ``name`` (empty when there is none). A
+        container another runner removes while this one reads it makes the engine answer an
+        error (measured on Engine 28.5: 500, "RWLayer of container … is nil"): read again,
+        the container is gone or another holder's."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return self.api.read_files(name, f"/{LEASE_FILE}").get(LEASE_FILE, b"")
+            except NotFound:
+                return b""
+            except EngineError:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return b""
 
     def renewed(self, lock: Record, run: str) -> datetime | None:
         """When the lease of ``lock`` was last renewed (taken, at first), by the engine's clock."""

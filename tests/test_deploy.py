@@ -16,7 +16,7 @@ from tasks.errors import UserError
 from tasks.sdk import Kind, Sdk
 from tasks.settings import load
 from tasks.state import LABEL_ENTRY, LABEL_RUN, EngineState, Lease, Target, deploy_lock
-from tests.fakes import Clock, FakeDocker
+from tests.fakes import Clock, FakeDocker, api_error
 
 TARGET = Target("ssh://deploy@prod", "shop")
 
@@ -243,3 +243,28 @@ def test_project_name_without_compose(
     folder.mkdir()
     (folder / "compose.yaml").write_text(text)
     assert project_name(load({}, environ=environ, cwd=folder)) == name
+
+
+def test_a_lock_removed_while_its_lease_is_read_is_read_again() -> None:
+    """Another runner's takeover removes the lock container under the read: the engine answers
+    500 (measured on Engine 28.5), not 404; read again, the answer is what is there now."""
+    state = fresh("host")
+    held_by(state, {"run": "f" * 32, "user": "ci", "machine": "runner-a", "since": "t"})
+    Clock.advance(5)
+    state.renew("f" * 32, 1)
+    api = state.api.client.api
+    real, reads = api.get_archive, []
+
+    def flaky(container: str, path: str) -> tuple[list[bytes], dict[str, object]]:
+        reads.append(path)
+        if len(reads) == 1:
+            raise api_error("x", 500, "RWLayer of container x is nil")
+        found: tuple[list[bytes], dict[str, object]] = real(container, path)
+        return found
+
+    api.get_archive = flaky
+    lock = state.lock()
+    assert lock is not None and lock.created is not None
+    renewed = state.renewed(lock, "f" * 32)
+    assert renewed is not None and renewed > lock.created  # the second read found the stamp
+    assert reads == ["/lease.json", "/lease.json"]
