@@ -241,11 +241,13 @@ class Api:
         self.pruned = options
         return {"SpaceReclaimed": 4096, "CachesDeleted": ["a", "b"]}
 
-    def import_image_from_data(self, data: bytes, repository: str, tag: str, **_: Any) -> None:
+    def import_image_from_data(
+        self, data: bytes, repository: str, tag: str, changes: Sequence[str] = ()
+    ) -> None:
         labels = {}  # the LABEL lines of ``changes`` are what the tasks read back
-        for line in _.get("changes") or []:
+        for line in changes:
             if line.startswith("LABEL "):
-                key, _sep, value = line.removeprefix("LABEL ").partition("=")
+                key, _, value = line.removeprefix("LABEL ").partition("=")
                 labels[key] = value
         self.images.add(f"{repository}:{tag}", labels)
 
