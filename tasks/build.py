@@ -102,11 +102,10 @@ def build(
         if result.engine_lost:
             raise Failed(docker.gone("build", ":latest not moved"))
         if result.disk_full:
-            failed = ", ".join(result.failed) or "compose"
             raise Failed(
-                f"build failed ({failed}): the engine's disk is full (no space left on device); "
-                ":latest not moved, the caches kept; free space on the engine (docker system df; "
-                "docker builder prune, or invoke clear-caches) and build again"
+                f"build failed ({result.culprits}): the engine's disk is full (no space left on "
+                "device); :latest not moved, the caches kept; free space on the engine (docker "
+                "system df; docker builder prune, or invoke clear-caches) and build again"
             )
         missing = pipeline.missing_bases(prepared)
         if missing:
@@ -115,7 +114,7 @@ def build(
                 "pull or load it where a registry is reachable (docker pull / docker load), or "
                 "make local stand-ins (bash scripts/base-images.sh for the demo)"
             )
-        raise Failed(f"build failed ({', '.join(result.failed) or 'compose'}); :latest not moved")
+        raise Failed(f"build failed ({result.culprits}); :latest not moved")
     gate = pipeline.cache_gate(plan, result) if settings.require_cache else []
     if gate:
         raise CacheGate(f"{len(gate)} miss(es): {'; '.join(gate)}")

@@ -197,7 +197,7 @@ def deploy(
                 entry = {"action": "deploy", "sha": prepared.plan.commit_tag}
                 state.record({**entry, "result": "build failed", "detail": result.error})
                 raise Failed(
-                    f"build failed ({', '.join(result.failed) or 'compose'}); "
+                    f"build failed ({result.culprits}); "
                     "nothing deployed, the running version is untouched"
                 )
         wait = wait or settings.deploy_timeout
@@ -245,7 +245,7 @@ def _unrecorded(entries: list[dict[str, Any]], running: list[str]) -> str:
     among themselves, or there is no history)."""
     tags = {tag for image in running if _SHA.match(tag := split_ref(image)[1])}
     good = [str(e["sha"]) for e in entries if e.get("result") == "ok"]
-    if not entries or len(tags) != 1 or not good:
+    if len(tags) != 1 or not good:
         return ""
     tag = tags.pop()
     return tag if tag and tag != good[-1] else ""

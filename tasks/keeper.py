@@ -63,16 +63,15 @@ def image(api: Sdk) -> str:
     return IMAGE
 
 
-def keeper(api: Sdk, name: str, labels: dict[str, str]) -> str:
+def keeper(api: Sdk, name: str, labels: dict[str, str]) -> None:
     """The running idle container ``name`` mounting the volume ``name`` at ``STATE_DIR``:
-    made when missing, started when stopped (both with ``labels``). Its name."""
+    made when missing, started when stopped (both with ``labels``)."""
     try:
         found = api.container(name)
     except NotFound:
         api.create("volume", name, labels)
         with contextlib.suppress(Conflict):  # another run made it just now
             api.run_idle(name, image(api), labels, {name: STATE_DIR})
-        return name
+        return
     if found.status != "running":
         api.start(name)
-    return name

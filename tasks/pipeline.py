@@ -389,6 +389,11 @@ class BuildResult:
     engine_lost: bool = False  # the engine stopped answering while it built (restarted, gone)
     disk_full: bool = False  # the engine's disk filled up under the build (a step said so)
 
+    @property
+    def culprits(self) -> str:
+        """The services whose build failed, for a one-line error (compose's, when none)."""
+        return ", ".join(self.failed) or "compose"
+
 
 # What compose and BuildKit say when the engine goes away under a build (measured on Engine
 # 20.10 and 28.5: dockerd stopped or restarted while a step ran)

@@ -240,7 +240,8 @@ def test_a_failed_build_deploys_nothing_and_is_recorded(
     world = World(tmp_path, ["aaa"])
     plan = type("Plan", (), {"commit_tag": "ccc"})()
     deploy_task(world, monkeypatch, plan)
-    outcome = {"ok": False, "failed": ("api",), "error": "RUN make: exit 2", "engine_lost": lost}
+    outcome = {"ok": False, "failed": ("api",), "culprits": "api", "error": "RUN make: exit 2",
+               "engine_lost": lost}  # fmt: skip
     failed = type("Result", (), outcome)()
     monkeypatch.setattr(pipeline, "execute", lambda prepared, on_step, on_running: failed)
     monkeypatch.setattr(report, "warning_lines", lambda plan: ["warn: x"])
