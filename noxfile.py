@@ -33,11 +33,9 @@ def run_lint(session: nox.Session) -> None:
 
 
 def run_typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package, the tests and the tools; invoke's entry ``tasks.py`` in a
-    run of its own (beside the ``tasks`` package it is a second module of that name); pyright's
-    standard checks, as an IDE resolves the code."""
+    """mypy --strict over the package (``compose_tasks``, the link to ``tasks/``), the tests
+    and the tools; pyright's standard checks, as an IDE resolves the code."""
     session.run("mypy")
-    session.run("mypy", "tasks.py")
     session.run("basedpyright")
 
 

@@ -1,16 +1,16 @@
-"""Build, cache-clear and deploy a docker compose app: invoke's entry to the task collection.
+"""This project's own tasks: the compose-tasks collection, used the way any project uses it.
 
-invoke loads this file as the module ``tasks``; ``__path__`` makes it stand for the ``tasks``
-package beside it, so the package's modules import as they do everywhere else. The collection
-is built in ``tasks/app.py`` (which the ``compose-tasks`` command runs).
+A project that wants these tasks beside its own adds the collection under a name instead::
+
+    from invoke import Collection
+    from compose_tasks import ns as stack
+
+    ns = Collection(my_task)
+    ns.add_collection(stack, name="stack")  # invoke stack.build, stack.deploy, ...
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from compose_tasks import ns
 
-__path__ = [str(Path(__file__).resolve().parent / "tasks")]
-
-from tasks.app import main, ns
-
-__all__ = ["main", "ns"]
+__all__ = ["ns"]

@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks import fresh_runner  # noqa: E402
-from tasks.progress import BuildProgress  # noqa: E402
+from compose_tasks.docker.progress import BuildProgress  # noqa: E402
 from tests.support import RecordingRegistry  # noqa: E402 - a registry that logs requests
 
 BASE_IMAGE = "busybox:1.36"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks import registry
+from compose_tasks.docker import registry
 
 SERVICES = 4
 DOCKERFILE = """\

@@ -11,13 +11,13 @@ import sys
 from invoke.collection import Collection
 from invoke.program import Program
 
-from tasks import settings
-from tasks.build import build
-from tasks.clear import clear_caches
-from tasks.cli import config_error_hook
-from tasks.deploy import deploy, history, rollback
-from tasks.doctor import doctor
-from tasks.show_config import config
+from compose_tasks import settings
+from compose_tasks.build import build
+from compose_tasks.clear import clear_caches
+from compose_tasks.cli import config_error_hook
+from compose_tasks.deploy import deploy, history, rollback
+from compose_tasks.doctor import doctor
+from compose_tasks.show_config import config
 
 sys.excepthook = config_error_hook(sys.excepthook)
 ns = Collection(build, clear_caches, deploy, rollback, history, config, doctor)

@@ -10,12 +10,14 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import engine, mask, pipeline, report
-from tasks.cli import one_line_errors, settings_of
-from tasks.commands import display_argv
-from tasks.errors import CacheGate, Failed
-from tasks.model import BuildOptions
-from tasks.runner import Runner
+from compose_tasks import mask, report
+from compose_tasks.buildplan import pipeline
+from compose_tasks.buildplan.model import BuildOptions
+from compose_tasks.cli import one_line_errors, settings_of
+from compose_tasks.docker import engine
+from compose_tasks.docker.commands import display_argv
+from compose_tasks.docker.runner import Runner
+from compose_tasks.errors import CacheGate, Failed
 
 
 @task(
@@ -74,7 +76,7 @@ def build(
     plan = prepared.plan
     if dry_run:
         if json:
-            report.emit_json({"plan": plan.to_dict()})
+            report.emit_json({"plan": report.plan_data(plan)})
         else:
             report.say(report.dry_run_text(plan, display_argv(plan.build_argv())))
         return
@@ -93,7 +95,9 @@ def build(
             file.write(mask.active().text(report.step_summary(plan, result)))
     if json:
         timings = {**clock.laps, **result.seconds}
-        report.emit_json({"plan": plan.to_dict(), "result": asdict(result), "timings": timings})
+        report.emit_json(
+            {"plan": report.plan_data(plan), "result": asdict(result), "timings": timings}
+        )
     else:
         report.say(report.build_summary(plan, result))
     if not result.ok:

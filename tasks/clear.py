@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import cachedir, engine, registry, report
-from tasks.cli import one_line_errors, settings_of
-from tasks.errors import Conflict, EngineError, Failed, NotFound, UserError, first_line
-from tasks.generated import generated_files, remove_generated
-from tasks.model import BuildOptions, BuildPlan, Status
-from tasks.pipeline import Prepared, base_images, prepare
-from tasks.refs import (
+from compose_tasks import report
+from compose_tasks.buildplan import cachedir
+from compose_tasks.buildplan.generated import generated_files, remove_generated
+from compose_tasks.buildplan.model import BuildOptions, BuildPlan, Status
+from compose_tasks.buildplan.pipeline import Prepared, base_images, prepare
+from compose_tasks.cli import one_line_errors, settings_of
+from compose_tasks.docker import engine, registry
+from compose_tasks.docker.refs import (
     BUILDCACHE_TAG,
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
@@ -29,10 +30,11 @@ from tasks.refs import (
     owned_by,
     split_ref,
 )
-from tasks.runner import Runner
-from tasks.sdk import ImageInfo, Sdk
-from tasks.settings import Settings
-from tasks.sizes import human, parse_size
+from compose_tasks.docker.runner import Runner
+from compose_tasks.docker.sdk import ImageInfo, Sdk
+from compose_tasks.errors import Conflict, EngineError, Failed, NotFound, UserError, first_line
+from compose_tasks.settings import Settings
+from compose_tasks.sizes import human, parse_size
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any, ParamSpec, TypeVar
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from tasks import mask
-from tasks.errors import CacheGate, EngineError, Failed, UserError
-from tasks.settings import SECTION, Settings, load
+from compose_tasks import mask
+from compose_tasks.errors import CacheGate, EngineError, Failed, UserError
+from compose_tasks.settings import SECTION, Settings, load
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,7 +43,7 @@ def _line(text: str) -> str:
 
 
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn our errors (``tasks.errors``) into one line on stderr and exit code 1 (3 for the
+    """Turn our errors (``compose_tasks.errors``) into one line on stderr and exit code 1 (3 for the
     cache gate)."""
 
     @functools.wraps(func)

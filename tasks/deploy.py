@@ -15,16 +15,20 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import commands, compose, deployment, engine, pipeline, report, rollout, swarm
-from tasks.cli import one_line_errors, settings_of
-from tasks.deployment import Deployment
-from tasks.errors import Failed, Unreachable, UserError
-from tasks.model import BuildOptions
-from tasks.refs import split_ref
-from tasks.rollout import Backend, Release, SwarmBackend, release
-from tasks.runner import Runner
-from tasks.settings import Settings
-from tasks.state import EngineState, Lease, deploy_lock, target_of
+from compose_tasks import report
+from compose_tasks.buildplan import pipeline
+from compose_tasks.buildplan.model import BuildOptions
+from compose_tasks.cli import one_line_errors, settings_of
+from compose_tasks.docker import commands, compose, engine
+from compose_tasks.docker.refs import split_ref
+from compose_tasks.docker.runner import Runner
+from compose_tasks.errors import Failed, Unreachable, UserError
+from compose_tasks.rollout import deployment, swarm
+from compose_tasks.rollout import gate as rollout
+from compose_tasks.rollout.deployment import Deployment
+from compose_tasks.rollout.gate import Backend, Release, SwarmBackend, release
+from compose_tasks.rollout.state import EngineState, Lease, deploy_lock, target_of
+from compose_tasks.settings import Settings
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")  # a commit tag, as the build writes it

@@ -12,15 +12,20 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from tasks import commands, compose, engine, gitinfo, lint, pipeline, registry, report, rolling
-from tasks.builder import Builder, buildx_mismatch, buildx_version, parse_version
-from tasks.cli import one_line_errors, settings_of
-from tasks.errors import EngineError, UserError
-from tasks.model import BuildOptions, BuildPlan, CacheSource, Finding, Status
-from tasks.plan import select
-from tasks.refs import cache_entry
-from tasks.runner import Runner
-from tasks.settings import Settings
+from compose_tasks import report
+from compose_tasks.buildplan import gitinfo, pipeline
+from compose_tasks.buildplan.model import BuildOptions, BuildPlan, CacheSource, Status
+from compose_tasks.buildplan.plan import select
+from compose_tasks.cli import one_line_errors, settings_of
+from compose_tasks.docker import commands, compose, engine, registry
+from compose_tasks.docker.builder import Builder, buildx_mismatch, buildx_version, parse_version
+from compose_tasks.docker.refs import cache_entry
+from compose_tasks.docker.runner import Runner
+from compose_tasks.dockerfile import lint
+from compose_tasks.dockerfile.lint import Finding
+from compose_tasks.errors import EngineError, UserError
+from compose_tasks.rollout import rolling
+from compose_tasks.settings import Settings
 
 OVERRIDE_TAG_SINCE = (2, 24)  # compose's `!override` YAML tag, which the generated override uses
 BAKE_SINCE = (2, 37)  # compose builds through `buildx bake` when buildx exists

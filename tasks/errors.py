@@ -4,7 +4,7 @@
 - ``Failed``: the task ran and did not succeed; what it changed is in its output.
 - ``CacheGate``: a build that succeeded without the cache the gate requires (exit code 3).
 - ``EngineError`` (``NotFound``, ``Conflict``, ``Unreachable``): an engine call failed; the SDK's
-  failures become these in one place (``tasks.sdk``).
+  failures become these in one place (``compose_tasks.docker.sdk``).
 """
 
 from __future__ import annotations

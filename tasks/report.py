@@ -7,16 +7,16 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tasks import mask
-from tasks.depends import context_name
-from tasks.model import BuildPlan
-from tasks.override import override_yaml
-from tasks.progress import Step
-from tasks.sizes import human
-from tasks.steps import Prediction
+from compose_tasks import mask
+from compose_tasks.buildplan.depends import context_name
+from compose_tasks.buildplan.model import BuildPlan
+from compose_tasks.buildplan.override import override, override_yaml
+from compose_tasks.docker.progress import Step
+from compose_tasks.dockerfile.steps import Prediction
+from compose_tasks.sizes import human
 
 if TYPE_CHECKING:
-    from tasks.pipeline import BuildResult, ServiceResult
+    from compose_tasks.buildplan.pipeline import BuildResult, ServiceResult
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -39,6 +39,11 @@ def emit_json(data: Any) -> None:
     """Print data as JSON on stdout: secrets are masked in the data, so the JSON stays valid."""
     masked = mask.active().data(json.loads(json.dumps(data, default=str)))
     print(json.dumps(masked, indent=2), flush=True)
+
+
+def plan_data(plan: BuildPlan) -> dict[str, Any]:
+    """The plan as JSON data: the plan's fields, the build command and the override."""
+    return {**plan.to_dict(), "override": override(plan)}
 
 
 def plan_text(plan: BuildPlan) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from tasks import mask, sizes
-from tasks.errors import UserError, first_line
-from tasks.mask import MASK, is_secret
+from compose_tasks import mask, sizes
+from compose_tasks.errors import UserError, first_line
+from compose_tasks.mask import MASK, is_secret
 
 SECTION = "stack"
 ENV_PREFIX = "INVOKE_STACK_"

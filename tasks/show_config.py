@@ -5,9 +5,9 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import report
-from tasks.cli import one_line_errors, settings_of
-from tasks.settings import describe
+from compose_tasks import report
+from compose_tasks.cli import one_line_errors, settings_of
+from compose_tasks.settings import describe
 
 
 @task(help={"json": "print the settings as JSON"})

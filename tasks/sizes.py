@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.errors import UserError
+from compose_tasks.errors import UserError
 
 _SIZE = re.compile(r"^(\d{1,15}(?:\.\d{1,6})?)\s*(?:([kmgt])(i)?)?(b)?$", re.IGNORECASE)
 

@@ -1,6 +1,6 @@
 """In-memory stand-ins for the engine: just what the tasks ask of the SDK and the CLI.
 
-``FakeDocker`` has the SDK client's shape (the real adapter, ``tasks.sdk.Sdk``, runs on it) and
+``FakeDocker`` has the SDK client's shape (the real adapter, ``docker.sdk.Sdk``, runs on it) and
 keeps images, containers, networks and volumes, failing with the SDK's own error types;
 ``ComposeUp`` answers the
 ``docker compose … up`` a release runs by starting one container per service on the image the
@@ -22,8 +22,8 @@ from typing import Any
 import requests
 from docker.errors import APIError, ImageNotFound, NotFound
 
-from tasks.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
-from tasks.runner import Result, Runner
+from compose_tasks.docker.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
+from compose_tasks.docker.runner import Result, Runner
 
 
 def api_error(message: str, status: int, explanation: str | None = None) -> APIError:
@@ -106,13 +106,16 @@ class Image:
 
 
 class Images:
-    """``client.images``; ``registry``: the refs a registry holds."""
+    """``client.images``; ``registry``: the refs a registry holds (``None``: no registry
+    answers, as on a machine with no route out)."""
 
     def __init__(self) -> None:
         self.all: list[Image] = []
-        self.registry: set[str] = set()
+        self.registry: set[str] | None = set()
 
     def get_registry_data(self, ref: str) -> None:
+        if self.registry is None:
+            raise api_error("x", 500, f"dial tcp: lookup {ref.split('/')[0]}: no such host")
         if ref not in self.registry:
             raise api_error("x", 404, f"manifest unknown: {ref}")
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from tasks.builder import Builder, Found
-from tasks.gitinfo import GitInfo
-from tasks.model import BuildOptions, BuildPlan
-from tasks.plan import make_plan
-from tasks.progress import BuildProgress
-from tasks.settings import Settings, load
+from compose_tasks.buildplan.gitinfo import GitInfo
+from compose_tasks.buildplan.model import BuildOptions, BuildPlan
+from compose_tasks.buildplan.plan import make_plan
+from compose_tasks.docker.builder import Builder, Found
+from compose_tasks.docker.progress import BuildProgress
+from compose_tasks.settings import Settings, load
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "busybox:1.36"

@@ -1,0 +1,1 @@
+"""Engine tests: a real Docker engine, compose and registry (marked ``engine``)."""

@@ -1,0 +1,183 @@
+"""Reusing a resolved compose project: reused while nothing compose reads changed, never after."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compose_tasks.buildplan import _resolved as resolved
+from compose_tasks.buildplan import generated, pipeline
+from compose_tasks.buildplan.gitinfo import GitInfo
+from compose_tasks.docker.runner import Result, Runner
+from compose_tasks.settings import Settings, load
+from tests.support import GIT, tree
+
+SECRET = "s3cret-value-123"  # noqa: S105 - a stand-in, checked to stay out of the kept copy
+COMPOSE = """\
+services:
+  api:
+    build: ./api
+    image: shop/api
+    env_file: [app.env]
+    environment:
+      TOKEN: ${API_TOKEN:-none}
+"""
+
+
+class Compose(Runner):
+    """Answers ``compose config`` with a resolved project that counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Result:
+        assert list(argv[-3:]) == ["config", "--format", "json"]
+        self.calls += 1
+        data: dict[str, Any] = {
+            "name": "shop",
+            "services": {
+                "api": {
+                    "build": {"context": "/p/api", "args": {"N": str(self.calls)}},
+                    "image": "shop/api",
+                    "environment": {"TOKEN": SECRET},
+                }
+            },
+        }
+        return Result(tuple(argv), 0, json.dumps(data), "")
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Compose, Path]:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "compose.yaml").write_text(COMPOSE)
+    (root / "app.env").write_text("A=1\n")
+    monkeypatch.setenv("API_TOKEN", SECRET)
+    monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
+    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "cache")}, cwd=root)
+    return settings, Compose(), root
+
+
+def resolve(settings: Settings, runner: Runner, git: GitInfo = GIT) -> dict[str, Any]:
+    """Resolve as a build does, keeping the resolution as its ``execute`` does."""
+    project = pipeline.resolve(settings, runner, git, reuse=True)
+    pipeline.keep_resolution(project)
+    return dict(project.data)
+
+
+def test_reused_while_nothing_compose_reads_changes(
+    setup: tuple[Settings, Compose, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, runner, root = setup
+    first = resolve(settings, runner)
+    api = {"build": {"context": "/p/api", "args": {"N": "1"}}, "image": "shop/api"}
+    assert first == {"name": "shop", "services": {"api": api}}
+    assert resolve(settings, runner) == first
+    monkeypatch.setenv("UNRELATED_VARIABLE", "x")
+    (root / "notes.txt").write_text("not read by compose\n")
+    assert (resolve(settings, runner), runner.calls) == (first, 1)
+
+    changes: list[Callable[[], object]] = [
+        lambda: (root / "compose.yaml").write_text(COMPOSE + "# edited\n"),
+        lambda: (root / "app.env").write_text("A=2\n"),
+        lambda: (root / ".env").write_text("API_TOKEN=other\n"),
+        lambda: monkeypatch.setenv("API_TOKEN", "changed"),
+        lambda: monkeypatch.setenv("COMPOSE_PROFILES", "debug"),
+    ]
+    for count, change in enumerate(changes, start=2):
+        change()
+        assert resolve(settings, runner)["services"]["api"]["build"]["args"]["N"] == str(count)
+        assert resolve(settings, runner)["services"]["api"]["build"]["args"]["N"] == str(count)
+    assert runner.calls == 1 + len(changes)
+
+
+def test_a_new_commit_is_resolved_again_when_the_files_name_its_variable(
+    setup: tuple[Settings, Compose, Path],
+) -> None:
+    settings, runner, root = setup
+    (root / "compose.yaml").write_text(COMPOSE + "x-commit: ${GIT_COMMIT_HASH}\n")
+    resolve(settings, runner)
+    resolve(settings, runner)
+    assert runner.calls == 1
+    resolve(settings, runner, GitInfo("f" * 40, "git", False, "main"))
+    assert runner.calls == 2
+
+
+def test_resolving_writes_nothing_until_a_build_keeps_it(
+    setup: tuple[Settings, Compose, Path],
+) -> None:
+    settings, runner, _ = setup
+    pipeline.resolve(settings, runner, GIT, reuse=True)
+    project = pipeline.resolve(settings, runner, GIT, reuse=True)
+    assert runner.calls == 2
+    assert not settings.build_dir.exists()
+    pipeline.keep_resolution(project)
+    pipeline.resolve(settings, runner, GIT, reuse=True)
+    assert runner.calls == 2
+
+
+def test_the_kept_copy_is_private_outside_the_project_and_holds_no_environment(
+    setup: tuple[Settings, Compose, Path],
+) -> None:
+    settings, runner, root = setup
+    before = tree(root)
+    resolve(settings, runner)
+    kept = settings.build_dir / resolved.NAME
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert not kept.is_relative_to(root)
+    assert tree(root) == before
+    assert SECRET not in kept.read_text()
+    assert kept in generated.generated_files(settings)  # clear-caches removes it
+
+
+def test_without_reuse_compose_always_runs_and_the_whole_project_comes_back(
+    setup: tuple[Settings, Compose, Path],
+) -> None:
+    settings, runner, _ = setup
+    pipeline.resolve(settings, runner, GIT)
+    data = pipeline.resolve(settings, runner, GIT).data
+    assert runner.calls == 2
+    assert data["services"]["api"]["environment"] == {"TOKEN": SECRET}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "    label_file: ${LABELS}/labels\n",
+        "include:\n  - oci://registry.example/compose:1\n",
+        "include:\n  - path: ../x.yaml\n    project_directory: ..\n",
+    ],
+)
+def test_references_that_cannot_be_followed_are_never_reused(
+    setup: tuple[Settings, Compose, Path], extra: str
+) -> None:
+    settings, runner, root = setup
+    text = COMPOSE + extra if extra.startswith(" ") else extra + COMPOSE
+    (root / "compose.yaml").write_text(text)
+    for _ in range(3):
+        resolve(settings, runner)
+    assert runner.calls == 3
+    assert not (settings.build_dir / resolved.NAME).exists()
+
+
+def test_inputs_follow_include_extends_env_and_label_files(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "compose.yaml").write_text(
+        "include:\n  - sub/more.yaml\n"
+        "services:\n  web:\n    extends: {file: base.yaml, service: web}\n"
+        "    label_file: labels.txt\n"
+        "    env_file:\n      - path: web.env\n        required: false\n"
+    )
+    (tmp_path / "sub" / "more.yaml").write_text("services:\n  db:\n    env_file: db.env\n")
+    (tmp_path / "base.yaml").write_text("services:\n  web:\n    image: !reset null\n")
+    found = set(resolved.inputs([tmp_path / "compose.yaml"], tmp_path, [tmp_path / ".env"]))
+    wanted = {"compose.yaml", "sub/more.yaml", "sub/.env", "sub/db.env", "base.yaml"}
+    wanted |= {"labels.txt", "web.env", ".env"}
+    assert {tmp_path / name for name in wanted} <= found

@@ -1,0 +1,182 @@
+"""Engine lookups and builder detection through the docker CLI, against a stand-in runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from compose_tasks.docker import engine
+from compose_tasks.docker.builder import Found
+from compose_tasks.docker.runner import Result
+from compose_tasks.docker.sdk import Sdk
+from compose_tasks.errors import Failed, UserError
+from tests.fakes import Canned
+
+NO_SUCH = "Error response from daemon: no such image: {0}: No such image: {0}"
+
+
+def line(tags: list[str], digests: list[str] = [], labels: dict[str, str] | None = None) -> str:  # noqa: B006
+    return "\t".join(json.dumps(part) for part in (tags, digests, labels))
+
+
+def done(out: str = "", err: str = "", code: int = 0) -> Result:
+    return Result((), code, out, err)
+
+
+def inspected(*lines: str, missing: Sequence[str] = ()) -> Result:
+    err = "\n".join(NO_SUCH.format(ref) for ref in missing)
+    return done("\n".join(lines) + "\n", err, 1 if missing else 0)
+
+
+def test_one_inspect_answers_tags_digests_and_absent_refs() -> None:
+    digest = "busybox@sha256:" + "a" * 64
+    runner = Canned(
+        {
+            "docker image inspect": inspected(
+                line(
+                    ["shop-api:latest", "shop-api:abc"], [], {"org.compose-tasks.inline-cache": "1"}
+                ),
+                line(["busybox:1.36"], [digest]),
+                missing=["shop-web:latest"],
+            )
+        }
+    )
+    images = engine.Engine(runner)
+    images.prefetch(["shop-api:latest", "docker.io/library/busybox:1.36", "shop-web", digest])
+    assert len(runner.calls) == 1
+    refs = runner.calls[0][runner.calls[0].index("--") + 1 :]
+    assert refs == sorted(["shop-api:latest", "busybox:1.36", "shop-web:latest", digest])
+    assert images.locate("shop-api:latest", False) == Found("local", True)
+    assert images.locate("busybox:1.36", False) == Found("local", False)
+    assert images.locate(digest, False) == Found("local", False)
+    assert images.locate("shop-web:latest", False) is None
+    assert len(runner.calls) == 1  # every answer came from the one inspect
+
+
+def test_nothing_found_prints_a_blank_line_and_an_invalid_ref_is_absent() -> None:
+    err = "Error response from daemon: no such image: Bad:ref: invalid reference format"
+    runner = Canned({"docker image inspect": done("\n", err, 1)})
+    images = engine.Engine(runner)
+    assert images.locate("Bad:ref", False) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        done("", "Cannot connect to the Docker daemon at unix:///x.sock. Is it running?", 1),
+        done("", "", 1),
+        done("not json\n", "", 0),
+    ],
+)
+def test_an_engine_that_cannot_answer_is_one_error_line(answer: Result) -> None:
+    images = engine.Engine(Canned({"docker image inspect": answer}))
+    with pytest.raises(UserError) as info:
+        images.locate("shop-api:latest", False)
+    assert "\n" not in str(info.value)
+
+
+def test_tags_run_together_and_a_failure_names_its_target() -> None:
+    runner = Canned({"docker image tag": done()})
+    engine.Engine(runner).tag_all([("a:1", "a:latest"), ("b:1", "b:latest")])
+    assert runner.calls == [
+        ["docker", "image", "tag", "a:1", "a:latest"],
+        ["docker", "image", "tag", "b:1", "b:latest"],
+    ]
+    failing = Canned({"docker image tag": done("", "Error: no such image a:1", 1)})
+    with pytest.raises(Failed, match=r"^docker image tag a:latest failed: Error: no such"):
+        engine.Engine(failing).tag_all([("a:1", "a:latest")])
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.tags: list[tuple[str, str, str]] = []
+
+    def tag(self, source: str, repo: str, tag: str) -> bool:
+        self.tags.append((source, repo, tag))
+        return True
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.api = FakeApi()
+
+
+def test_many_tags_go_through_one_sdk_client_instead_of_a_process_each() -> None:
+    runner, client = Canned({}), FakeClient()
+    pairs = [(f"s{i}:abc", f"127.0.0.1:5000/s{i}:latest") for i in range(engine.CLI_TAGS + 1)]
+    engine.Engine(runner, Sdk(client)).tag_all(pairs)
+    assert runner.calls == []
+    assert client.api.tags[-1] == (pairs[-1][0], f"127.0.0.1:5000/s{engine.CLI_TAGS}", "latest")
+    assert len(client.api.tags) == len(pairs)
+
+
+NO_BUILDX = done("", "docker: 'buildx' is not a docker command.", 1)
+
+
+def builder_runner(
+    version: Result, info: Result | None = None, buildx: Result = NO_BUILDX
+) -> Canned:
+    answers: dict[str, Result | Exception] = {
+        "docker version --format": version,
+        "docker buildx inspect": NO_BUILDX if buildx is NO_BUILDX else done("Driver: docker\n"),
+        "docker buildx version": buildx,
+        "docker compose version": done("2.40.3\n"),
+        "docker image inspect": inspected(line(["shop-api:latest"])),
+    }
+    if info is not None:
+        answers["docker info --format"] = info
+    return Canned(answers)
+
+
+def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> None:
+    runner = builder_runner(done("20.10.24+dfsg1\n"))  # no "docker info" answer: asking fails
+    images = engine.Engine(runner)
+    builder = engine.detect_builder(images, ["shop-api:latest"])
+    assert (builder.containerd, builder.exports, builder.bake) == (False, ("inline",), False)
+    assert not builder.parallel_inline  # its BuildKit crashes on parallel inline exports
+    assert builder.drops_imported  # moby/buildkit#2274 before Engine 27
+    assert images.locate("shop-api:latest", False) == Found("local", False)
+    assert {" ".join(call[:2]) for call in runner.calls} == {
+        "docker version",
+        "docker buildx",
+        "docker image",
+    }  # (buildx inspect and version)
+
+
+@pytest.mark.parametrize(
+    ("status", "containerd"),
+    [
+        ([["driver-type", "io.containerd.snapshotter.v1"]], True),
+        ([["Backing Filesystem", "extfs"], ["Supports d_type", "true"]], False),
+    ],
+)
+def test_a_newer_engine_is_asked_which_image_store_it_uses(
+    status: list[list[str]], containerd: bool
+) -> None:
+    runner = builder_runner(done("26.1.5+dfsg1\n"), done(json.dumps(status) + "\n"))
+    builder = engine.detect_builder(engine.Engine(runner))
+    assert builder.containerd is containerd
+    assert builder.parallel_inline
+    assert builder.exports == (("inline", "registry", "local") if containerd else ("inline",))
+    assert builder.drops_imported is not containerd  # a 26: the classic store's BuildKit drops
+    classic = json.dumps([["Backing Filesystem", "extfs"]]) + "\n"
+    fixed = builder_runner(done("28.5.2+dfsg4\n"), done(classic))
+    assert not engine.detect_builder(engine.Engine(fixed)).drops_imported  # fixed from 27
+
+
+def test_an_old_buildx_beside_a_compose_that_refuses_it_stops_before_anything_runs() -> None:
+    old = done("github.com/docker/buildx v0.13.1 788433953af10f2a\n")
+    runner = builder_runner(done("26.1.5\n"), done("[]\n"), buildx=old)
+    with pytest.raises(UserError, match=r"^docker buildx 0.13.1 is older than 0.17, which"):
+        engine.detect_builder(engine.Engine(runner))
+    fine = builder_runner(done("28.5.2\n"), done("[]\n"), done("github.com/docker/buildx 0.29.1\n"))
+    assert engine.detect_builder(engine.Engine(fine)).bake
+    assert not any(call[:3] == ["docker", "compose", "version"] for call in fine.calls)
+
+
+def test_an_unreachable_engine_is_one_line() -> None:
+    gone = done("", "Cannot connect to the Docker daemon at unix:///x.sock. Is it running?", 1)
+    with pytest.raises(UserError, match=r"^cannot reach the Docker engine: Cannot connect"):
+        engine.detect_builder(engine.Engine(builder_runner(gone)))

@@ -1,0 +1,267 @@
+"""The SDK adapter: the SDK's failures become ours in one place, its objects plain records."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+import requests
+from docker.errors import DockerException, ImageNotFound
+
+from compose_tasks.docker.sdk import DF_ATTEMPTS, Endpoint, Lookup, Sdk, mapped
+from compose_tasks.errors import Conflict, EngineError, NotFound, Unreachable
+from tests.fakes import Container, FakeDocker, api_error
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind"),
+    [
+        (ImageNotFound("No such image: x"), NotFound),
+        (api_error("gone", 404), NotFound),
+        (api_error("name in use", 409), Conflict),
+        (api_error("boom", 500), EngineError),
+        (requests.ConnectionError("[Errno 111] Connection refused"), Unreachable),
+        (DockerException("Error while fetching server API version"), Unreachable),
+        (ConnectionResetError(104, "Connection reset by peer"), Unreachable),
+    ],
+)
+def test_failures_are_mapped_once_by_kind(raised: Exception, kind: type[EngineError]) -> None:
+    with pytest.raises(EngineError) as caught, mapped("doing it"):
+        raise raised
+    assert type(caught.value) is kind
+    assert str(caught.value).startswith("doing it: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_connection_error_shows_the_os_reason() -> None:
+    text = "HTTPConnectionPool: Max retries (Caused by NewConnectionError: [Errno 111] refused)"
+    with pytest.raises(Unreachable, match=r"^list: refused$"), mapped("list"):
+        raise requests.ConnectionError(text)
+
+
+def test_a_bug_is_not_passed_off_as_an_engine_error() -> None:
+    with pytest.raises(AttributeError), mapped("list"):
+        raise AttributeError("'NoneType' object has no attribute 'images'")
+
+
+def test_images_and_removal_on_the_fake_engine() -> None:
+    client = FakeDocker()
+    client.images.add("shop-api:1", {"owner": "us"}, "2026-01-01")
+    api = Sdk(client)
+    image = api.image("shop-api:1")
+    assert (image.tags, image.labels, image.created, image.size) == (
+        ("shop-api:1",),
+        {"owner": "us"},
+        "2026-01-01",
+        1000,
+    )
+    assert image.short_id == image.id.removeprefix("sha256:")[:12]
+    assert [i.tags for i in api.images(labels={"owner": "us"})] == [("shop-api:1",)]
+    assert api.images(labels={"owner": "them"}) == []
+    assert api.remove_image("shop-api:1") is True  # its last tag: deleted
+    with pytest.raises(NotFound, match="shop-api:1"):
+        api.remove_image("shop-api:1")
+    with pytest.raises(NotFound):
+        api.image("nothing:here")
+
+
+def test_state_records_conflict_on_a_taken_name_and_remove() -> None:
+    api = Sdk(FakeDocker())
+    api.create("network", "lock", {"kind": "lock"})
+    with pytest.raises(Conflict, match="creating network lock"):
+        api.create("network", "lock", {"kind": "lock"})
+    api.create("volume", "entry-1", {"kind": "history"})
+    assert [(r.kind, r.name, dict(r.labels)) for r in api.records("network", {"kind": "lock"})] == [
+        ("network", "lock", {"kind": "lock"})
+    ]
+    assert [r.name for r in api.records("volume", {"kind": "history"})] == ["entry-1"]
+    api.remove("network", "lock")
+    with pytest.raises(NotFound):
+        api.remove("network", "lock")
+
+
+def test_containers_carry_health_probes_and_logs() -> None:
+    client = FakeDocker()
+    client.containers.running["shop-api-1"] = Container(
+        "shop-api-1", {"project": "shop"}, "shop-api:2", "unhealthy"
+    )
+    api = Sdk(client)
+    (found,) = api.containers({"project": "shop"})
+    assert (found.name, found.status, found.image, found.health) == (
+        "shop-api-1",
+        "running",
+        "shop-api:2",
+        "unhealthy",
+    )
+    assert [(p.exit_code, p.output) for p in found.probes] == [(1, "404 Not Found")]
+    assert api.logs(found.id, 5) == "serving\n"
+    assert api.containers({"project": "blog"}) == []
+    with pytest.raises(NotFound):
+        api.container("gone")
+
+
+def test_containers_carry_their_networks_names_links_and_stop_timeout() -> None:
+    client = FakeDocker()
+    made = Container("shop-web-2", {"project": "shop"}, "shop-web:2", "healthy")
+    made.attrs["NetworkSettings"] = {
+        "Networks": {
+            "shop_default": {"Aliases": ["shop-web-2", "web"], "Links": ["shop-cache-1:kv"]},
+            "shop_back": {"Aliases": None, "Links": None},
+        }
+    }
+    made.attrs["Config"]["StopTimeout"] = 7
+    client.containers.running[made.name] = made
+    (found,) = Sdk(client).containers({"project": "shop"})
+    assert found.networks == {
+        "shop_default": Endpoint(("shop-web-2", "web"), ("shop-cache-1:kv",)),
+        "shop_back": Endpoint(),
+    }
+    assert found.stop_timeout == 7
+
+
+class Registry:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def get_registry_data(self, ref: str) -> None:
+        if self.error:
+            raise self.error
+
+
+class Client:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.images = Registry(error)
+
+
+@pytest.mark.parametrize(
+    ("error", "held"),
+    [
+        (None, Lookup.HELD),
+        (api_error("not found", 404), Lookup.ABSENT),
+        (api_error("x", 500, "manifest unknown"), Lookup.ABSENT),
+        (api_error("x", 500, "pull access denied"), Lookup.ABSENT),
+        (api_error("x", 401), Lookup.ABSENT),
+        (
+            api_error("x", 500, "dial tcp 10.0.0.9:5000: connect: no route to host"),
+            Lookup.UNREACHABLE,
+        ),
+        (
+            api_error("x", 500, 'Get "http://127.0.0.1:5999/v2/": context deadline exceeded'),
+            Lookup.SILENT,
+        ),
+        (requests.ConnectionError("refused"), Lookup.UNREACHABLE),
+        # the engine's words for a registry that accepted the connection and never answered
+        (
+            api_error(
+                "x",
+                500,
+                'Get "http://127.0.0.1:5999/v2/": net/http: request canceled (Client.Timeout '
+                "exceeded while awaiting headers)",
+            ),
+            Lookup.SILENT,
+        ),
+    ],
+)
+def test_registry_lookup_tells_absent_from_unreachable_and_silent(
+    error: Exception | None, held: Lookup
+) -> None:
+    assert Sdk(Client(error)).registry_lookup("127.0.0.1:5000/shop:1") is held
+
+
+class Service:
+    id, name = "svc1", "shop_api"
+    attrs: ClassVar[dict[str, Any]] = {
+        "Spec": {
+            "Mode": {"Replicated": {"Replicas": 3}},
+            "TaskTemplate": {
+                "ContainerSpec": {"Image": "reg/shop-api:2@sha256:abc"},
+                "Placement": {"MaxReplicas": 1, "Constraints": ["node.role==worker"]},
+            },
+        },
+        "UpdateStatus": {"State": "rollback_completed", "Message": "update rolled back"},
+    }
+
+
+class Node:
+    def __init__(self, hostname: str, state: str, role: str) -> None:
+        self.attrs = {
+            "ID": hostname.upper(),
+            "Description": {"Hostname": hostname},
+            "Status": {"State": state},
+            "Spec": {"Availability": "active", "Role": role},
+        }
+
+
+class SwarmApi:
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.asked.append(filters)
+        failed = {"State": "failed", "Err": "x"}
+        running = {"State": "running", "ContainerStatus": {"ContainerID": "c1"}}
+        placed = {"NodeID": "N2", "Slot": 1}
+        return [
+            {"CreatedAt": "1", "DesiredState": "shutdown", "Status": failed},
+            {"CreatedAt": "2", "DesiredState": "running", **placed, "Status": running},
+        ]
+
+
+class Listing:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def list(self, **_: Any) -> list[Any]:
+        return self.items
+
+
+class SwarmClient:
+    def __init__(self) -> None:
+        self.services = Listing([Service()])
+        self.nodes = Listing([Node("sw1", "ready", "manager"), Node("sw2", "down", "worker")])
+        self.api = SwarmApi()
+
+
+def test_swarm_services_tasks_and_nodes_as_records() -> None:
+    client = SwarmClient()
+    api = Sdk(client)
+    (service,) = api.services({"com.docker.stack.namespace": "shop"})
+    assert (service.replicas, service.image, service.update_state) == (
+        3,
+        "reg/shop-api:2@sha256:abc",
+        "rollback_completed",
+    )
+    assert (service.max_per_node, service.constraints) == (1, ("node.role==worker",))
+    newest, oldest = api.tasks("svc1", ["running"])
+    assert (newest.state, newest.node_id, newest.container_id, newest.slot) == (
+        "running",
+        "N2",
+        "c1",
+        1,
+    )
+    assert (oldest.state, oldest.error) == ("failed", "x")
+    assert client.api.asked == [{"service": "svc1", "desired-state": ["running"]}]
+    assert [(n.hostname, n.state, n.manager) for n in api.nodes()] == [
+        ("sw1", "ready", True),
+        ("sw2", "down", False),
+    ]
+
+
+class RacingDf(FakeDocker):
+    """``system df`` on the containerd store while another build removes a snapshot."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def df(self) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise api_error("snapshot x-view does not exist: not found", 404)
+        return super().df()
+
+
+def test_disk_usage_asks_again_when_a_concurrent_build_removed_a_snapshot() -> None:
+    assert Sdk(RacingDf(failures=2)).disk_usage().cache == ((4096, False),)
+    with pytest.raises(NotFound, match="engine disk usage"):
+        Sdk(RacingDf(failures=DF_ATTEMPTS)).disk_usage()
