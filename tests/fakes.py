@@ -1,10 +1,9 @@
 """In-memory stand-ins for the engine: just what the tasks ask of the SDK and the CLI.
 
 ``FakeDocker`` has the SDK client's shape (the real adapter, ``docker.sdk.Sdk``, runs on it) and
-keeps images, containers, networks and volumes, failing with the SDK's own error types;
-``ComposeUp`` answers the
-``docker compose … up`` a release runs by starting one container per service on the image the
-deploy override names, healthy or not as the test decides. No daemon, no subprocess.
+keeps images, containers, networks, volumes, configs and swarm services, failing with the SDK's
+own error types; ``FakeCli`` answers the docker CLI, compose and git. Every unit test uses these
+two. No daemon, no subprocess.
 """
 
 from __future__ import annotations
@@ -106,16 +105,17 @@ class Image:
 
 
 class Images:
-    """``client.images``; ``registry``: the refs a registry holds (``None``: no registry
-    answers, as on a machine with no route out)."""
+    """``client.images``; ``registry``: the refs a registry holds; ``registry_error``: what
+    every registry lookup fails with instead (a registry that is down, slow or refuses)."""
 
     def __init__(self) -> None:
         self.all: list[Image] = []
-        self.registry: set[str] | None = set()
+        self.registry: set[str] = set()
+        self.registry_error: Exception | None = None
 
     def get_registry_data(self, ref: str) -> None:
-        if self.registry is None:
-            raise api_error("x", 500, f"dial tcp: lookup {ref.split('/')[0]}: no such host")
+        if self.registry_error is not None:
+            raise self.registry_error
         if ref not in self.registry:
             raise api_error("x", 404, f"manifest unknown: {ref}")
 
@@ -221,6 +221,8 @@ class Api:
         self.removed: list[str] = []
         self.in_use: set[str] = set()
         self.broken: set[str] = set()
+        self.tagged: list[tuple[str, str, str]] = []  # (source, repository, tag) of each tag
+        self.asked: list[Mapping[str, Any]] = []  # the filters of each task listing
 
     def remove_image(self, ref: str, force: bool = False) -> list[dict[str, str]]:
         if ref in self.broken:
@@ -235,7 +237,15 @@ class Api:
         self.removed.append(ref)
         return [{"Untagged": ref}, {"Deleted": image.id}] if not image.tags else [{"Untagged": ref}]
 
+    def tag(self, source: str, repository: str, tag: str) -> bool:
+        self.tagged.append((source, repository, tag))
+        for image in self.images.all:
+            if source in image.tags or _is_id(image, source):
+                image.tags.append(f"{repository}:{tag}")
+        return True
+
     def tasks(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        self.asked.append(dict(filters))
         service = next(s for s in self.services.all if s.id == filters["service"])
         desired = filters.get("desired-state")
         return [t for t in service.tasks if not desired or t["DesiredState"] in desired]
@@ -285,27 +295,36 @@ class Api:
 
 
 class Node:
-    def __init__(self, number: int, state: str = "ready") -> None:
+    def __init__(self, number: int, state: str = "ready", role: str = "manager") -> None:
         self.attrs = {
             "ID": f"n{number}",
             "Description": {"Hostname": f"sw{number}"},
             "Status": {"State": state},
-            "Spec": {"Availability": "active", "Role": "manager"},
+            "Spec": {"Availability": "active", "Role": role},
         }
 
 
 class Nodes:
     """``client.nodes``: ``count`` swarm nodes (``down``: the numbers of those that are down);
-    none: this engine is no swarm manager."""
+    ``workers``: the numbers of those that are workers, not managers; none: this engine is no
+    swarm manager."""
 
     def __init__(self) -> None:
         self.count = 0
         self.down: set[int] = set()
+        self.workers: set[int] = set()
 
     def list(self) -> list[Node]:
         if not self.count:
             raise api_error("x", 503, "This node is not a swarm manager.")
-        return [Node(n, "down" if n in self.down else "ready") for n in range(1, self.count + 1)]
+        return [
+            Node(
+                n,
+                "down" if n in self.down else "ready",
+                "worker" if n in self.workers else "manager",
+            )
+            for n in range(1, self.count + 1)
+        ]
 
 
 class Service:
@@ -320,12 +339,18 @@ class Service:
         }
         self.attrs: dict[str, Any] = {
             "Spec": {"Mode": {"Replicated": {"Replicas": replicas}}, "TaskTemplate": template},
-            "UpdateStatus": {"State": spec.get("update", "completed")},
+            "UpdateStatus": {"State": spec.get("update", "completed"), "Message": ""},
         }
         self.tasks: list[dict[str, Any]] = []
 
     def task(
-        self, state: str, node: int, error: str = "", desired: str = "running", image: str = ""
+        self,
+        state: str,
+        node: int,
+        error: str = "",
+        desired: str = "running",
+        image: str = "",
+        slot: int = 0,
     ) -> None:
         created = f"{len(self.tasks):04d}"
         container = {"ContainerID": f"{self.name}.{created}"}  # not on this engine: elsewhere
@@ -334,6 +359,7 @@ class Service:
             "CreatedAt": created,
             "DesiredState": desired,
             "NodeID": f"n{node}",
+            **({"Slot": slot} if slot else {}),
         }
         spec = self.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
         entry["Spec"] = {"ContainerSpec": {"Image": image or spec["Image"]}}
@@ -373,73 +399,77 @@ class FakeDocker:
         return {"LayersSize": layers, "BuildCache": [{"Size": 4096, "InUse": False}]}
 
 
-class Canned(Runner):
-    """Answers each command from a table keyed by its first three words; records every call."""
-
-    def __init__(self, answers: Mapping[str, Result | Exception]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def run(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-    ) -> Result:
-        self.calls.append(list(argv))
-        answer = self.answers[" ".join(argv[:3])]
-        if isinstance(answer, Exception):
-            raise answer
-        return Result(tuple(argv), answer.code, answer.out, answer.err)
-
-
-class ComposeUp(Runner):
-    """Answers ``docker compose … up`` by (re)starting the services on the override's images;
-    ``health(image)`` says how each comes up. Every call is recorded."""
-
-    def __init__(self, client: FakeDocker, health: Callable[[str], str]) -> None:
-        super().__init__()
-        self.client, self.health = client, health
-        self.calls: list[list[str]] = []
-
-    def run(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> Result:
-        self.calls.append(list(argv))
-        if "up" in argv:
-            project = argv[argv.index("-p") + 1]
-            override = Path(argv[[i for i, a in enumerate(argv) if a == "-f"][-1] + 1])
-            text = override.read_text()
-            for service, image in re.findall(r"^  (\S+):\n    image: (\S+)$", text, re.M):
-                labels = {COMPOSE_PROJECT: project, COMPOSE_SERVICE: service}
-                name = f"{project}-{service}-1"
-                self.client.containers.running[name] = Container(
-                    name, labels, image, self.health(image)
-                )
-        return Result(tuple(argv), 0, "", "")
-
-
 def fake_id(ref: str) -> str:
     """The short image id ``FakeCli`` gives a labelled image."""
     return hashlib.sha256(ref.encode()).hexdigest()[:12]
 
 
-class FakeCli(Runner):
-    """The docker CLI and compose for the build task: ``compose config`` prints ``project``,
-    the engine is a 20.10 with BuildKit's docker driver, no image is local, and ``compose
-    build`` streams ``progress`` (BuildKit's JSON lines) and exits ``code``; ``local`` are the
-    refs of local images. Every argv is recorded; a command it does not know fails the test."""
+Answer = Result | Exception | Callable[[list[str]], Result]
 
-    def __init__(self, progress: Sequence[str], code: int = 0, local: Sequence[str] = ()) -> None:
-        super().__init__()
+
+class FakeCli(Runner):
+    """The one stand-in for the docker CLI, compose and git: every argv is recorded (``calls``,
+    with the environment each was given in ``envs``).
+
+    A command is answered from ``answers`` first: the entry whose key (words joined by spaces)
+    is the longest prefix of the argv, a result, an error to raise or a function of the argv.
+    Otherwise as a build sees it: ``compose config`` prints ``project``, the engine is a 20.10
+    with BuildKit's docker driver, ``local`` are the refs of local images and ``labelled`` ours,
+    and ``compose build`` streams ``progress`` (BuildKit's JSON lines) and exits ``code``
+    (``then``: what the builds after the first stream, one each). With ``client``, ``compose
+    up`` (re)starts the services on the images its last ``-f`` file names, healthy or not as
+    ``health(image)`` says. A command it does not know fails the test, unless ``permissive``:
+    then it succeeds and prints nothing."""
+
+    def __init__(
+        self,
+        progress: Sequence[str] = (),
+        code: int = 0,
+        local: Sequence[str] = (),
+        *,
+        answers: Mapping[str, Answer] | None = None,
+        then: Sequence[tuple[list[str], int]] = (),
+        client: FakeDocker | None = None,
+        health: Callable[[str], str] = lambda image: "healthy",
+        permissive: bool = False,
+        base: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(base)
+        self.answers = dict(answers or {})
         self.project: Mapping[str, Any] = {}
         self.progress, self.code, self.local = progress, code, set(local)
+        self.then = list(then)
+        self.client, self.health, self.permissive = client, health, permissive
         self.labelled: dict[str, dict[str, str]] = {}  # local images of ours: ref -> labels
         self.version = "20.10.24"  # a 28.x with ``containerd``: the containerd image store
         self.containerd = False
         self.buildx = True  # ``buildx inspect`` answers: compose builds through bake
         self.calls: list[list[str]] = []
+        self.envs: list[dict[str, str]] = []
         self.push_error = ""  # set: ``docker push`` fails with it
+
+    def _answer(self, words: list[str]) -> Result | None:
+        keys = [key for key in self.answers if words[: len(key.split())] == key.split()]
+        if not keys:
+            return None
+        answer = self.answers[max(keys, key=lambda key: len(key.split()))]
+        if isinstance(answer, Exception):
+            raise answer
+        done = answer(words) if callable(answer) else answer
+        return Result(tuple(words), done.code, done.out, done.err)
+
+    def _up(self, words: list[str]) -> Result:
+        assert self.client is not None
+        project = words[words.index("-p") + 1]
+        override = Path(words[[i for i, a in enumerate(words) if a == "-f"][-1] + 1])
+        text = override.read_text()
+        for service, image in re.findall(r"^  (\S+):\n    image: (\S+)$", text, re.M):
+            labels = {COMPOSE_PROJECT: project, COMPOSE_SERVICE: service}
+            name = f"{project}-{service}-1"
+            self.client.containers.running[name] = Container(
+                name, labels, image, self.health(image)
+            )
+        return Result(tuple(words), 0, "", "")
 
     def run(
         self,
@@ -448,7 +478,13 @@ class FakeCli(Runner):
         cwd: Path | None = None,
     ) -> Result:
         self.calls.append(list(argv))
+        self.envs.append(dict(env or {}))
         words = list(argv)
+        answered = self._answer(words)
+        if answered is not None:
+            return answered
+        if self.client is not None and words[:2] == ["docker", "compose"] and "up" in words:
+            return self._up(words)
         if words[:3] == ["docker", "compose", "version"]:
             return Result(tuple(argv), 0, "2.40.0\n", "")
         if words[:2] == ["docker", "compose"] and "config" in words:
@@ -494,6 +530,8 @@ class FakeCli(Runner):
             return Result(tuple(argv), 0, "", "")
         if words[:1] == ["git"]:
             return Result(tuple(argv), 128, "", "fatal: not a git repository")
+        if self.permissive:
+            return Result(tuple(argv), 0, "", "")
         raise AssertionError(f"unexpected command: {words}")
 
     def stream(
@@ -505,6 +543,11 @@ class FakeCli(Runner):
         idle: float = 15.0,
     ) -> int:
         self.calls.append(list(argv))
+        self.envs.append(dict(env or {}))
+        if sum("build" in call for call in self.calls) > 1 and self.then:
+            self.progress, self.code = self.then.pop(0)
         for line in self.progress:
             on_line(line)
+            if on_idle is not None:
+                on_idle()  # as if the build had been quiet for ``idle`` seconds
         return self.code

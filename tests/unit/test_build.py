@@ -15,7 +15,7 @@ from compose_tasks.docker import engine
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.dockerfile import steps
 from compose_tasks.settings import load
-from tests.fakes import FakeCli, FakeDocker
+from tests.fakes import FakeCli, FakeDocker, api_error
 from tests.unit.docker.test_registry import Store, serve_registry
 
 
@@ -40,7 +40,8 @@ def shop(
     monkeypatch.setattr(build, "settings_of", lambda c, **flags: settings)
     monkeypatch.setattr(build, "Runner", lambda: cli)
     offline = FakeDocker()
-    offline.images.registry = None  # no route to any registry, as on the machine that runs CI
+    no_route = "dial tcp: lookup registry-1.docker.io: no such host"
+    offline.images.registry_error = api_error("x", 500, no_route)  # as on the machine of CI
     monkeypatch.setattr(engine, "connect", lambda runner, host: Sdk(offline))
     return root
 

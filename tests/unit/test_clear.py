@@ -17,12 +17,11 @@ from compose_tasks.buildplan.pipeline import Prepared, Project, base_images
 from compose_tasks.clear import carry_out, collect
 from compose_tasks.docker import engine
 from compose_tasks.docker.refs import ownership
-from compose_tasks.docker.runner import Runner
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import UserError
 from compose_tasks.settings import load
 from compose_tasks.sizes import human, parse_size
-from tests.fakes import Container, FakeDocker
+from tests.fakes import Container, FakeCli, FakeDocker
 from tests.support import GIT, plan_for, project
 
 
@@ -66,7 +65,7 @@ def test_only_ours_is_removed_on_an_in_memory_engine(tmp_path: Path) -> None:
     client.images.add("shop-api:theirs", {})  # tagged into our repository by someone else
     client.images.add("blog-api:latest", ownership("blog", "api"))  # another project
     client.images.add("busybox:1.36", {})
-    docker = engine.Engine(Runner(), Sdk(client))
+    docker = engine.Engine(FakeCli(), Sdk(client))
     prepared = Prepared(Project(settings, (), GIT, compose), plan, docker)
     items = collect(prepared, settings)
     kinds = {(item.kind, item.name): item for item in items}
@@ -95,7 +94,7 @@ def test_the_task_lists_on_a_dry_run_refuses_without_yes_and_clears_with_it(
     client.images.add("shop-api:latest", ownership("shop", "api"))
     plan = plan_for(compose, tmp_path, settings=settings)
     prepared = Prepared(
-        Project(settings, (), GIT, compose), plan, engine.Engine(Runner(), Sdk(client))
+        Project(settings, (), GIT, compose), plan, engine.Engine(FakeCli(), Sdk(client))
     )
     monkeypatch.setattr(clear, "settings_of", lambda c: settings)
     monkeypatch.setattr(clear, "prepare", lambda settings, docker, services: prepared)
@@ -114,7 +113,7 @@ def test_the_task_lists_on_a_dry_run_refuses_without_yes_and_clears_with_it(
     assert "reclaimed: images 1.0kB, builder cache 4.1kB" in capsys.readouterr().out
 
 
-class Engine:
+class World:
     """A project ``shop`` with one service on the in-memory engine, its settings in tmp_path."""
 
     def __init__(self, tmp_path: Path, dockerfile: str = "FROM busybox:1.36\nRUN true\n") -> None:
@@ -127,12 +126,12 @@ class Engine:
     def prepared(self, **compose: object) -> Prepared:
         data = {**self.compose, **compose}
         plan = plan_for(data, self.settings.project_dir, settings=self.settings)
-        docker = engine.Engine(Runner(), Sdk(self.client))
+        docker = engine.Engine(FakeCli(), Sdk(self.client))
         return Prepared(Project(self.settings, (), GIT, data), plan, docker)
 
 
 def test_in_use_images_are_untagged_and_dangling_ones_kept(tmp_path: Path) -> None:
-    world = Engine(tmp_path)
+    world = World(tmp_path)
     used = world.client.images.add("shop-api:latest", world.ours)
     dangling = world.client.images.add("shop-api:old", world.ours)
     dangling.tags.clear()  # a rebuild untagged it; a stopped container still needs it
@@ -153,7 +152,7 @@ def test_in_use_images_are_untagged_and_dangling_ones_kept(tmp_path: Path) -> No
 def test_folders_base_images_and_a_failed_removal(tmp_path: Path) -> None:
     """Cache folders and the generated files go; the base image only on request; a removal
     the engine refuses fails its item, the rest still goes."""
-    world = Engine(tmp_path)
+    world = World(tmp_path)
     world.client.images.add("shop-api:latest", world.ours)
     world.client.images.add("shop-api:abc123abc123", world.ours)
     world.client.images.add("busybox:1.36", {})
@@ -181,7 +180,7 @@ def test_folders_base_images_and_a_failed_removal(tmp_path: Path) -> None:
 def test_a_failed_item_fails_the_task_after_the_rest_was_cleared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    world = Engine(tmp_path)
+    world = World(tmp_path)
     world.client.images.add("shop-api:latest", world.ours)
     world.client.images.add("shop-api:abc123abc123", world.ours)
     world.client.api.broken = {"shop-api:latest"}
@@ -199,7 +198,7 @@ def test_a_failed_item_fails_the_task_after_the_rest_was_cleared(
 def test_a_terminal_is_asked_before_anything_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: str, removed: bool
 ) -> None:
-    world = Engine(tmp_path)
+    world = World(tmp_path)
     world.client.images.add("shop-api:latest", world.ours)
     prepared = world.prepared()
     monkeypatch.setattr(clear, "settings_of", lambda c: world.settings)

@@ -1,9 +1,9 @@
-"""The build stage orchestrated without a daemon: a stand-in runner and image store."""
+"""The build stage orchestrated without a daemon: the fake CLI and engine."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,49 +12,35 @@ import pytest
 from compose_tasks.buildplan import pipeline
 from compose_tasks.buildplan.pipeline import Prepared, Project
 from compose_tasks.docker.builder import Found
-from compose_tasks.docker.runner import Runner
+from compose_tasks.docker.engine import Engine
+from compose_tasks.docker.runner import Result
+from compose_tasks.docker.sdk import Sdk
 from compose_tasks.settings import load
+from tests.fakes import FakeCli, FakeDocker
 from tests.support import GIT, plan_for, project
 
-
-class FakeRunner(Runner):
-    """Replays BuildKit progress lines instead of running compose; records the argv. With
-    ``then``, later builds replay those (lines, exit code) instead, one per call."""
-
-    def __init__(
-        self, lines: Sequence[str], code: int = 0, then: Sequence[tuple[list[str], int]] = ()
-    ) -> None:
-        self.lines, self.code, self.then = lines, code, list(then)
-        self.calls: list[tuple[list[str], dict[str, str]]] = []
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        on_line: Callable[[str], None],
-        env: Mapping[str, str] | None = None,
-        on_idle: Callable[[], None] | None = None,
-        idle: float = 15.0,
-    ) -> int:
-        self.calls.append((list(argv), dict(env or {})))
-        if len(self.calls) > 1 and self.then:
-            self.lines, self.code = self.then.pop(0)
-        for line in self.lines:
-            on_line(line)
-            if on_idle is not None:
-                on_idle()  # as if the build had been quiet for ``idle`` seconds
-        return self.code
+PRUNED = Result((), 0, "Deleted Images:\nuntagged: shop-api:a\nuntagged: shop-api:b\n", "")
 
 
-class FakeEngine:
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-        self.tags: list[tuple[str, str]] = []
-        self.pruned: list[str] = []
+def fake_cli(
+    lines: Sequence[str], code: int = 0, then: Sequence[tuple[list[str], int]] = ()
+) -> FakeCli:
+    """Replays BuildKit progress lines instead of running compose (``then``: the later builds);
+    the prune of our untagged images removes two."""
+    return FakeCli(lines, code, then=then, answers={"docker image prune": PRUNED})
 
-    def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
-        self.tags += pairs
-        self.pruned.append(project)
-        return 2
+
+def builds(cli: FakeCli) -> list[tuple[list[str], dict[str, str]]]:
+    """Each ``compose build`` run, with its environment."""
+    return [(argv, env) for argv, env in zip(cli.calls, cli.envs, strict=True) if "build" in argv]
+
+
+def tags(cli: FakeCli) -> list[tuple[str, str]]:
+    return [(argv[3], argv[4]) for argv in cli.calls if argv[:3] == ["docker", "image", "tag"]]
+
+
+def prunes(cli: FakeCli) -> list[list[str]]:
+    return [argv for argv in cli.calls if argv[:3] == ["docker", "image", "prune"]]
 
 
 def vertex(name: str, cached: bool = False, error: str = "") -> str:
@@ -65,32 +51,31 @@ def vertex(name: str, cached: bool = False, error: str = "") -> str:
     return json.dumps({"vertexes": [data]})
 
 
-def prepared(tmp_path: Path, runner: Runner) -> tuple[Prepared, FakeEngine]:
+def prepared(tmp_path: Path, runner: FakeCli) -> Prepared:
     root = tmp_path / "proj"
     root.mkdir()
     settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "cache")}, cwd=root)
     compose = project(api={"build": {"context": "/p"}})
     plan = plan_for(compose, root, {"shop-api:latest": Found("local", True)}, settings=settings)
-    images = FakeEngine(runner)
-    ready = Prepared(Project(settings, (), GIT, compose), plan, images)  # type: ignore[arg-type]
-    return ready, images
+    return Prepared(Project(settings, (), GIT, compose), plan, Engine(runner, Sdk(FakeDocker())))
 
 
 def test_execute_counts_steps_and_promotes_only_on_success(tmp_path: Path) -> None:
-    runner = FakeRunner(
+    runner = fake_cli(
         [vertex("[api 1/3] COPY a .", cached=True), vertex("[api 2/3] RUN x"), "plain line"]
     )
-    ready, images = prepared(tmp_path, runner)
+    ready = prepared(tmp_path, runner)
     steps: list[str] = []
     result = pipeline.execute(ready, lambda step: steps.append(step.label))
     assert result.ok and result.failed == ()
     (row,) = result.services
     assert (row.steps, row.cached, row.rebuilt, row.first_rebuilt) == (2, 1, 1, "[2/3] RUN x")
     assert steps == ["[1/3] COPY a .", "[2/3] RUN x"]
-    assert images.tags == [(ready.plan.services[0].build_ref, "shop-api:latest")]
-    assert (images.pruned, result.dangling) == (["shop"], 2)  # untagged images of ours
+    assert tags(runner) == [(ready.plan.services[0].build_ref, "shop-api:latest")]
+    assert len(prunes(runner)) == 1 and "label=org.compose-tasks.project=shop" in prunes(runner)[0]
+    assert result.dangling == 2  # untagged images of ours
     assert list(result.seconds) == ["compose build", "tags"]
-    ((argv, env),) = runner.calls
+    ((argv, env),) = builds(runner)
     assert argv == ready.plan.build_argv() and env == ready.plan.env()
     override = Path(ready.plan.override_file)
     assert override.stat().st_mode & 0o777 == 0o600
@@ -98,11 +83,11 @@ def test_execute_counts_steps_and_promotes_only_on_success(tmp_path: Path) -> No
 
 
 def test_a_failed_service_moves_no_cache_tag(tmp_path: Path) -> None:
-    runner = FakeRunner([vertex("[api 2/3] RUN x", error="exit code: 3")], code=1)
-    ready, images = prepared(tmp_path, runner)
+    runner = fake_cli([vertex("[api 2/3] RUN x", error="exit code: 3")], code=1)
+    ready = prepared(tmp_path, runner)
     result = pipeline.execute(ready)
     assert (result.ok, result.failed, result.promoted) == (False, ("api",), ())
-    assert images.tags == [] and images.pruned == []
+    assert tags(runner) == [] and prunes(runner) == []
 
 
 def test_a_long_step_is_reported_while_it_runs(tmp_path: Path) -> None:
@@ -117,7 +102,7 @@ def test_a_long_step_is_reported_while_it_runs(tmp_path: Path) -> None:
             ]
         }
     )
-    ready, _ = prepared(tmp_path, FakeRunner([started, vertex("[api 2/3] RUN npm ci")]))
+    ready = prepared(tmp_path, fake_cli([started, vertex("[api 2/3] RUN npm ci")]))
     seen: list[tuple[str, bool]] = []
     pipeline.execute(ready, on_running=lambda step, seconds: seen.append((step.label, seconds > 0)))
     assert seen == [("[2/3] RUN npm ci", True)]  # once while running, not after it finished
@@ -133,20 +118,20 @@ def test_the_containerd_snapshot_race_is_built_again_once_for_the_failed_service
     tmp_path: Path,
 ) -> None:
     lost = [vertex("[api 2/3] RUN x"), vertex("[api] exporting to image", error=RACE)]
-    runner = FakeRunner(lost, code=1, then=[([vertex("[2/3] RUN x", cached=True)], 0)])
-    ready, images = prepared(tmp_path, runner)
+    runner = fake_cli(lost, code=1, then=[([vertex("[2/3] RUN x", cached=True)], 0)])
+    ready = prepared(tmp_path, runner)
     result = pipeline.execute(ready)
     assert (result.ok, result.retried, result.failed) == (True, ("api",), ())
-    assert [argv[-1] for argv, _ in runner.calls] == ["api", "api"]
+    assert [argv[-1] for argv, _ in builds(runner)] == ["api", "api"]
     assert (result.services[0].steps, result.services[0].cached) == (1, 1)  # the second build
-    assert images.tags != []
+    assert tags(runner) != []
 
 
 def test_a_real_build_error_is_not_retried(tmp_path: Path) -> None:
-    runner = FakeRunner([vertex("[api 2/3] RUN x", error="exit code: 3")], code=1)
-    ready, _ = prepared(tmp_path, runner)
+    runner = fake_cli([vertex("[api 2/3] RUN x", error="exit code: 3")], code=1)
+    ready = prepared(tmp_path, runner)
     result = pipeline.execute(ready)
-    assert (result.ok, result.retried, len(runner.calls)) == (False, (), 1)
+    assert (result.ok, result.retried, len(builds(runner))) == (False, (), 1)
     assert not pipeline.snapshot_race("exit code: 3") and pipeline.snapshot_race(RACE)
 
 

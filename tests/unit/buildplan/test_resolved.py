@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from compose_tasks.buildplan import generated, pipeline
 from compose_tasks.buildplan.gitinfo import GitInfo
 from compose_tasks.docker.runner import Result, Runner
 from compose_tasks.settings import Settings, load
+from tests.fakes import FakeCli
 from tests.support import GIT, tree
 
 SECRET = "s3cret-value-123"  # noqa: S105 - a stand-in, checked to stay out of the kept copy
@@ -29,22 +30,16 @@ services:
 """
 
 
-class Compose(Runner):
+def compose() -> FakeCli:
     """Answers ``compose config`` with a resolved project that counts the calls."""
 
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def run(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-    ) -> Result:
-        assert list(argv[-3:]) == ["config", "--format", "json"]
-        self.calls += 1
+    def config(argv: list[str]) -> Result:
+        assert argv[-3:] == ["config", "--format", "json"]
         data: dict[str, Any] = {
             "name": "shop",
             "services": {
                 "api": {
-                    "build": {"context": "/p/api", "args": {"N": str(self.calls)}},
+                    "build": {"context": "/p/api", "args": {"N": str(len(cli.calls))}},
                     "image": "shop/api",
                     "environment": {"TOKEN": SECRET},
                 }
@@ -52,9 +47,12 @@ class Compose(Runner):
         }
         return Result(tuple(argv), 0, json.dumps(data), "")
 
+    cli = FakeCli(answers={"docker compose": config})
+    return cli
+
 
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Compose, Path]:
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, FakeCli, Path]:
     root = tmp_path / "proj"
     root.mkdir()
     (root / "compose.yaml").write_text(COMPOSE)
@@ -62,7 +60,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Co
     monkeypatch.setenv("API_TOKEN", SECRET)
     monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
     settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "cache")}, cwd=root)
-    return settings, Compose(), root
+    return settings, compose(), root
 
 
 def resolve(settings: Settings, runner: Runner, git: GitInfo = GIT) -> dict[str, Any]:
@@ -73,7 +71,7 @@ def resolve(settings: Settings, runner: Runner, git: GitInfo = GIT) -> dict[str,
 
 
 def test_reused_while_nothing_compose_reads_changes(
-    setup: tuple[Settings, Compose, Path], monkeypatch: pytest.MonkeyPatch
+    setup: tuple[Settings, FakeCli, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, runner, root = setup
     first = resolve(settings, runner)
@@ -82,7 +80,7 @@ def test_reused_while_nothing_compose_reads_changes(
     assert resolve(settings, runner) == first
     monkeypatch.setenv("UNRELATED_VARIABLE", "x")
     (root / "notes.txt").write_text("not read by compose\n")
-    assert (resolve(settings, runner), runner.calls) == (first, 1)
+    assert (resolve(settings, runner), len(runner.calls)) == (first, 1)
 
     changes: list[Callable[[], object]] = [
         lambda: (root / "compose.yaml").write_text(COMPOSE + "# edited\n"),
@@ -95,36 +93,36 @@ def test_reused_while_nothing_compose_reads_changes(
         change()
         assert resolve(settings, runner)["services"]["api"]["build"]["args"]["N"] == str(count)
         assert resolve(settings, runner)["services"]["api"]["build"]["args"]["N"] == str(count)
-    assert runner.calls == 1 + len(changes)
+    assert len(runner.calls) == 1 + len(changes)
 
 
 def test_a_new_commit_is_resolved_again_when_the_files_name_its_variable(
-    setup: tuple[Settings, Compose, Path],
+    setup: tuple[Settings, FakeCli, Path],
 ) -> None:
     settings, runner, root = setup
     (root / "compose.yaml").write_text(COMPOSE + "x-commit: ${GIT_COMMIT_HASH}\n")
     resolve(settings, runner)
     resolve(settings, runner)
-    assert runner.calls == 1
+    assert len(runner.calls) == 1
     resolve(settings, runner, GitInfo("f" * 40, "git", False, "main"))
-    assert runner.calls == 2
+    assert len(runner.calls) == 2
 
 
 def test_resolving_writes_nothing_until_a_build_keeps_it(
-    setup: tuple[Settings, Compose, Path],
+    setup: tuple[Settings, FakeCli, Path],
 ) -> None:
     settings, runner, _ = setup
     pipeline.resolve(settings, runner, GIT, reuse=True)
     project = pipeline.resolve(settings, runner, GIT, reuse=True)
-    assert runner.calls == 2
+    assert len(runner.calls) == 2
     assert not settings.build_dir.exists()
     pipeline.keep_resolution(project)
     pipeline.resolve(settings, runner, GIT, reuse=True)
-    assert runner.calls == 2
+    assert len(runner.calls) == 2
 
 
 def test_the_kept_copy_is_private_outside_the_project_and_holds_no_environment(
-    setup: tuple[Settings, Compose, Path],
+    setup: tuple[Settings, FakeCli, Path],
 ) -> None:
     settings, runner, root = setup
     before = tree(root)
@@ -138,12 +136,12 @@ def test_the_kept_copy_is_private_outside_the_project_and_holds_no_environment(
 
 
 def test_without_reuse_compose_always_runs_and_the_whole_project_comes_back(
-    setup: tuple[Settings, Compose, Path],
+    setup: tuple[Settings, FakeCli, Path],
 ) -> None:
     settings, runner, _ = setup
     pipeline.resolve(settings, runner, GIT)
     data = pipeline.resolve(settings, runner, GIT).data
-    assert runner.calls == 2
+    assert len(runner.calls) == 2
     assert data["services"]["api"]["environment"] == {"TOKEN": SECRET}
 
 
@@ -156,14 +154,14 @@ def test_without_reuse_compose_always_runs_and_the_whole_project_comes_back(
     ],
 )
 def test_references_that_cannot_be_followed_are_never_reused(
-    setup: tuple[Settings, Compose, Path], extra: str
+    setup: tuple[Settings, FakeCli, Path], extra: str
 ) -> None:
     settings, runner, root = setup
     text = COMPOSE + extra if extra.startswith(" ") else extra + COMPOSE
     (root / "compose.yaml").write_text(text)
     for _ in range(3):
         resolve(settings, runner)
-    assert runner.calls == 3
+    assert len(runner.calls) == 3
     assert not (settings.build_dir / resolved.NAME).exists()
 
 

@@ -12,7 +12,7 @@ from compose_tasks.docker.builder import Found
 from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import Failed, UserError
-from tests.fakes import Canned
+from tests.fakes import FakeCli, FakeDocker
 
 NO_SUCH = "Error response from daemon: no such image: {0}: No such image: {0}"
 
@@ -32,8 +32,8 @@ def inspected(*lines: str, missing: Sequence[str] = ()) -> Result:
 
 def test_one_inspect_answers_tags_digests_and_absent_refs() -> None:
     digest = "busybox@sha256:" + "a" * 64
-    runner = Canned(
-        {
+    runner = FakeCli(
+        answers={
             "docker image inspect": inspected(
                 line(
                     ["shop-api:latest", "shop-api:abc"], [], {"org.compose-tasks.inline-cache": "1"}
@@ -57,7 +57,7 @@ def test_one_inspect_answers_tags_digests_and_absent_refs() -> None:
 
 def test_nothing_found_prints_a_blank_line_and_an_invalid_ref_is_absent() -> None:
     err = "Error response from daemon: no such image: Bad:ref: invalid reference format"
-    runner = Canned({"docker image inspect": done("\n", err, 1)})
+    runner = FakeCli(answers={"docker image inspect": done("\n", err, 1)})
     images = engine.Engine(runner)
     assert images.locate("Bad:ref", False) is None
 
@@ -71,45 +71,31 @@ def test_nothing_found_prints_a_blank_line_and_an_invalid_ref_is_absent() -> Non
     ],
 )
 def test_an_engine_that_cannot_answer_is_one_error_line(answer: Result) -> None:
-    images = engine.Engine(Canned({"docker image inspect": answer}))
+    images = engine.Engine(FakeCli(answers={"docker image inspect": answer}))
     with pytest.raises(UserError) as info:
         images.locate("shop-api:latest", False)
     assert "\n" not in str(info.value)
 
 
 def test_tags_run_together_and_a_failure_names_its_target() -> None:
-    runner = Canned({"docker image tag": done()})
+    runner = FakeCli(answers={"docker image tag": done()})
     engine.Engine(runner).tag_all([("a:1", "a:latest"), ("b:1", "b:latest")])
     assert runner.calls == [
         ["docker", "image", "tag", "a:1", "a:latest"],
         ["docker", "image", "tag", "b:1", "b:latest"],
     ]
-    failing = Canned({"docker image tag": done("", "Error: no such image a:1", 1)})
+    failing = FakeCli(answers={"docker image tag": done("", "Error: no such image a:1", 1)})
     with pytest.raises(Failed, match=r"^docker image tag a:latest failed: Error: no such"):
         engine.Engine(failing).tag_all([("a:1", "a:latest")])
 
 
-class FakeApi:
-    def __init__(self) -> None:
-        self.tags: list[tuple[str, str, str]] = []
-
-    def tag(self, source: str, repo: str, tag: str) -> bool:
-        self.tags.append((source, repo, tag))
-        return True
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.api = FakeApi()
-
-
 def test_many_tags_go_through_one_sdk_client_instead_of_a_process_each() -> None:
-    runner, client = Canned({}), FakeClient()
+    runner, client = FakeCli(), FakeDocker()
     pairs = [(f"s{i}:abc", f"127.0.0.1:5000/s{i}:latest") for i in range(engine.CLI_TAGS + 1)]
     engine.Engine(runner, Sdk(client)).tag_all(pairs)
     assert runner.calls == []
-    assert client.api.tags[-1] == (pairs[-1][0], f"127.0.0.1:5000/s{engine.CLI_TAGS}", "latest")
-    assert len(client.api.tags) == len(pairs)
+    assert client.api.tagged[-1] == (pairs[-1][0], f"127.0.0.1:5000/s{engine.CLI_TAGS}", "latest")
+    assert len(client.api.tagged) == len(pairs)
 
 
 NO_BUILDX = done("", "docker: 'buildx' is not a docker command.", 1)
@@ -117,7 +103,7 @@ NO_BUILDX = done("", "docker: 'buildx' is not a docker command.", 1)
 
 def builder_runner(
     version: Result, info: Result | None = None, buildx: Result = NO_BUILDX
-) -> Canned:
+) -> FakeCli:
     answers: dict[str, Result | Exception] = {
         "docker version --format": version,
         "docker buildx inspect": NO_BUILDX if buildx is NO_BUILDX else done("Driver: docker\n"),
@@ -127,7 +113,7 @@ def builder_runner(
     }
     if info is not None:
         answers["docker info --format"] = info
-    return Canned(answers)
+    return FakeCli(answers=answers)
 
 
 def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import requests
@@ -10,7 +10,7 @@ from docker.errors import DockerException, ImageNotFound
 
 from compose_tasks.docker.sdk import DF_ATTEMPTS, Endpoint, Lookup, Sdk, mapped
 from compose_tasks.errors import Conflict, EngineError, NotFound, Unreachable
-from tests.fakes import Container, FakeDocker, api_error
+from tests.fakes import Container, FakeDocker, Service, api_error
 
 
 @pytest.mark.parametrize(
@@ -119,20 +119,6 @@ def test_containers_carry_their_networks_names_links_and_stop_timeout() -> None:
     assert found.stop_timeout == 7
 
 
-class Registry:
-    def __init__(self, error: Exception | None) -> None:
-        self.error = error
-
-    def get_registry_data(self, ref: str) -> None:
-        if self.error:
-            raise self.error
-
-
-class Client:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.images = Registry(error)
-
-
 @pytest.mark.parametrize(
     ("error", "held"),
     [
@@ -165,83 +151,39 @@ class Client:
 def test_registry_lookup_tells_absent_from_unreachable_and_silent(
     error: Exception | None, held: Lookup
 ) -> None:
-    assert Sdk(Client(error)).registry_lookup("127.0.0.1:5000/shop:1") is held
-
-
-class Service:
-    id, name = "svc1", "shop_api"
-    attrs: ClassVar[dict[str, Any]] = {
-        "Spec": {
-            "Mode": {"Replicated": {"Replicas": 3}},
-            "TaskTemplate": {
-                "ContainerSpec": {"Image": "reg/shop-api:2@sha256:abc"},
-                "Placement": {"MaxReplicas": 1, "Constraints": ["node.role==worker"]},
-            },
-        },
-        "UpdateStatus": {"State": "rollback_completed", "Message": "update rolled back"},
-    }
-
-
-class Node:
-    def __init__(self, hostname: str, state: str, role: str) -> None:
-        self.attrs = {
-            "ID": hostname.upper(),
-            "Description": {"Hostname": hostname},
-            "Status": {"State": state},
-            "Spec": {"Availability": "active", "Role": role},
-        }
-
-
-class SwarmApi:
-    def __init__(self) -> None:
-        self.asked: list[dict[str, Any]] = []
-
-    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        self.asked.append(filters)
-        failed = {"State": "failed", "Err": "x"}
-        running = {"State": "running", "ContainerStatus": {"ContainerID": "c1"}}
-        placed = {"NodeID": "N2", "Slot": 1}
-        return [
-            {"CreatedAt": "1", "DesiredState": "shutdown", "Status": failed},
-            {"CreatedAt": "2", "DesiredState": "running", **placed, "Status": running},
-        ]
-
-
-class Listing:
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-
-    def list(self, **_: Any) -> list[Any]:
-        return self.items
-
-
-class SwarmClient:
-    def __init__(self) -> None:
-        self.services = Listing([Service()])
-        self.nodes = Listing([Node("sw1", "ready", "manager"), Node("sw2", "down", "worker")])
-        self.api = SwarmApi()
+    client = FakeDocker()
+    client.images.registry = {"127.0.0.1:5000/shop:1"}
+    client.images.registry_error = error
+    assert Sdk(client).registry_lookup("127.0.0.1:5000/shop:1") is held
 
 
 def test_swarm_services_tasks_and_nodes_as_records() -> None:
-    client = SwarmClient()
-    api = Sdk(client)
-    (service,) = api.services({"com.docker.stack.namespace": "shop"})
+    client = FakeDocker()
+    placement = {"MaxReplicas": 1, "Constraints": ["node.role==worker"]}
+    api = Service("shop_api", "reg/shop-api:2@sha256:abc", 3, placement=placement,
+                  update="rollback_completed")  # fmt: skip
+    api.task("failed", 1, error="x", desired="shutdown")
+    api.task("running", 2, slot=1)
+    client.services.all = [api]
+    client.nodes.count, client.nodes.down, client.nodes.workers = 2, {2}, {2}
+    sdk = Sdk(client)
+    (service,) = sdk.services({"com.docker.stack.namespace": "shop"})
     assert (service.replicas, service.image, service.update_state) == (
         3,
         "reg/shop-api:2@sha256:abc",
         "rollback_completed",
     )
     assert (service.max_per_node, service.constraints) == (1, ("node.role==worker",))
-    newest, oldest = api.tasks("svc1", ["running"])
+    newest, oldest = sdk.tasks("shop_api", ["running", "shutdown"])
     assert (newest.state, newest.node_id, newest.container_id, newest.slot) == (
         "running",
-        "N2",
-        "c1",
+        "n2",
+        "shop_api.0001",
         1,
     )
     assert (oldest.state, oldest.error) == ("failed", "x")
-    assert client.api.asked == [{"service": "svc1", "desired-state": ["running"]}]
-    assert [(n.hostname, n.state, n.manager) for n in api.nodes()] == [
+    assert client.api.asked == [{"service": "shop_api", "desired-state": ["running", "shutdown"]}]
+    assert [(n.hostname, n.state, n.manager) for n in sdk.nodes()] == [
         ("sw1", "ready", True),
         ("sw2", "down", False),
     ]

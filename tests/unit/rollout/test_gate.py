@@ -4,7 +4,7 @@ pruning of old images, and a rollback that needs no build plan (no image or buil
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +16,14 @@ from compose_tasks import deploy, report
 from compose_tasks.buildplan import pipeline
 from compose_tasks.docker import engine
 from compose_tasks.docker.refs import ownership
-from compose_tasks.docker.runner import Result, Runner
+from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import UserError
 from compose_tasks.rollout import deployment
 from compose_tasks.rollout.gate import Backend, release
 from compose_tasks.rollout.state import EngineState, Target
 from compose_tasks.settings import load
-from tests.fakes import ComposeUp, Container, FakeDocker
+from tests.fakes import Container, FakeCli, FakeDocker
 
 PROJECT = {
     "name": "shop",
@@ -41,8 +41,10 @@ class World:
         self.client = FakeDocker()
         for number, sha in enumerate(shas):
             self.client.images.add(f"shop-api:{sha}", ownership("shop", "api"), f"t{number}")
-        self.runner = ComposeUp(
-            self.client, lambda image: "unhealthy" if image.endswith(bad) else "healthy"
+        self.runner = FakeCli(
+            client=self.client,
+            health=lambda image: "unhealthy" if image.endswith(bad) else "healthy",
+            permissive=True,
         )
         self.docker = engine.Engine(self.runner, Sdk(self.client))
         self.target = deployment.of(self.settings, (root / "compose.yaml",), PROJECT)
@@ -284,18 +286,20 @@ def test_a_bad_timeout_is_refused(text: str) -> None:
         deploy.valid_timeout(text)
 
 
-class Contexts(Runner):
+def contexts(base: Mapping[str, str] | None = None) -> FakeCli:
     """Knows one docker context, ``prod``."""
-
-    def run(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-    ) -> Result:
-        known = argv[:3] == ["docker", "context", "inspect"] and argv[3] == "prod"
-        return Result(tuple(argv), 0 if known else 1, "ssh://deploy@prod\n" if known else "", "")
+    prod = Result((), 0, "ssh://deploy@prod\n", "")
+    return FakeCli(
+        answers={
+            "docker context inspect prod": prod,
+            "docker context inspect": Result((), 1, "", ""),
+        },
+        base=base,
+    )
 
 
 def test_a_context_names_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deploy, "Runner", Contexts)
+    monkeypatch.setattr(deploy, "Runner", contexts)
     chosen = deploy.engine_of("prod")
     assert chosen.host == "ssh://deploy@prod"
     assert chosen.runner.environment(None)["DOCKER_HOST"] == "ssh://deploy@prod"

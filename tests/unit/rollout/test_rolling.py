@@ -11,7 +11,7 @@ from compose_tasks.docker.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
 from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.rollout import rolling
-from tests.fakes import Canned, Container, FakeDocker
+from tests.fakes import Container, FakeCli, FakeDocker
 
 
 @pytest.mark.parametrize(
@@ -40,10 +40,10 @@ def test_how_many_containers_a_service_runs() -> None:
 
 def test_config_hashes_are_read_from_compose() -> None:
     key = "docker compose config"
-    runner = Canned({key: Result((), 0, "web 1a2b\nproxy 3c4d\n", "")})
+    runner = FakeCli(answers={key: Result((), 0, "web 1a2b\nproxy 3c4d\n", "")})
     assert rolling.hashes(runner, ["docker", "compose"], {}) == {"web": "1a2b", "proxy": "3c4d"}
     assert runner.calls == [["docker", "compose", "config", "--hash", "*"]]
-    failing = Canned({key: Result((), 1, "", "unknown flag: --hash")})
+    failing = FakeCli(answers={key: Result((), 1, "", "unknown flag: --hash")})
     assert rolling.hashes(failing, ["docker", "compose"], {}) == {}
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from compose_tasks.docker import engine
-from compose_tasks.docker.runner import Result, Runner
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.rollout import deployment, swarm
 from compose_tasks.rollout.deployment import Deployment
 from compose_tasks.rollout.swarm import stack_file
 from compose_tasks.settings import load
-from tests.fakes import FakeDocker, Service
+from tests.fakes import FakeCli, FakeDocker, Service
 
 PROJECT: dict[str, Any] = {
     "name": "shop",
@@ -60,7 +58,7 @@ def swarm_of(nodes: int, *services: Service) -> tuple[engine.Engine, Deployment]
     client.services.all = list(services)
     settings = load({}, environ={}, cwd=Path(__file__).parent)
     target = deployment.of(settings, (), {"name": "shop", "services": {}})
-    return engine.Engine(Runner(), Sdk(client)), target
+    return engine.Engine(FakeCli(), Sdk(client)), target
 
 
 def converge(docker: engine.Engine, target: Deployment, built: dict[str, str]) -> tuple[bool, str]:
@@ -151,22 +149,10 @@ def test_an_update_status_left_by_an_earlier_deploy_is_not_this_ones() -> None:
     assert swarm.converge(target, docker, {}, 0.0, lines.append)[2]  # without: Swarm's rollback
 
 
-class Pushes(Runner):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[list[str]] = []
-
-    def run(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-    ) -> Result:
-        self.calls.append(list(argv))
-        return Result(tuple(argv), 0, "", "")
-
-
 def test_a_registry_gets_every_image_it_lacks_before_the_stack_deploy(tmp_path: Path) -> None:
     client = FakeDocker()
     client.images.add("reg:5000/shop-web:v2", {})
-    runner = Pushes()
+    runner = FakeCli(permissive=True)
     docker = engine.Engine(runner, Sdk(client))
     settings = load({"registry": "reg:5000"}, environ={}, cwd=Path(__file__).parent)
     target = deployment.of(settings, (), {"name": "shop", "services": {}})
@@ -223,7 +209,7 @@ def test_an_update_stuck_on_a_lost_node_is_redone_once(monkeypatch: pytest.Monke
     client = FakeDocker()
     client.nodes.count, client.nodes.down = 3, {3}
     client.services.all = [api]
-    runner = Pushes()
+    runner = FakeCli(permissive=True)
     docker = engine.Engine(runner, Sdk(client))
     _, target = swarm_of(3)
     monkeypatch.setattr(swarm, "STALLED", 0.0)
