@@ -27,8 +27,8 @@ from compose_tasks.rollout import deployment, swarm
 from compose_tasks.rollout import gate as rollout
 from compose_tasks.rollout.deployment import Deployment
 from compose_tasks.rollout.gate import Backend, Release, SwarmBackend, release
-from compose_tasks.rollout.state import EngineState, Lease, deploy_lock, target_of
-from compose_tasks.settings import Settings
+from compose_tasks.rollout.state import Action, EngineState, Lease, Outcome, deploy_lock, target_of
+from compose_tasks.settings import Orchestrator, Settings
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")  # a commit tag, as the build writes it
@@ -109,7 +109,7 @@ def target_and_backend(
     settings: Settings, docker: engine.Engine, deployment: Deployment
 ) -> tuple[EngineState, Backend]:
     """The target's state and the backend that brings versions up on it."""
-    on_swarm = settings.orchestrator == "swarm"
+    on_swarm = settings.orchestrator is Orchestrator.SWARM
     if on_swarm:
         count = swarm.nodes(docker)
         if count == 0:
@@ -182,7 +182,7 @@ def deploy(
         settings, docker, deployment.of(settings, project.files, project.data)
     )
     version = sha or (prepared.plan.commit_tag if prepared else project.git.tag)
-    doing = {"action": "deploy", "sha": version}
+    doing = {"action": Action.DEPLOY, "sha": version}
     with (
         engine_kept(docker, "deploy"),
         deploy_lock(state, break_lock, lease_of(settings), doing, _log),
@@ -198,14 +198,14 @@ def deploy(
             if not result.ok:
                 if result.engine_lost:  # nothing to record it on, and nothing was deployed
                     raise Failed(docker.gone("deploy", "its build was cut short, nothing deployed"))
-                entry = {"action": "deploy", "sha": prepared.plan.commit_tag}
-                state.record({**entry, "result": "build failed", "detail": result.error})
+                entry = {"action": Action.DEPLOY, "sha": prepared.plan.commit_tag}
+                state.record({**entry, "result": Outcome.BUILD_FAILED, "detail": result.error})
                 raise Failed(
                     f"build failed ({result.culprits}); "
                     "nothing deployed, the running version is untouched"
                 )
         wait = wait or settings.deploy_timeout
-        outcome = release(backend, state, version, "deploy", wait, _log)
+        outcome = release(backend, state, version, Action.DEPLOY, wait, _log)
         _finish(outcome, json)
 
 
@@ -234,13 +234,13 @@ def rollback(
     sha = to or state.last_good(other_than=current)
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
-    doing = {"action": "rollback", "sha": sha}
+    doing = {"action": Action.ROLLBACK, "sha": sha}
     with (
         engine_kept(docker, "rollback"),
         deploy_lock(state, break_lock, lease_of(settings), doing, _log),
     ):
         wait = wait or settings.deploy_timeout
-        _finish(release(backend, state, sha, "rollback", wait, _log), json)
+        _finish(release(backend, state, sha, Action.ROLLBACK, wait, _log), json)
 
 
 def _unrecorded(entries: list[dict[str, Any]], running: list[str]) -> str:
@@ -248,7 +248,7 @@ def _unrecorded(entries: list[dict[str, Any]], running: list[str]) -> str:
     when the history's newest successful entry is another sha ('' when they agree, disagree
     among themselves, or there is no history)."""
     tags = {tag for image in running if _SHA.match(tag := split_ref(image)[1])}
-    good = [str(e["sha"]) for e in entries if e.get("result") == "ok"]
+    good = [str(e["sha"]) for e in entries if e.get("result") == Outcome.OK]
     if len(tags) != 1 or not good:
         return ""
     tag = tags.pop()
@@ -269,7 +269,7 @@ def history(c: Context, json: bool = False, context: str = "", orchestrator: str
     settings = settings_of(c, orchestrator=orchestrator or None)
     name = compose.project_name(settings) or pipeline.resolve(settings, docker.runner).name
     target = target_of(docker, name)
-    on_swarm = settings.orchestrator == "swarm"
+    on_swarm = settings.orchestrator is Orchestrator.SWARM
     state = EngineState(docker.sdk, target, swarm=on_swarm)
     entries = state.history()
     running = [] if on_swarm else rollout.running_images(docker.sdk, target.project)

@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from invoke.context import Context
@@ -25,10 +26,19 @@ from compose_tasks.dockerfile import lint
 from compose_tasks.dockerfile.lint import Finding
 from compose_tasks.errors import EngineError, UserError
 from compose_tasks.rollout import rolling
-from compose_tasks.settings import Settings
+from compose_tasks.settings import Orchestrator, Settings
 
 OVERRIDE_TAG_SINCE = (2, 24)  # compose's `!override` YAML tag, which the generated override uses
 BAKE_SINCE = (2, 37)  # compose builds through `buildx bake` when buildx exists
+
+
+class Verdict(StrEnum):
+    """A check's result; ``skip``: an earlier failure makes it moot."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,7 @@ class Check:
     """One result: ok, warn, fail (or skip when an earlier failure makes it moot)."""
 
     name: str
-    status: str
+    status: Verdict
     detail: str
     remedy: str = ""
 
@@ -46,30 +56,30 @@ def check_engine(docker: engine.Engine) -> tuple[Check, bool]:
     try:
         version = docker.sdk.version()
     except (UserError, EngineError) as exc:
-        return Check("engine", "fail", str(exc), "start dockerd, or set DOCKER_HOST"), False
+        return Check("engine", Verdict.FAIL, str(exc), "start dockerd, or set DOCKER_HOST"), False
     host = docker.host or "the default socket"
     detail = f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')}) at {host}"
-    return Check("engine", "ok", detail), True
+    return Check("engine", Verdict.OK, detail), True
 
 
 def check_compose(runner: Runner) -> tuple[Check, tuple[int, ...]]:
     try:
         text = compose.version(runner)
     except UserError as exc:
-        return Check("compose", "fail", str(exc), "install Compose v2"), ()
+        return Check("compose", Verdict.FAIL, str(exc), "install Compose v2"), ()
     found = parse_version(text)
     if found < OVERRIDE_TAG_SINCE:
         need = ".".join(map(str, OVERRIDE_TAG_SINCE))
         return (
             Check(
                 "compose",
-                "fail",
+                Verdict.FAIL,
                 f"Compose {text} is older than {need}, which the generated override needs",
                 f"upgrade Compose to {need} or newer",
             ),
             found,
         )
-    return Check("compose", "ok", f"Compose {text}"), found
+    return Check("compose", Verdict.OK, f"Compose {text}"), found
 
 
 def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
@@ -77,26 +87,26 @@ def check_buildx(compose_version: tuple[int, ...], runner: Runner) -> Check:
     if not done.ok:
         return Check(
             "buildx",
-            "ok",
+            Verdict.OK,
             "not installed: compose builds with its internal builder (inline cache only)",
             "",
         )
     version = done.out.strip()
     mismatch = buildx_mismatch(buildx_version(version), compose_version)
     if mismatch:
-        return Check("buildx", "fail", mismatch.split(": ", 1)[0], mismatch.split(": ", 1)[1])
+        return Check("buildx", Verdict.FAIL, mismatch.split(": ", 1)[0], mismatch.split(": ", 1)[1])
     off = os.environ.get("COMPOSE_BAKE", "").lower() in {"0", "false", "no", "off"}
     if compose_version >= BAKE_SINCE and not off:
-        return Check("buildx", "ok", f"{version}: compose builds through buildx bake")
+        return Check("buildx", Verdict.OK, f"{version}: compose builds through buildx bake")
     why = "COMPOSE_BAKE is off" if off else "this compose predates bake builds"
-    return Check("buildx", "ok", f"{version}: compose uses its own builder ({why})")
+    return Check("buildx", Verdict.OK, f"{version}: compose uses its own builder ({why})")
 
 
 def check_builder(settings: Settings, docker: engine.Engine) -> tuple[Check, Builder | None]:
     try:
         builder = engine.detect_builder(docker)
     except UserError as exc:
-        return Check("builder", "fail", str(exc)), None
+        return Check("builder", Verdict.FAIL, str(exc)), None
     store = (
         "containerd image store" if builder.containerd else "classic image store (no containerd)"
     )
@@ -110,22 +120,22 @@ def check_builder(settings: Settings, docker: engine.Engine) -> tuple[Check, Bui
         return (
             Check(
                 "builder",
-                "warn",
+                Verdict.WARN,
                 detail + "; inline_cache is off, so images cannot serve as cache",
                 "turn inline_cache back on (INVOKE_STACK_INLINE_CACHE=1)",
             ),
             builder,
         )
-    return Check("builder", "ok", detail), builder
+    return Check("builder", Verdict.OK, detail), builder
 
 
 def check_git(settings: Settings) -> tuple[Check, gitinfo.GitInfo]:
     info = gitinfo.of(settings)
     if shutil.which("git") is None and info.source != f"environment {settings.commit_arg}":
-        return Check("git", "warn", "git is not installed", "install git"), info
+        return Check("git", Verdict.WARN, "git is not installed", "install git"), info
     if info.warning:
         return Check(
-            "git", "warn", info.warning, f"commit the project, or set {settings.commit_arg}"
+            "git", Verdict.WARN, info.warning, f"commit the project, or set {settings.commit_arg}"
         ), info
     where = f" on {info.branch}" if info.branch else ""
     detail = f"commit {info.tag}{where} (from {info.source})"
@@ -133,13 +143,13 @@ def check_git(settings: Settings) -> tuple[Check, gitinfo.GitInfo]:
         return (
             Check(
                 "git",
-                "warn",
+                Verdict.WARN,
                 detail + ": tracked files changed since the commit",
                 "commit or stash the changes before a release build",
             ),
             info,
         )
-    return Check("git", "ok", detail + ", tree clean"), info
+    return Check("git", Verdict.OK, detail + ", tree clean"), info
 
 
 def source_check(service: str, source: CacheSource, others_serve: bool = False) -> Check:
@@ -150,38 +160,43 @@ def source_check(service: str, source: CacheSource, others_serve: bool = False) 
         reason = source.reason
         if source.origin == "compose file":
             return Check(
-                name, "warn", f"{label}: {reason}; compose would ignore it", "fix or remove it"
+                name,
+                Verdict.WARN,
+                f"{label}: {reason}; compose would ignore it",
+                "fix or remove it",
             )
         if others_serve:
-            return Check(name, "ok", f"{label}: {reason} (another source serves)")
-        return Check(name, "warn", f"{label}: {reason}; the next build is cold", "run invoke build")
+            return Check(name, Verdict.OK, f"{label}: {reason} (another source serves)")
+        return Check(
+            name, Verdict.WARN, f"{label}: {reason}; the next build is cold", "run invoke build"
+        )
     if source.status is Status.UNVERIFIED:
         return Check(
             name,
-            "warn",
+            Verdict.WARN,
             f"{label}: {source.reason}",
             "check the registry is reachable from here (network, credentials)",
         )
     if source.status is Status.BACKEND:
-        return Check(name, "ok", f"{label}: {source.reason}, read by the builder")
+        return Check(name, Verdict.OK, f"{label}: {source.reason}, read by the builder")
     inline = source.inline
     if source.status is Status.REGISTRY and inline is None:
         _, ref = cache_entry(source.entry)
         inline = registry.inline_cache(ref) if ref else None
     where = source.status
     if inline:
-        return Check(name, "ok", f"{label}: {where} with inline cache metadata, can serve")
+        return Check(name, Verdict.OK, f"{label}: {where} with inline cache metadata, can serve")
     if inline is False:
         return Check(
             name,
-            "warn",
+            Verdict.WARN,
             f"{label}: {where} without inline cache metadata; it cannot serve once the "
             "builder cache is pruned",
             "rebuild it with invoke build (BUILDKIT_INLINE_CACHE=1)",
         )
     return Check(
         name,
-        "warn",
+        Verdict.WARN,
         f"{label}: {where}; its cache metadata cannot be read (the registry wants credentials?)",
         "make sure it was built with BUILDKIT_INLINE_CACHE=1",
     )
@@ -195,12 +210,14 @@ def plan_checks(plan: BuildPlan) -> list[Check]:
         checks += [source_check(service.name, s, bool(serving)) for s in service.sources]
         for export in service.exports:
             if export.kept:
-                checks.append(Check(f"cache {service.name}", "ok", f"cache_to {export.entry}"))
+                checks.append(
+                    Check(f"cache {service.name}", Verdict.OK, f"cache_to {export.entry}")
+                )
                 continue
             checks.append(
                 Check(
                     f"cache {service.name}",
-                    "warn",
+                    Verdict.WARN,
                     f"cache_to {export.entry} {export.describe()}",
                     "create a docker-container buildx builder, or remove cache_to",
                 )
@@ -225,16 +242,19 @@ def rollout_check(services: Mapping[str, Any]) -> Check:
         parts.append(f"recreated when changed: {', '.join(other)}")
     if built:
         parts.append(f"recreated on every deploy: {', '.join(built)}")
-        return Check("deploy", "warn", "; ".join(parts), rolling.FIX)
-    return Check("deploy", "ok", "; ".join(parts))
+        return Check("deploy", Verdict.WARN, "; ".join(parts), rolling.FIX)
+    return Check("deploy", Verdict.OK, "; ".join(parts))
 
 
 def lint_checks(findings: Sequence[Finding], count: int) -> list[Check]:
     """A warning per lint finding, or one ok line."""
     if not findings:
-        return [Check("dockerfile", "ok", f"{count} build(s) linted: no cache problems found")]
+        return [
+            Check("dockerfile", Verdict.OK, f"{count} build(s) linted: no cache problems found")
+        ]
     return [
-        Check(f"dockerfile {f.rule}", "warn", f"{f.where}: {f.message}", f.remedy) for f in findings
+        Check(f"dockerfile {f.rule}", Verdict.WARN, f"{f.where}: {f.message}", f.remedy)
+        for f in findings
     ]
 
 
@@ -244,8 +264,8 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
     try:
         settings = load()
     except UserError as exc:
-        return [Check("settings", "fail", str(exc), "run invoke config to see every source")]
-    checks.append(Check("settings", "ok", f"valid (project dir {settings.project_dir})"))
+        return [Check("settings", Verdict.FAIL, str(exc), "run invoke config to see every source")]
+    checks.append(Check("settings", Verdict.OK, f"valid (project dir {settings.project_dir})"))
     docker = engine.Engine(Runner())
     runner = docker.runner
     engine_check, reachable = check_engine(docker)
@@ -259,33 +279,35 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         checks.append(builder_check)
     git_check, git = check_git(settings)
     checks.append(git_check)
-    if compose_check.status == "fail":
+    if compose_check.status is Verdict.FAIL:
         return checks
     try:
         project = pipeline.resolve(settings, runner, git, services=services)
     except UserError as exc:
-        return [*checks, Check("project", "fail", str(exc), "see docker compose config")]
+        return [*checks, Check("project", Verdict.FAIL, str(exc), "see docker compose config")]
     try:
         names = select(project.data, services)
     except UserError as exc:
-        return [*checks, Check("project", "fail", str(exc), "name a service with a build")]
+        return [*checks, Check("project", Verdict.FAIL, str(exc), "name a service with a build")]
     shown = ", ".join(lint.display_path(path, settings.project_dir) for path in project.files)
-    checks.append(Check("project", "ok", f"{project.name}: builds {', '.join(names)} ({shown})"))
-    if settings.orchestrator == "compose":
+    checks.append(
+        Check("project", Verdict.OK, f"{project.name}: builds {', '.join(names)} ({shown})")
+    )
+    if settings.orchestrator is Orchestrator.COMPOSE:
         checks.append(rollout_check(project.data.get("services") or {}))
     try:
         pipeline.check_services(project, names)
     except UserError as exc:
-        return [*checks, Check("build input", "fail", str(exc), "the build would stop here")]
+        return [*checks, Check("build input", Verdict.FAIL, str(exc), "the build would stop here")]
     findings = None
     if builder is None:
-        checks.append(Check("cache", "skip", "cache sources not checked: no engine"))
+        checks.append(Check("cache", Verdict.SKIP, "cache sources not checked: no engine"))
     else:
         try:
             options = BuildOptions(services=tuple(names))
             prepared = pipeline.plan(project, docker, options, builder=builder)
         except UserError as exc:
-            checks.append(Check("cache", "fail", str(exc)))
+            checks.append(Check("cache", Verdict.FAIL, str(exc)))
         else:
             checks += plan_checks(prepared.plan)
             findings = list(prepared.plan.lint)
@@ -299,10 +321,11 @@ def render(checks: Sequence[Check]) -> str:
     width = max(len(check.name) for check in checks)
     for check in checks:
         lines.append(f"{check.status:<4}  {check.name:<{width}}  {check.detail}")
-        if check.remedy and check.status != "ok":
+        if check.remedy and check.status is not Verdict.OK:
             lines.append(f"{'':<4}  {'':<{width}}  fix: {check.remedy}")
-    counts = {status: sum(c.status == status for c in checks) for status in ("ok", "warn", "fail")}
-    lines.append(f"doctor: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
+    shown = (Verdict.OK, Verdict.WARN, Verdict.FAIL)
+    counts = {status: sum(c.status is status for c in checks) for status in shown}
+    lines.append("doctor: " + ", ".join(f"{counts[status]} {status}" for status in shown))
     return "\n".join(lines)
 
 
@@ -320,8 +343,8 @@ def doctor(
 ) -> None:
     """Check the engine, compose, builder, git, settings, cache sources and Dockerfiles."""
     checks = diagnose(lambda: settings_of(c), service or [])
-    failed = [check for check in checks if check.status == "fail"]
-    warned = [check for check in checks if check.status == "warn"]
+    failed = [check for check in checks if check.status is Verdict.FAIL]
+    warned = [check for check in checks if check.status is Verdict.WARN]
     if json:
         report.emit_json({"ok": not failed, "checks": [asdict(check) for check in checks]})
     else:

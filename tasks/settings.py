@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +100,18 @@ def _registry(raw: Any) -> str:
     return text
 
 
-def _orchestrator(raw: Any) -> str:
+class Orchestrator(StrEnum):
+    """Where a deploy runs: containers on one engine, or a Swarm stack."""
+
+    COMPOSE = "compose"
+    SWARM = "swarm"
+
+
+def _orchestrator(raw: Any) -> Orchestrator:
     text = _text(raw).strip().lower()
-    if text not in ("compose", "swarm"):
+    if text not in set(Orchestrator):
         raise ValueError("compose or swarm")
-    return text
+    return Orchestrator(text)
 
 
 def _project_name(raw: Any) -> str:
@@ -283,7 +291,7 @@ class Settings:
     push: bool
     affected: bool
     require_cache: bool
-    orchestrator: str
+    orchestrator: Orchestrator
     sources: Mapping[str, str] = field(default_factory=dict)
     dotenv: Mapping[str, str] = field(default_factory=dict)
     # local build-cache folders, one per service: outside the project, beside the build folder

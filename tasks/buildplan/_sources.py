@@ -9,7 +9,7 @@ from pathlib import Path
 from compose_tasks import mask
 from compose_tasks.buildplan import cachedir
 from compose_tasks.buildplan.model import CacheSource, Status
-from compose_tasks.docker.builder import Builder, Found
+from compose_tasks.docker.builder import Builder, Found, Where
 from compose_tasks.docker.refs import BUILDCACHE_TAG, cache_entry, has_registry, registry_host
 
 CACHE_DIR = "cache folder"  # origins of the cache folder strategy's entries
@@ -43,14 +43,14 @@ def _source(entry: str, origin: str, locate: Locate, builder: Builder) -> CacheS
         else:  # a Docker Hub ref: the builder asks Docker Hub, whatever this engine holds
             why = f"not on Docker Hub, and {builder.no_local_images()}"
         return CacheSource(entry, origin, Status.DROPPED, why)
-    if found.where == "silent":
+    if found.where is Where.SILENT:
         return CacheSource(entry, origin, Status.DROPPED, SILENT)
-    if found.where == "unverified":
+    if found.where is Where.UNVERIFIED:
         why = "its registry could not be reached; kept, the builder may still find it"
         if not builder.local_images and not has_registry(ref):
             why += f" there ({builder.no_local_images()})"
         return CacheSource(entry, origin, Status.UNVERIFIED, why)
-    status = Status.LOCAL if found.where == "local" else Status.REGISTRY
+    status = Status.LOCAL if found.where is Where.LOCAL else Status.REGISTRY
     return CacheSource(entry, origin, status, inline=found.inline)
 
 

@@ -4,13 +4,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Where(StrEnum):
+    """Where a cache ref was found (``unverified``: its registry could not be reached;
+    ``silent``: it accepted the connection and never answered)."""
+
+    LOCAL = "local"
+    REGISTRY = "registry"
+    UNVERIFIED = "unverified"
+    SILENT = "silent"
 
 
 @dataclass(frozen=True)
 class Found:
     """Where a cache ref exists, and whether it carries inline cache metadata (None: unknown)."""
 
-    where: str  # "local" | "registry" | "unverified" | "silent" (``sdk.Lookup``)
+    where: Where
     inline: bool | None
 
 

@@ -17,6 +17,7 @@ from compose_tasks.docker.builder import (
     BUILDX_NEEDED,
     Builder,
     Found,
+    Where,
     builder_from,
     buildx_mismatch,
     buildx_version,
@@ -176,13 +177,13 @@ class Engine:
             self.prefetch([ref])
             inline = self._local[familiar(ref)]
             if inline is not None:
-                return Found("local", inline)
+                return Found(Where.LOCAL, inline)
         if not remote:
             return None
         said = self.sdk.registry_lookup(ref)
         if said in (Lookup.UNREACHABLE, Lookup.SILENT):
-            return Found("unverified" if said is Lookup.UNREACHABLE else "silent", None)
-        return Found("registry", None) if said is Lookup.HELD else None
+            return Found(Where.UNVERIFIED if said is Lookup.UNREACHABLE else Where.SILENT, None)
+        return Found(Where.REGISTRY, None) if said is Lookup.HELD else None
 
     def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         """Point each target at its source image: a handful with ``docker image tag`` at once;

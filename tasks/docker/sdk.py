@@ -17,12 +17,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from compose_tasks.docker.refs import split_ref
 from compose_tasks.errors import Conflict, EngineError, NotFound, Unreachable, gist
 
-Kind = Literal["config", "container", "network", "volume"]
+
+class Kind(StrEnum):
+    """The kinds of object the deploy state is kept in (each named after its SDK collection)."""
+
+    CONFIG = "config"
+    CONTAINER = "container"
+    NETWORK = "network"
+    VOLUME = "volume"
+
+
 DF_ATTEMPTS = 5  # system df racing another build (see Sdk.disk_usage)
 
 
@@ -397,9 +406,9 @@ class Sdk:
     def create(self, kind: Kind, name: str, labels: Mapping[str, str]) -> None:
         """A config, network (internal, by name exclusively: ``Conflict``) or volume."""
         with mapped(f"creating {kind} {name}"):
-            if kind == "config":
+            if kind is Kind.CONFIG:
                 self.client.configs.create(name=name, data=b"{}", labels=dict(labels))
-            elif kind == "network":
+            elif kind is Kind.NETWORK:
                 self.client.networks.create(
                     name, check_duplicate=True, internal=True, labels=dict(labels)
                 )
@@ -411,7 +420,7 @@ class Sdk:
 
     def records(self, kind: Kind, labels: Mapping[str, str]) -> list[Record]:
         with mapped(f"{kind} list"):
-            more = {"all": True, "ignore_removed": True} if kind == "container" else {}
+            more = {"all": True, "ignore_removed": True} if kind is Kind.CONTAINER else {}
             found = self._collection(kind).list(filters=_filters(labels), **more)
             out = []
             for item in found:
@@ -434,7 +443,7 @@ class Sdk:
     def remove(self, kind: Kind, name: str) -> None:
         """Remove a config, container (running or not), network or volume; ``NotFound`` when
         it is gone."""
-        more = {"force": True} if kind == "container" else {}
+        more = {"force": True} if kind is Kind.CONTAINER else {}
         with mapped(f"removing {kind} {name}"):
             self._collection(kind).get(name).remove(**more)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import struct
 
-from compose_tasks.docker.sdk import Sdk
+from compose_tasks.docker.sdk import Kind, Sdk
 from compose_tasks.errors import Conflict, NotFound, UserError
 
 IMAGE = "compose-tasks/idle:1"
@@ -69,7 +69,7 @@ def keeper(api: Sdk, name: str, labels: dict[str, str]) -> None:
     try:
         found = api.container(name)
     except NotFound:
-        api.create("volume", name, labels)
+        api.create(Kind.VOLUME, name, labels)
         with contextlib.suppress(Conflict):  # another run made it just now
             api.run_idle(name, image(api), labels, {name: STATE_DIR})
         return

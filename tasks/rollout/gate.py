@@ -27,7 +27,7 @@ from compose_tasks.errors import EngineError, NotFound
 from compose_tasks.rollout import _health as health
 from compose_tasks.rollout import rolling, swarm
 from compose_tasks.rollout.deployment import Deployment
-from compose_tasks.rollout.state import EngineState
+from compose_tasks.rollout.state import Action, EngineState, Outcome
 
 Log = Callable[[str], None]
 
@@ -171,7 +171,7 @@ def running_sha(target: Deployment, docker: engine.Engine) -> str:
 class Release:
     """What a deploy or rollback did."""
 
-    action: str
+    action: Action
     sha: str
     ok: bool
     detail: str
@@ -229,7 +229,7 @@ def release(
     backend: Backend,
     state: EngineState,
     sha: str,
-    action: str,
+    action: Action,
     timeout: float,
     log: Log,
 ) -> Release:
@@ -244,7 +244,12 @@ def release(
     log(f"{action} {target.project} at :{sha} (timeout {timeout:.0f}s)")
     ok, why, rolled_back = backend.up(sha, timeout, log)
     seconds = round(time.monotonic() - started, 1)
-    entry = {"action": action, "sha": sha, "result": "ok" if ok else "failed", "detail": why}
+    entry = {
+        "action": action,
+        "sha": sha,
+        "result": Outcome.OK if ok else Outcome.FAILED,
+        "detail": why,
+    }
     state.record({**entry, "seconds": seconds})
     if ok:
         pruned = backend.prune(settings.keep_images, {sha, previous})
@@ -253,7 +258,7 @@ def release(
     if rolled_back and not previous:
         log(diagnosis)
         now = backend.running()
-        back = {"action": "rollback", "sha": now, "result": "ok", "seconds": seconds}
+        back = {"action": Action.ROLLBACK, "sha": now, "result": Outcome.OK, "seconds": seconds}
         state.record({**back, "detail": "rolled back by Swarm (update_config failure_action)"})
         return Release(
             action, sha, False, why, seconds, diagnosis, now, True, "rolled back by Swarm"
@@ -268,6 +273,10 @@ def release(
     log(f"rolling back{every} to :{previous}")
     started = time.monotonic()
     back_ok, back_why, _ = backend.up(previous, timeout, log)
-    back = {"action": "rollback", "sha": previous, "result": "ok" if back_ok else "failed"}
+    back = {
+        "action": Action.ROLLBACK,
+        "sha": previous,
+        "result": Outcome.OK if back_ok else Outcome.FAILED,
+    }
     state.record({**back, "detail": back_why, "seconds": round(time.monotonic() - started, 1)})
     return Release(action, sha, False, why, seconds, diagnosis, previous, back_ok, back_why)

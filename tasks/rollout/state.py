@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from compose_tasks import mask
@@ -54,6 +55,24 @@ LABEL_ENTRY = "org.compose-tasks.entry"  # the JSON of a history entry or a lock
 LABEL_RUN = "org.compose-tasks.run"  # the run a renewal is of
 LEASE_FILE = "lease.json"  # in a compose host's lock container: its last renewal
 READ_ATTEMPTS = 3  # of a lock container's lease file, removed under the read by a takeover
+
+
+class Action(StrEnum):
+    """What a history entry did."""
+
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class Outcome(StrEnum):
+    """How it ended (``interrupted``: its runner died; the next deploy records it)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    BUILD_FAILED = "build failed"
+    INTERRUPTED = "interrupted"
+
+
 REQUIRED = {"time", "action", "sha", "result"}
 
 
@@ -102,8 +121,8 @@ class EngineState:
         compose host the lock is a running container, the history files in a volume a running
         container mounts (both kept by prunes) and the takeover markers volumes."""
         if self.swarm:
-            return "config"
-        return "container" if state == "lock" else "volume"
+            return Kind.CONFIG
+        return Kind.CONTAINER if state == "lock" else Kind.VOLUME
 
     def _find(self, state: str) -> list[Record]:
         query = {LABEL_KIND: state, LABEL_PROJECT: self.target.project}
@@ -155,7 +174,7 @@ class EngineState:
         if not self.swarm:
             return []
         query = {LABEL_KIND: "beat", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
-        return self.api.records("config", query)
+        return self.api.records(Kind.CONFIG, query)
 
     def renew(self, run: str, count: int) -> None:
         """One renewal of the lease, stamped by the engine's clock: on a compose host written
@@ -166,7 +185,7 @@ class EngineState:
             return
         name = f"{PREFIX}-beat-{self.target.project}-{run[:12]}-{count}"
         labels = {LABEL_KIND: "beat", LABEL_PROJECT: self.target.project, LABEL_RUN: run}
-        self.api.create("config", name, labels)
+        self.api.create(Kind.CONFIG, name, labels)
         for item in self.beats(run):
             if item.name != name:
                 with contextlib.suppress(NotFound):
@@ -249,7 +268,7 @@ class EngineState:
         unique = uuid.uuid4().hex[:12]
         if self.swarm:
             name = f"{PREFIX}-history-{self.target.project}-{unique}"
-            self.api.create("config", name, self._labels("history", full))
+            self.api.create(Kind.CONFIG, name, self._labels("history", full))
             return
         labels = {LABEL_KIND: "keeper", LABEL_PROJECT: self.target.project}
         keeper.keeper(self.api, self.keeper_name, labels)
@@ -280,7 +299,7 @@ class EngineState:
     def last_good(self, other_than: str = "") -> str:
         """The sha of the newest successful deploy or rollback, other than ``other_than``."""
         for entry in reversed(self.history()):
-            if entry.get("result") == "ok" and entry.get("sha") != other_than:
+            if entry.get("result") == Outcome.OK and entry.get("sha") != other_than:
                 return str(entry["sha"])
         return ""
 
@@ -451,9 +470,9 @@ def _take_expired(
     acquired = state.acquire(holder)  # a runner arriving just now may have claimed it first
     state.record(  # whoever removed the lock records the run it interrupted
         {
-            "action": str(held.get("action") or "deploy"),
+            "action": str(held.get("action") or Action.DEPLOY),
             "sha": str(held.get("sha") or "?"),
-            "result": "interrupted",
+            "result": Outcome.INTERRUPTED,
             "detail": f"{who} since {since}: {why}; lock removed by {_who(holder)}",
         }
     )

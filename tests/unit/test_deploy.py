@@ -193,7 +193,7 @@ def test_of_two_runners_taking_an_expired_lock_one_wins(where: str) -> None:
     assert state.take("b" * 32, "c" * 32) is False  # the lock is no longer run b's
     state.release("c" * 32)
     assert state.holder() is None
-    kinds: list[Kind] = ["config", "container", "volume"]
+    kinds = [Kind.CONFIG, Kind.CONTAINER, Kind.VOLUME]
     assert all(state.api.records(kind, {LABEL_RUN: "c" * 32}) == [] for kind in kinds)
 
 

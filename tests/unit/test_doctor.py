@@ -6,7 +6,7 @@ import pytest
 
 from compose_tasks.buildplan.model import CacheSource, Status
 from compose_tasks.docker.builder import buildx_mismatch, buildx_version, parse_version
-from compose_tasks.doctor import Check, render, rollout_check, source_check
+from compose_tasks.doctor import Check, Verdict, render, rollout_check, source_check
 
 
 def test_versions_compare_numerically() -> None:
@@ -46,9 +46,9 @@ def test_cache_source_verdicts(source: CacheSource, status: str, words: str) -> 
 def test_render_shows_remedies_for_problems_and_counts() -> None:
     text = render(
         [
-            Check("engine", "ok", "Docker Engine 27.0", "unused"),
-            Check("git", "warn", "tree dirty", "commit it"),
-            Check("compose", "fail", "missing", "install it"),
+            Check("engine", Verdict.OK, "Docker Engine 27.0", "unused"),
+            Check("git", Verdict.WARN, "tree dirty", "commit it"),
+            Check("compose", Verdict.FAIL, "missing", "install it"),
         ]
     )
     assert text.splitlines() == [

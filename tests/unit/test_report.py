@@ -9,7 +9,7 @@ import pytest
 
 from compose_tasks import mask, report
 from compose_tasks.buildplan.pipeline import BuildResult, ServiceResult
-from compose_tasks.docker.builder import Found
+from compose_tasks.docker.builder import Found, Where
 from compose_tasks.docker.progress import Step
 from tests.support import SHA, plan_for, project
 
@@ -20,7 +20,7 @@ def test_table_aligns_columns() -> None:
 
 def test_plan_text_lists_sources_with_status_and_reason(tmp_path: Path) -> None:
     compose = project(api={"build": {"context": "/p", "cache_from": ["gone:1"]}})
-    plan = plan_for(compose, tmp_path, {"shop-api:latest": Found("local", True)})
+    plan = plan_for(compose, tmp_path, {"shop-api:latest": Found(Where.LOCAL, True)})
     text = report.plan_text(plan)
     assert "  cache_from gone:1  [compose file] dropped: no such image locally" in text
     assert "  cache_from shop-api:latest  [latest] local image" in text

@@ -11,7 +11,7 @@ import pytest
 
 from compose_tasks.buildplan import pipeline
 from compose_tasks.buildplan.pipeline import Prepared, Project
-from compose_tasks.docker.builder import Found
+from compose_tasks.docker.builder import Found, Where
 from compose_tasks.docker.engine import Engine
 from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
@@ -56,7 +56,7 @@ def prepared(tmp_path: Path, runner: FakeCli) -> Prepared:
     root.mkdir()
     settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "cache")}, cwd=root)
     compose = project(api={"build": {"context": "/p"}})
-    plan = plan_for(compose, root, {"shop-api:latest": Found("local", True)}, settings=settings)
+    plan = plan_for(compose, root, {"shop-api:latest": Found(Where.LOCAL, True)}, settings=settings)
     return Prepared(Project(settings, (), GIT, compose), plan, Engine(runner, Sdk(FakeDocker())))
 
 

@@ -11,7 +11,7 @@ import yaml
 from compose_tasks.buildplan.model import Status
 from compose_tasks.buildplan.override import override_yaml
 from compose_tasks.buildplan.plan import image_repo
-from compose_tasks.docker.builder import Builder, Found, builder_from
+from compose_tasks.docker.builder import Builder, Found, Where, builder_from
 from compose_tasks.errors import UserError
 from compose_tasks.settings import load as settings_load
 from tests.support import SHA, plan_for, project
@@ -30,8 +30,8 @@ def test_cache_sources_in_priority_order_missing_refs_dropped(tmp_path: Path) ->
         api={"build": {"context": "/p/api", "cache_from": ["reg.io/api:cache", "gone:1"]}}
     )
     existing = {
-        "reg.io/api:cache": Found("registry", None),
-        "shop-api:latest": Found("local", True),
+        "reg.io/api:cache": Found(Where.REGISTRY, None),
+        "shop-api:latest": Found(Where.LOCAL, True),
     }
     plan = plan_for(compose, tmp_path, existing, config={"branch_tag": True})
     (api,) = plan.services
@@ -54,7 +54,10 @@ def test_a_registry_that_cannot_be_reached_is_kept_and_one_that_never_answers_dr
     compose = project(
         api={"build": {"context": "/p/api", "cache_from": ["far.io/api:c", "mute.io/api:c"]}}
     )
-    found = {"far.io/api:c": Found("unverified", None), "mute.io/api:c": Found("silent", None)}
+    found = {
+        "far.io/api:c": Found(Where.UNVERIFIED, None),
+        "mute.io/api:c": Found(Where.SILENT, None),
+    }
     (api,) = plan_for(compose, tmp_path, found).services
     described = {s.entry: s.describe() for s in api.sources}
     assert described["far.io/api:c"].startswith("unverified: its registry could not be reached")
@@ -104,7 +107,7 @@ def test_non_registry_cache_needs_a_capable_builder(tmp_path: Path) -> None:
 
 
 def test_fresh_uses_no_cache_and_no_sources(tmp_path: Path) -> None:
-    existing = {"shop-api:latest": Found("local", True)}
+    existing = {"shop-api:latest": Found(Where.LOCAL, True)}
     plan = plan_for(project(api={"build": {"context": "/p"}}), tmp_path, existing, fresh=True)
     assert plan.services[0].cache_from == []
     assert "--no-cache" in plan.build_argv()
@@ -138,7 +141,7 @@ def test_exact_argv(tmp_path: Path) -> None:
 
 
 def test_override_yaml_replaces_cache_from(tmp_path: Path) -> None:
-    existing = {"shop-api:latest": Found("local", True)}
+    existing = {"shop-api:latest": Found(Where.LOCAL, True)}
     compose = project(api={"build": {"context": "/p", "cache_from": ["gone:1"]}})
     text = override_yaml(plan_for(compose, tmp_path, existing))
     assert "cache_from: !override\n" in text
@@ -160,12 +163,12 @@ def test_override_yaml_replaces_cache_from(tmp_path: Path) -> None:
 
 def test_warning_for_a_cache_image_without_inline_metadata(tmp_path: Path) -> None:
     compose = project(api={"build": {"context": "/p"}})
-    plan = plan_for(compose, tmp_path, {"shop-api:latest": Found("local", False)})
+    plan = plan_for(compose, tmp_path, {"shop-api:latest": Found(Where.LOCAL, False)})
     assert any("no inline cache metadata" in w for w in plan.warnings)
 
 
 def test_override_labels_prove_ownership_and_escape_dollars(tmp_path: Path) -> None:
-    existing = {"reg.io/api:ca$h": Found("registry", None)}
+    existing = {"reg.io/api:ca$h": Found(Where.REGISTRY, None)}
     compose = project(
         api={"build": {"context": "/p", "cache_from": ["type=registry,ref=reg.io/api:ca$h"]}}
     )
@@ -201,7 +204,7 @@ def test_builder_from_buildx_inspect() -> None:
 
 def test_dependency_stages_become_cache_images_with_an_inline_builder(tmp_path: Path) -> None:
     build = {"context": "/p", "target": "runtime", "args": {"NODE_ENV": "prod$1"}}
-    existing = {"shop-web:cache-deps": Found("local", True)}
+    existing = {"shop-web:cache-deps": Found(Where.LOCAL, True)}
     plan = plan_for(
         project(web={"build": build}), tmp_path, existing, stages={"web": ["deps", "build"]}
     )
@@ -278,7 +281,7 @@ def test_the_containerd_store_caches_into_a_folder_per_service_not_into_local_im
     tmp_path: Path,
 ) -> None:
     compose = project(api={"build": {"context": "/p/api"}})
-    existing = {"shop-api:latest": Found("local", True)}
+    existing = {"shop-api:latest": Found(Where.LOCAL, True)}
     home = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     (tmp_path / "proj").mkdir()
     settings = settings_load({}, environ=home, cwd=tmp_path / "proj")
@@ -305,8 +308,8 @@ def test_a_registry_adds_its_cache_tag_and_exports_to_it_only_when_pushing(tmp_p
     config = {"registry": "reg.example:5000/team"}
     ref = "reg.example:5000/team/shop-api:buildcache"
     existing = {
-        ref: Found("registry", None),
-        "reg.example:5000/team/shop-api:latest": Found("local", True),
+        ref: Found(Where.REGISTRY, None),
+        "reg.example:5000/team/shop-api:latest": Found(Where.LOCAL, True),
     }
     (api,) = plan_for(compose, tmp_path, existing, config, builder=CONTAINERD).services
     assert api.cache_from == [f"type=registry,ref={ref}"]
@@ -315,8 +318,8 @@ def test_a_registry_adds_its_cache_tag_and_exports_to_it_only_when_pushing(tmp_p
     assert api.cache_to[1] == f"type=registry,ref={ref},mode=max"
     # a registry that never answered its lookups gets no export: BuildKit would wait on it
     silent = {  # the same registry asked twice at once: the engine may say either
-        ref: Found("unverified", None),
-        "reg.example:5000/team/shop-api:latest": Found("silent", None),
+        ref: Found(Where.UNVERIFIED, None),
+        "reg.example:5000/team/shop-api:latest": Found(Where.SILENT, None),
     }
     (api,) = plan_for(compose, tmp_path, silent, config, builder=CONTAINERD, push=True).services
     assert [e.partition(",")[0] for e in api.cache_to] == ["type=local"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from compose_tasks.docker import engine
-from compose_tasks.docker.builder import Found
+from compose_tasks.docker.builder import Found, Where
 from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import Failed, UserError
@@ -48,9 +48,9 @@ def test_one_inspect_answers_tags_digests_and_absent_refs() -> None:
     assert len(runner.calls) == 1
     refs = runner.calls[0][runner.calls[0].index("--") + 1 :]
     assert refs == sorted(["shop-api:latest", "busybox:1.36", "shop-web:latest", digest])
-    assert images.locate("shop-api:latest", False) == Found("local", True)
-    assert images.locate("busybox:1.36", False) == Found("local", False)
-    assert images.locate(digest, False) == Found("local", False)
+    assert images.locate("shop-api:latest", False) == Found(Where.LOCAL, True)
+    assert images.locate("busybox:1.36", False) == Found(Where.LOCAL, False)
+    assert images.locate(digest, False) == Found(Where.LOCAL, False)
     assert images.locate("shop-web:latest", False) is None
     assert len(runner.calls) == 1  # every answer came from the one inspect
 
@@ -123,7 +123,7 @@ def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> No
     assert (builder.containerd, builder.exports, builder.bake) == (False, ("inline",), False)
     assert not builder.parallel_inline  # its BuildKit crashes on parallel inline exports
     assert builder.drops_imported  # moby/buildkit#2274 before Engine 27
-    assert images.locate("shop-api:latest", False) == Found("local", False)
+    assert images.locate("shop-api:latest", False) == Found(Where.LOCAL, False)
     assert {" ".join(call[:2]) for call in runner.calls} == {
         "docker version",
         "docker buildx",

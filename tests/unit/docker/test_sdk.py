@@ -8,7 +8,7 @@ import pytest
 import requests
 from docker.errors import DockerException, ImageNotFound
 
-from compose_tasks.docker.sdk import DF_ATTEMPTS, Endpoint, Lookup, Sdk, mapped
+from compose_tasks.docker.sdk import DF_ATTEMPTS, Endpoint, Kind, Lookup, Sdk, mapped
 from compose_tasks.errors import Conflict, EngineError, NotFound, Unreachable
 from tests.fakes import Container, FakeDocker, Service, api_error
 
@@ -67,17 +67,17 @@ def test_images_and_removal_on_the_fake_engine() -> None:
 
 def test_state_records_conflict_on_a_taken_name_and_remove() -> None:
     api = Sdk(FakeDocker())
-    api.create("network", "lock", {"kind": "lock"})
+    api.create(Kind.NETWORK, "lock", {"kind": "lock"})
     with pytest.raises(Conflict, match="creating network lock"):
-        api.create("network", "lock", {"kind": "lock"})
-    api.create("volume", "entry-1", {"kind": "history"})
-    assert [(r.kind, r.name, dict(r.labels)) for r in api.records("network", {"kind": "lock"})] == [
-        ("network", "lock", {"kind": "lock"})
-    ]
-    assert [r.name for r in api.records("volume", {"kind": "history"})] == ["entry-1"]
-    api.remove("network", "lock")
+        api.create(Kind.NETWORK, "lock", {"kind": "lock"})
+    api.create(Kind.VOLUME, "entry-1", {"kind": "history"})
+    assert [
+        (r.kind, r.name, dict(r.labels)) for r in api.records(Kind.NETWORK, {"kind": "lock"})
+    ] == [("network", "lock", {"kind": "lock"})]
+    assert [r.name for r in api.records(Kind.VOLUME, {"kind": "history"})] == ["entry-1"]
+    api.remove(Kind.NETWORK, "lock")
     with pytest.raises(NotFound):
-        api.remove("network", "lock")
+        api.remove(Kind.NETWORK, "lock")
 
 
 def test_containers_carry_health_probes_and_logs() -> None:
