@@ -198,7 +198,7 @@ def collect(
     found.project_images()
     found.cache_sources()
     if with_base_images:
-        for ref in base_images(prepared.plan):
+        for ref in base_images(prepared):
             found.ref(ref, "base image", force=True)
     items = found.items
     unused = [size for size, in_use in prepared.docker.sdk.disk_usage().cache if not in_use]

@@ -22,8 +22,8 @@ from compose_tasks.docker import commands, compose, engine, registry
 from compose_tasks.docker.builder import Builder, buildx_mismatch, buildx_version, parse_version
 from compose_tasks.docker.refs import cache_entry
 from compose_tasks.docker.runner import Runner
-from compose_tasks.dockerfile import lint
 from compose_tasks.dockerfile.lint import Finding
+from compose_tasks.dockerfile.reader import display_path
 from compose_tasks.errors import EngineError, UserError
 from compose_tasks.rollout import rolling
 from compose_tasks.settings import Orchestrator, Settings
@@ -289,7 +289,7 @@ def diagnose(load: Callable[[], Settings], services: Sequence[str]) -> list[Chec
         names = select(project.data, services)
     except UserError as exc:
         return [*checks, Check("project", Verdict.FAIL, str(exc), "name a service with a build")]
-    shown = ", ".join(lint.display_path(path, settings.project_dir) for path in project.files)
+    shown = ", ".join(display_path(path, settings.project_dir) for path in project.files)
     checks.append(
         Check("project", Verdict.OK, f"{project.name}: builds {', '.join(names)} ({shown})")
     )

@@ -10,11 +10,13 @@ from typing import Any
 from compose_tasks.docker.refs import ref_error
 from compose_tasks.dockerfile import contexts
 from compose_tasks.dockerfile.instructions import syntax_errors, target_stage
-from compose_tasks.dockerfile.lint import read_dockerfile
+from compose_tasks.dockerfile.reader import Reader
 from compose_tasks.errors import UserError
 
 
-def check_services(data: Mapping[str, Any], names: Sequence[str], files: str) -> None:
+def check_services(
+    data: Mapping[str, Any], names: Sequence[str], files: str, reader: Reader
+) -> None:
     """An invalid ``image:`` reference (``files``: the compose files, for the message), a
     missing build context or Dockerfile, a Dockerfile the frontend cannot parse, a
     ``build.target`` it does not have, an ``ssh`` key file that is not there."""
@@ -30,7 +32,7 @@ def check_services(data: Mapping[str, Any], names: Sequence[str], files: str) ->
         build = service["build"]
         check_sources(name, build)
         check_ssh(name, build)
-        dockerfile = read_dockerfile(name, build, Path.cwd())
+        dockerfile = reader.service(name, build)
         errors = syntax_errors(dockerfile) if dockerfile is not None else []
         if dockerfile is not None and errors:
             line, message = errors[0]

@@ -36,16 +36,12 @@ from compose_tasks.docker.refs import (
 )
 from compose_tasks.docker.runner import Runner
 from compose_tasks.dockerfile import contexts, steps
-from compose_tasks.dockerfile.instructions import parse, stage_bases
+from compose_tasks.dockerfile.instructions import Dockerfile, stage_bases
+from compose_tasks.dockerfile.reader import Reader
 from compose_tasks.dockerfile.steps import PlannedStep
 
 
-def bases_of(path: Path, text: str) -> list[str]:
-    """The images a Dockerfile's text starts its stages from."""
-    return stage_bases(parse(text, str(path)))
-
-
-def _dockerfile(service: ServicePlan) -> tuple[Path, bytes]:
+def _dockerfile(service: ServicePlan, reader: Reader) -> tuple[Path, bytes]:
     """A service's Dockerfile: its path and bytes (``dockerfile_inline`` too); a remote
     context's is not here: its path as written stands for it."""
     inline = service.build.get("dockerfile_inline")
@@ -54,18 +50,22 @@ def _dockerfile(service: ServicePlan) -> tuple[Path, bytes]:
         return path, str(inline).encode()
     if contexts.remote(service.context):
         return path, f"{service.context} {service.dockerfile}".encode()
-    return path, path.read_bytes()
+    return path, reader.read(path)
 
 
-def _text(found: tuple[Path, bytes]) -> tuple[Path, str]:
-    return found[0], found[1].decode(errors="replace")
+def _parsed(service: ServicePlan, reader: Reader) -> Dockerfile:
+    """A local service's Dockerfile (or ``dockerfile_inline``), parsed (OSError: unreadable)."""
+    inline = service.build.get("dockerfile_inline")
+    if inline:
+        return reader.inline(service.name, str(inline))
+    return reader.dockerfile(Path(service.context) / service.dockerfile)
 
 
-def _bases(service: ServicePlan) -> list[str]:
+def _bases(service: ServicePlan, reader: Reader) -> list[str]:
     """The images a local Dockerfile (or ``dockerfile_inline``) starts its stages from."""
     if contexts.remote(service.context) and not service.build.get("dockerfile_inline"):
         return []
-    return bases_of(*_text(_dockerfile(service)))
+    return stage_bases(_parsed(service, reader))
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,7 @@ def _read_inputs(
     walked: dict[tuple[Path, tuple[str, ...]], dict[str, str]],
     planned: dict[tuple[Any, ...], tuple[list[PlannedStep], dict[str, str]]],
     built_on: Mapping[str, str],
+    reader: Reader,
 ) -> _Read:
     """A service's input digest (``fingerprint``; without ``commit_arg`` when one is named)
     and its steps' keys. ``walked`` and ``planned`` keep each context's files and each step
@@ -132,7 +133,7 @@ def _read_inputs(
     another service's result by (``depends.Need.name``), that service's digest."""
     context = Path(service.context)
     build = dict(service.build)
-    path, data = _dockerfile(service)
+    path, data = _dockerfile(service, reader)
     given = {str(k): str(v) for k, v in dict(build.get("args") or {}).items() if v is not None}
     build["args"] = {k: v for k, v in dict(build.get("args") or {}).items() if k != commit_arg}
     named, unknown = _named(build, docker, index, built_on)
@@ -152,7 +153,11 @@ def _read_inputs(
         )
         return _Read(digest, [], {})  # its Dockerfile is in the repository: no step keys
     text = data.decode(errors="replace")
-    bases = {ref: _base_id(built_on, docker, ref) for ref in bases_of(path, text) if "$" not in ref}
+    bases = {
+        ref: _base_id(built_on, docker, ref)
+        for ref in stage_bases(_parsed(service, reader))
+        if "$" not in ref
+    }
     patterns = tuple(fingerprint.ignore_lines(context, path))
     files = walked.get((context, patterns))
     if files is None:
@@ -172,7 +177,7 @@ def _read_inputs(
     if key not in planned:  # services sharing a Dockerfile, context and args: one walk
         base_id = functools.partial(_base_id, built_on, docker)
         found = steps.Inputs(args, files, base_id, named)
-        planned[key] = steps.plan_steps(parse(text, str(path)), target, found)
+        planned[key] = steps.plan_steps(_parsed(service, reader), target, found)
     return _Read(digest, *planned[key])
 
 
@@ -301,6 +306,7 @@ def with_inputs(
     built: BuildPlan,
     docker: engine.Engine,
     options: BuildOptions,
+    reader: Reader,
 ) -> BuildPlan:
     """The plan with each service's input digest (without the commit arg: an ordinary build
     records what ``affected`` compares) and step keys on its image (labels), what the cache
@@ -317,7 +323,7 @@ def with_inputs(
         for where in dict(service.build.get("additional_contexts") or {}).values()
         if contexts.kind(str(where)) is contexts.Kind.IMAGE
     ]
-    bases = [ref for service in built.services for ref in _bases(service) if "$" not in ref]
+    bases = [ref for s in built.services for ref in _bases(s, reader) if "$" not in ref]
     docker.prefetch([*mine, *bases, *images])
     indexes: list[GitIndex] = []  # one per repository, the project's first
     reads: list[_Read] = []
@@ -340,7 +346,7 @@ def with_inputs(
                 n.name: f"{depends.SERVICE_PREFIX}{n.service}@{done[n.service].digest}"
                 for n in service.needs
             }
-            read = _read_inputs(service, left_out, docker, index, walked, planned, built_on)
+            read = _read_inputs(service, left_out, docker, index, walked, planned, built_on, reader)
         done[service.name] = read
         reads.append(read)
         owners.append(index)

@@ -34,7 +34,8 @@ from compose_tasks.docker.refs import registry_host
 from compose_tasks.docker.runner import Runner
 from compose_tasks.dockerfile import steps
 from compose_tasks.dockerfile.instructions import dependency_stages, first_steps, stage_bases
-from compose_tasks.dockerfile.lint import Finding, display_path, lint_project, read_dockerfile
+from compose_tasks.dockerfile.lint import Finding, lint_project
+from compose_tasks.dockerfile.reader import Reader, display_path
 from compose_tasks.dockerfile.steps import Prediction
 from compose_tasks.errors import Failed, UserError
 from compose_tasks.settings import Settings
@@ -49,6 +50,8 @@ class Project:
     git: GitInfo
     data: Mapping[str, Any]
     keep: str = ""  # this resolution for the next build to reuse (``resolved``), when followable
+    # the run's Dockerfiles, each read and parsed once (paths shown from the working directory)
+    dockerfiles: Reader = field(default_factory=lambda: Reader(Path.cwd()), compare=False)
 
     @property
     def name(self) -> str:
@@ -121,7 +124,7 @@ class Prepared:
 
 def lint(project: Project, services: Sequence[str]) -> list[Finding]:
     """The Dockerfile cache lint of these services."""
-    return lint_project(project.data, services, project.settings.commit_arg, Path.cwd())
+    return lint_project(project.data, services, project.settings.commit_arg, project.dockerfiles)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ def dockerfiles_of(project: Project) -> Dockerfiles:
                 owners.setdefault(depends.repo_key(repo), name)
     for name, service in services.items():
         build = service.get("build") or {}
-        dockerfile = read_dockerfile(name, build, Path.cwd()) if build else None
+        dockerfile = project.dockerfiles.service(name, build) if build else None
         target = str(build.get("target") or "")
         refs: list[str] = []
         if dockerfile is not None:
@@ -174,7 +177,7 @@ def dockerfiles_of(project: Project) -> Dockerfiles:
 def check_services(project: Project, services: Sequence[str]) -> None:
     """What the engine would reject about these services (all buildable ones when empty)."""
     shown = ", ".join(display_path(path, project.settings.project_dir) for path in project.files)
-    inputs.check_services(project.data, select(project.data, services), shown)
+    inputs.check_services(project.data, select(project.data, services), shown, project.dockerfiles)
 
 
 def plan(
@@ -221,7 +224,9 @@ def plan(
     )
     built = link(built, read.needs, builder)
     built = replace(built, lint=tuple(lint(project, built.service_names())))
-    built = unchanged.with_inputs(project.settings.commit_arg, built, docker, options)
+    built = unchanged.with_inputs(
+        project.settings.commit_arg, built, docker, options, project.dockerfiles
+    )
     return Prepared(project, built, docker)
 
 
@@ -293,16 +298,17 @@ def prepare(
     return plan(project, docker, options)
 
 
-def base_images(plan: BuildPlan) -> list[str]:
+def base_images(prepared: Prepared) -> list[str]:
     """Images named in the services' Dockerfile FROM lines (earlier stages excluded)."""
     found: list[str] = []
-    for service in plan.services:
-        path = Path(service.context) / service.dockerfile
+    for service in prepared.plan.services:
         try:
-            text = path.read_text()
+            dockerfile = prepared.project.dockerfiles.dockerfile(
+                Path(service.context) / service.dockerfile
+            )
         except OSError:
             continue
-        found += unchanged.bases_of(path, text)
+        found += stage_bases(dockerfile)
     return list(dict.fromkeys(found))
 
 
@@ -310,7 +316,7 @@ def missing_bases(prepared: Prepared) -> list[str]:
     """Base images the Dockerfiles name that are not on this engine (a ``$`` ref is skipped)."""
     return [
         ref
-        for ref in base_images(prepared.plan)
+        for ref in base_images(prepared)
         if "$" not in ref and prepared.docker.locate(ref, False) is None
     ]
 

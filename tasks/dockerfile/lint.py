@@ -31,9 +31,9 @@ from compose_tasks.dockerfile.instructions import (
     Instruction,
     Stage,
     dependency_stages,
-    parse,
     target_stage,
 )
+from compose_tasks.dockerfile.reader import Reader, display_path
 from compose_tasks.mask import is_secret
 
 # Commands that install dependencies, as (label, pattern over the lower-cased command).
@@ -205,14 +205,6 @@ def lint_dockerfile(dockerfile: Dockerfile, commit_arg: str, target: str = "") -
     return sorted(unique.values(), key=lambda finding: finding.line or 0)
 
 
-def display_path(path: Path, base: Path) -> str:
-    """A path relative to ``base`` when it lies inside it."""
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
-
-
 MATTERS = (".git", "node_modules", ".env")  # context entries that bust caches or leak
 
 
@@ -263,28 +255,18 @@ def lint_context(
     ]
 
 
-def read_dockerfile(name: str, build: Mapping[str, Any], base: Path) -> Dockerfile | None:
-    """A service's Dockerfile (file or ``dockerfile_inline``); None when it cannot be read."""
-    context_text = str(build.get("context") or ".")
-    if contexts.remote(context_text):
-        return None
-    if build.get("dockerfile_inline"):
-        return parse(str(build["dockerfile_inline"]), f"{name}: dockerfile_inline")
-    path = base / context_text / str(build.get("dockerfile") or "Dockerfile")
-    try:
-        return parse(path.read_text(errors="replace"), display_path(path, base))
-    except OSError:
-        return None
-
-
-def lint_service(name: str, build: Mapping[str, Any], commit_arg: str, base: Path) -> list[Finding]:
-    """Every finding for one compose service's build section (as ``compose config`` prints it)."""
+def lint_service(
+    name: str, build: Mapping[str, Any], commit_arg: str, reader: Reader
+) -> list[Finding]:
+    """Every finding for one compose service's build section (as ``compose config`` prints it),
+    its Dockerfile from the run's ``reader``."""
     context_text = str(build.get("context") or ".")
     if contexts.remote(context_text):
         return []
+    base = reader.base
     context = base / context_text
     dockerfile = context / str(build.get("dockerfile") or "Dockerfile")
-    parsed = read_dockerfile(name, build, base)
+    parsed = reader.service(name, build)
     if parsed is None:
         return [
             Finding(
@@ -315,7 +297,7 @@ def lint_service(name: str, build: Mapping[str, Any], commit_arg: str, base: Pat
 
 
 def lint_project(
-    project: Mapping[str, Any], services: Sequence[str], commit_arg: str, base: Path
+    project: Mapping[str, Any], services: Sequence[str], commit_arg: str, reader: Reader
 ) -> list[Finding]:
     """Findings for the named services of a resolved project; a shared Dockerfile counts once."""
     seen: dict[str, Finding] = {}
@@ -326,6 +308,6 @@ def lint_project(
         if key in linted and not build.get("dockerfile_inline"):
             continue
         linted.add(key)
-        for finding in lint_service(name, build, commit_arg, base):
+        for finding in lint_service(name, build, commit_arg, reader):
             seen.setdefault(str(finding), finding)
     return list(seen.values())

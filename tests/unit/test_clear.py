@@ -48,8 +48,11 @@ def test_base_images_skip_stages_and_scratch(tmp_path: Path) -> None:
         "FROM --platform=linux/amd64 node:20 AS build\nRUN x\nFROM build AS test\n"
         "FROM scratch\nFROM nginx:1.27\nCOPY --from=build /a /b\n"
     )
-    plan = plan_for(project(web={"build": {"context": str(tmp_path)}}), tmp_path)
-    assert base_images(plan) == ["node:20", "nginx:1.27"]
+    compose = project(web={"build": {"context": str(tmp_path)}})
+    plan = plan_for(compose, tmp_path)
+    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=tmp_path)
+    prepared = Prepared(Project(settings, (), GIT, compose), plan, engine.Engine(FakeCli()))
+    assert base_images(prepared) == ["node:20", "nginx:1.27"]
 
 
 def test_only_ours_is_removed_on_an_in_memory_engine(tmp_path: Path) -> None:

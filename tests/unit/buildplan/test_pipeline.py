@@ -15,6 +15,7 @@ from compose_tasks.docker.builder import Found, Where
 from compose_tasks.docker.engine import Engine
 from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
+from compose_tasks.dockerfile.instructions import parse
 from compose_tasks.settings import load
 from tests.fakes import FakeCli, FakeDocker
 from tests.support import GIT, plan_for, project
@@ -152,3 +153,31 @@ def test_a_real_build_error_is_not_retried(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_an_engine_that_went_away_is_told_from_a_failed_step(said: str, gone: bool) -> None:
     assert pipeline.engine_gone(said) is gone
+
+
+def test_each_dockerfile_is_read_and_parsed_once_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checks, stage targets, lint, input digests, step keys and base images: one read and
+    one parse of each Dockerfile (``api`` and ``worker`` share one)."""
+    root = tmp_path / "proj"
+    for folder, text in {
+        "api": "FROM busybox:1.36 AS deps\nRUN true\nFROM deps AS app\nCOPY . /app\n",
+        "web": "FROM busybox:1.36\nCOPY . /web\n",
+    }.items():
+        (root / folder).mkdir(parents=True)
+        (root / folder / "Dockerfile").write_text(text)
+    monkeypatch.chdir(root)
+    settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "cache")}, cwd=root)
+    compose = project(
+        api={"build": {"context": str(root / "api"), "target": "app"}},
+        worker={"build": {"context": str(root / "api")}},
+        web={"build": {"context": str(root / "web")}},
+    )
+    run = Project(settings, (), GIT, compose)
+    parse.cache_clear()
+    prepared = pipeline.plan(run, Engine(FakeCli(local=["busybox:1.36"]), Sdk(FakeDocker())))
+    assert pipeline.base_images(prepared) == ["busybox:1.36"]
+    assert [s.name for s in prepared.plan.services] == ["api", "worker", "web"]
+    assert run.dockerfiles.reads == 2
+    assert parse.cache_info().misses == 2

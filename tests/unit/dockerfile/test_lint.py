@@ -21,6 +21,7 @@ from compose_tasks.dockerfile.lint import (
     lint_project,
     lint_service,
 )
+from compose_tasks.dockerfile.reader import Reader
 from tests.support import ROOT
 
 
@@ -261,7 +262,9 @@ def test_secret_compose_args_not_declared_in_the_dockerfile(tmp_path: Path) -> N
     (tmp_path / "Dockerfile").write_text("FROM node:20\nARG NPM_TOKEN\n")
     (tmp_path / ".dockerignore").write_text(".git\n")
     build = {"context": str(tmp_path), "args": {"NPM_TOKEN": "x", "SENTRY_AUTH_TOKEN": "y"}}
-    found = [(f.rule, f.subject) for f in lint_service("web", build, "GIT_COMMIT_HASH", tmp_path)]
+    found = [
+        (f.rule, f.subject) for f in lint_service("web", build, "GIT_COMMIT_HASH", Reader(tmp_path))
+    ]
     assert found == [("secret-arg", "NPM_TOKEN"), ("secret-arg", "SENTRY_AUTH_TOKEN")]
 
 
@@ -292,7 +295,7 @@ def _context(tmp_path: Path, ignore: str | None, git: bool = True) -> list[Findi
         (tmp_path / ".git").mkdir()
     if ignore is not None:
         (tmp_path / ".dockerignore").write_text(ignore)
-    return lint_service("app", {"context": str(tmp_path)}, "GIT_COMMIT_HASH", tmp_path)
+    return lint_service("app", {"context": str(tmp_path)}, "GIT_COMMIT_HASH", Reader(tmp_path))
 
 
 def test_missing_dockerignore_is_flagged(tmp_path: Path) -> None:
@@ -307,9 +310,9 @@ def test_dockerignore_only_matters_for_broad_copies(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY package.json app.py /app/\n")
     build = {"context": str(tmp_path)}
-    assert lint_service("app", build, "GIT_COMMIT_HASH", tmp_path) == []
+    assert lint_service("app", build, "GIT_COMMIT_HASH", Reader(tmp_path)) == []
     (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY src /app/src\n")
-    (finding,) = lint_service("app", build, "GIT_COMMIT_HASH", tmp_path)
+    (finding,) = lint_service("app", build, "GIT_COMMIT_HASH", Reader(tmp_path))
     assert "sends .git, node_modules" in finding.message
 
 
@@ -330,14 +333,14 @@ def test_dockerfile_specific_ignore_file_wins(tmp_path: Path) -> None:
     (tmp_path / "web.Dockerfile.dockerignore").write_text(".git\n")
     (tmp_path / ".git").mkdir()
     build = {"context": str(tmp_path), "dockerfile": "web.Dockerfile"}
-    assert lint_service("web", build, "GIT_COMMIT_HASH", tmp_path) == []
+    assert lint_service("web", build, "GIT_COMMIT_HASH", Reader(tmp_path)) == []
 
 
 def test_unreadable_dockerfile_and_remote_context(tmp_path: Path) -> None:
-    missing = lint_service("app", {"context": str(tmp_path)}, "GIT_COMMIT_HASH", tmp_path)
+    missing = lint_service("app", {"context": str(tmp_path)}, "GIT_COMMIT_HASH", Reader(tmp_path))
     assert [f.rule for f in missing] == ["unreadable"]
     remote = {"context": "https://github.com/example/app.git#main"}
-    assert lint_service("app", remote, "GIT_COMMIT_HASH", tmp_path) == []
+    assert lint_service("app", remote, "GIT_COMMIT_HASH", Reader(tmp_path)) == []
 
 
 def test_inline_dockerfile_and_shared_dockerfiles_count_once(tmp_path: Path) -> None:
@@ -350,14 +353,16 @@ def test_inline_dockerfile_and_shared_dockerfiles_count_once(tmp_path: Path) -> 
             "c": {"build": {"context": str(tmp_path), "dockerfile_inline": EARLY_ARG}},
         }
     }
-    findings = lint_project(project, ["a", "b", "c"], "GIT_COMMIT_HASH", tmp_path)
+    findings = lint_project(project, ["a", "b", "c"], "GIT_COMMIT_HASH", Reader(tmp_path))
     assert [(f.path, f.line) for f in findings] == [("Dockerfile", 2), ("c: dockerfile_inline", 2)]
 
 
 def test_the_demo_stack_is_clean() -> None:
     for service in ("backend", "frontend"):
         context = ROOT / "demo" / service
-        assert lint_service(service, {"context": str(context)}, "GIT_COMMIT_HASH", ROOT) == []
+        assert (
+            lint_service(service, {"context": str(context)}, "GIT_COMMIT_HASH", Reader(ROOT)) == []
+        )
 
 
 MULTI = """\
