@@ -1,0 +1,204 @@
+"""The benchmark's tables: one engine's results, and the engines side by side."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from benchmarks import fresh_runner
+from benchmarks.builds import CONFIGS, DEPENDENCY_SECONDS, FIXTURES, SCENARIOS, SERVICES
+from benchmarks.harness import Cell, ratio
+from benchmarks.replay import missed
+
+
+def summarize(
+    cells: dict[str, dict[str, Cell]], multi: dict[str, dict[str, Cell]]
+) -> dict[str, float]:
+    return {
+        "invoke_over_seed_fresh_runner": ratio(
+            cells["invoke"]["fresh-runner"].median, cells["seed"]["fresh-runner"].median
+        ),
+        "multi_invoke_over_seed_builder_pruned": ratio(
+            multi["invoke"]["builder-pruned"].median, multi["seed"]["builder-pruned"].median
+        ),
+        "multi_invoke_over_seed_fresh_runner": ratio(
+            multi["invoke"]["fresh-runner"].median, multi["seed"]["fresh-runner"].median
+        ),
+        "multi_cold_invoke_over_seed": ratio(
+            multi["invoke"]["cold"].median, multi["seed"]["cold"].median
+        ),
+        "seed_warm_over_cold": ratio(
+            cells["seed"]["no-change"].median, cells["seed"]["cold"].median
+        ),
+        "invoke_warm_over_cold": ratio(
+            cells["invoke"]["no-change"].median, cells["invoke"]["cold"].median
+        ),
+        "invoke_over_seed_no_change": ratio(
+            cells["invoke"]["no-change"].median, cells["seed"]["no-change"].median
+        ),
+        "invoke_over_seed_builder_pruned": ratio(
+            cells["invoke"]["builder-pruned"].median, cells["seed"]["builder-pruned"].median
+        ),
+    }
+
+
+def markdown(
+    meta: dict[str, str], fixtures: dict[str, dict[str, dict[str, Cell]]],
+    ratios: dict[str, float], plan: dict[str, float | int], repeats: int,
+    affected: dict[str, float | int], replay: dict[str, Any],
+) -> str:  # fmt: skip
+    lines = [
+        f"# Build benchmark ({meta['date']})",
+        "",
+        f"{meta['engine']}, {meta['compose']}, {meta['cpus']} CPUs. Fixture: {len(SERVICES)} "
+        f"services, dependency step sleeps {DEPENDENCY_SECONDS} s, code layer after "
+        f"ARG GIT_COMMIT_HASH. Wall time is the median of {repeats} runs; steps are cached/total "
+        "over both services (FROM not counted).",
+        "",
+        "| fixture | scenario | seed config, raw compose | cached | invoke build | cached |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for fixture, cells in fixtures.items():
+        for key, title in SCENARIOS:
+            seed, ours = cells["seed"][key], cells["invoke"][key]
+            lines.append(
+                f"| {fixture} | {title} | {seed.median:.2f} s | {seed.steps} | "
+                f"{ours.median:.2f} s | {ours.steps} |"
+            )
+    lines += [
+        "",
+        "| ratio | value |",
+        "|---|---:|",
+        f"| warm/cold, seed (no change ÷ cold) | {ratios['seed_warm_over_cold']} |",
+        f"| warm/cold, invoke build | {ratios['invoke_warm_over_cold']} |",
+        f"| invoke/seed, no-change build | {ratios['invoke_over_seed_no_change']} |",
+        f"| invoke/seed, builder pruned | {ratios['invoke_over_seed_builder_pruned']} |",
+        f"| invoke/seed, fresh runner | {ratios['invoke_over_seed_fresh_runner']} |",
+        "| multi-stage: invoke/seed, builder pruned | "
+        f"{ratios['multi_invoke_over_seed_builder_pruned']} |",
+        "| multi-stage: invoke/seed, fresh runner | "
+        f"{ratios['multi_invoke_over_seed_fresh_runner']} |",
+        "| multi-stage: invoke/seed, cold (cost of the stage cache targets) | "
+        f"{ratios['multi_cold_invoke_over_seed']} |",
+        "",
+        f"Planning a generated {plan['services']}-service project (`invoke build --dry-run "
+        "--json`: settings, git, the resolved project, one image lookup for every ref, Dockerfile "
+        f"lint, the JSON plan): {plan['plan_seconds']:.2f} s reusing the resolved project, "
+        f"{plan['plan_cold_seconds']:.2f} s when compose config must run, against "
+        f"{plan['compose_config_seconds']:.2f} s for one `docker compose config` (ratios "
+        f"{plan['plan_over_config']} and {plan['plan_cold_over_config']}). Starting the tasks "
+        f"and doing nothing (`invoke --list`: Python, invoke, the task modules) takes "
+        f"{plan['startup_seconds']:.2f} s.",
+        "",
+        f"Affected-only builds: {affected['services']} services, each new commit changing one. "
+        f"`invoke build --affected` {affected['affected_seconds']:.2f} s (built "
+        f"{affected['built_per_commit']} service, re-tagged the rest) against "
+        f"{affected['compose_seconds']:.2f} s for raw `docker compose build` (ratio "
+        f"{affected['affected_over_compose']}); a new commit that changes nothing: "
+        f"{affected['no_change_affected_seconds']:.2f} s (compose not run) against "
+        f"{affected['no_change_compose_seconds']:.2f} s (ratio "
+        f"{affected['no_change_affected_over_compose']}).",
+        "",
+        f"Prediction: {replay['commits']} scripted commits (each changing one input: a source "
+        "file, a dependency list, an ignored file, an arg from `.env`, a RUN line, the base "
+        "image, a step added, an untracked file, a compose arg) on four services (multi-stage, "
+        "`context: .`, `build.target`): the plan's prediction (which steps rebuild, how many "
+        f"come from cache) was exact for {replay['exact']} of {replay['service_builds']} service "
+        f"builds ({replay['exact_ratio']:.0%}).",
+        *missed(replay),
+        "",
+        "Where a warm no-change `invoke build` spends its time (single fixture, medians; "
+        "`timings` of `invoke build --json`, the rest is process start, imports and exit):",
+        "",
+        "| phase | seconds |",
+        "|---|---:|",
+        *breakdown(fixtures["single"]["invoke"]["no-change"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def breakdown(cell: Cell) -> list[str]:
+    """Table rows: the median of each phase, and of the wall time outside them."""
+    phases = list(cell.samples[0].timings)
+    rows = []
+    for phase in phases:
+        rows.append(
+            f"| {phase} | {statistics.median(s.timings[phase] for s in cell.samples):.3f} |"
+        )
+    rest = statistics.median(s.seconds - sum(s.timings.values()) for s in cell.samples)
+    rows.append(f"| process start, imports, settings, exit | {rest:.3f} |")
+    rows.append(f"| total (wall) | {cell.median:.3f} |")
+    return rows
+
+
+def fresh_side_by_side(results: dict[str, Any]) -> str:
+    """The fresh-runner scenario per engine, one row per engine and configuration."""
+    lines = [
+        f"# Fresh runner on {len(results)} engines ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"{fresh_runner.SERVICES} services, one changed; another runner built and pushed them "
+        "before; this runner has only the registry. Medians.",
+        "",
+        "| engine | configuration | services built | bytes pulled, unchanged | bytes pulled, "
+        "changed | time | predicted exactly |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, data in results.items():
+        found = data["fresh_runner"]
+        for config in ("seed", "invoke"):
+            row = found[config]
+            samples = row["samples"]
+            exact = sum(s["predicted_exactly"] for s in samples)
+            predicted = f"{exact}/{sum(s['built'] for s in samples)}" if config == "invoke" else "-"
+            lines.append(
+                f"| {name} ({data['meta'].get('store', '?')}) | {config} | {row['built']:.0f} | "
+                f"{row['unchanged_bytes']:.0f} | {row['changed_bytes']:.0f} | "
+                f"{row['seconds']:.2f} s | {predicted} |"
+            )
+    lines += ["", "Prediction on fresh runners, the scripted commits (each built by a new runner):"]
+    for name, data in results.items():
+        replay = data["prediction_fresh_runner"]
+        lines.append(f"- {name}: {replay['exact']} of {replay['service_builds']} exact")
+        lines += [f"  {line}" for line in missed(replay)]
+    return "\n".join(lines) + "\n"
+
+
+def side_by_side(results: dict[str, Any], repeats: int) -> str:
+    """One row per scenario, the seed's and invoke's time and cached steps per engine."""
+    names = list(results)
+    lines = [f"# Build benchmark on {len(names)} engines ({time.strftime('%Y-%m-%d')})", ""]
+    for name in names:
+        meta = results[name]["meta"]
+        lines.append(
+            f"- **{name}**: {meta['engine']}, {meta.get('store', '?')}, {meta.get('buildx', '?')}, "
+            f"{meta['compose']}"
+        )
+    lines += [
+        "",
+        f"Wall time: median of {repeats} runs; cached/total steps over both services.",
+        "",
+        "| fixture | scenario | "
+        + " | ".join(f"{n}: seed | {n}: invoke build" for n in names)
+        + " |",
+        "|---|---|" + "---:|---:|" * len(names),
+    ]
+    for fixture in FIXTURES:
+        for key, title in SCENARIOS:
+            cells = []
+            for name in names:
+                for config in CONFIGS:
+                    samples = results[name]["builds"][fixture][config][key]
+                    median = results[name]["medians"][fixture][config][key]
+                    steps = " or ".join(sorted({f"{s['cached']}/{s['total']}" for s in samples}))
+                    cells.append(f"{median:.2f} s, {steps}")
+            lines.append(f"| {fixture} | {title} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for key in results[names[0]]["ratios"]:
+        lines.append(
+            f"| {key} | " + " | ".join(str(results[n]["ratios"][key]) for n in names) + " |"
+        )
+    plan_keys = ("plan_over_config", "startup_seconds")
+    for key in plan_keys:
+        lines.append(f"| {key} | " + " | ".join(str(results[n]["plan"][key]) for n in names) + " |")
+    return "\n".join(lines) + "\n"
