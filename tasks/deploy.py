@@ -26,7 +26,7 @@ from compose_tasks.errors import Failed, Unreachable, UserError
 from compose_tasks.rollout import deployment, swarm
 from compose_tasks.rollout import gate as rollout
 from compose_tasks.rollout.deployment import Deployment
-from compose_tasks.rollout.gate import Backend, Release, SwarmBackend, release
+from compose_tasks.rollout.gate import Backend, DeployOptions, Release, SwarmBackend, release
 from compose_tasks.rollout.state import Action, EngineState, Lease, Outcome, deploy_lock, target_of
 from compose_tasks.settings import Orchestrator, Settings
 
@@ -182,10 +182,10 @@ def deploy(
         settings, docker, deployment.of(settings, project.files, project.data)
     )
     version = sha or (prepared.plan.commit_tag if prepared else project.git.tag)
-    doing = {"action": Action.DEPLOY, "sha": version}
+    options = DeployOptions(Action.DEPLOY, version, wait or settings.deploy_timeout, break_lock)
     with (
         engine_kept(docker, "deploy"),
-        deploy_lock(state, break_lock, lease_of(settings), doing, _log),
+        deploy_lock(state, options.break_lock, lease_of(settings), options.doing(), _log),
     ):
         if prepared is not None:
             for line in report.warning_lines(prepared.plan):
@@ -204,9 +204,7 @@ def deploy(
                     f"build failed ({result.culprits}); "
                     "nothing deployed, the running version is untouched"
                 )
-        wait = wait or settings.deploy_timeout
-        outcome = release(backend, state, version, Action.DEPLOY, wait, _log)
-        _finish(outcome, json)
+        _finish(release(backend, state, options, _log), json)
 
 
 @task(help={"to": "redeploy this sha (default: the one before the current deploy)", **TARGET_HELP})
@@ -234,13 +232,12 @@ def rollback(
     sha = to or state.last_good(other_than=current)
     if not sha:
         raise UserError("nothing to roll back to: no earlier successful deploy in the history")
-    doing = {"action": Action.ROLLBACK, "sha": sha}
+    options = DeployOptions(Action.ROLLBACK, sha, wait or settings.deploy_timeout, break_lock)
     with (
         engine_kept(docker, "rollback"),
-        deploy_lock(state, break_lock, lease_of(settings), doing, _log),
+        deploy_lock(state, options.break_lock, lease_of(settings), options.doing(), _log),
     ):
-        wait = wait or settings.deploy_timeout
-        _finish(release(backend, state, sha, Action.ROLLBACK, wait, _log), json)
+        _finish(release(backend, state, options, _log), json)
 
 
 def _unrecorded(entries: list[dict[str, Any]], running: list[str]) -> str:

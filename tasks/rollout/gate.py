@@ -168,6 +168,20 @@ def running_sha(target: Deployment, docker: engine.Engine) -> str:
 
 
 @dataclass(frozen=True)
+class DeployOptions:
+    """What one deploy or rollback asks for, made once from the task's flags and settings."""
+
+    action: Action
+    sha: str  # the commit tag to bring up
+    timeout: float  # seconds the health gate waits
+    break_lock: bool = False  # take the lock from another run that holds it
+
+    def doing(self) -> dict[str, str]:
+        """What the lock says this run is doing."""
+        return {"action": self.action, "sha": self.sha}
+
+
+@dataclass(frozen=True)
 class Release:
     """What a deploy or rollback did."""
 
@@ -225,17 +239,11 @@ class SwarmBackend(Backend):
         swarm.remove(self.target, self.docker)
 
 
-def release(
-    backend: Backend,
-    state: EngineState,
-    sha: str,
-    action: Action,
-    timeout: float,
-    log: Log,
-) -> Release:
+def release(backend: Backend, state: EngineState, options: DeployOptions, log: Log) -> Release:
     """Bring ``sha`` up; on failure bring every service back to what ran before (what runs now,
     else the last good sha of the history) through the same health gate, also after Swarm
     rolled back the service that failed (it rolls back that one only). Records every step."""
+    action, sha, timeout = options.action, options.sha, options.timeout
     settings = backend.target.settings
     target = state.target
     running = backend.running()

@@ -20,7 +20,7 @@ from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import UserError
 from compose_tasks.rollout import deployment
-from compose_tasks.rollout.gate import Backend, release
+from compose_tasks.rollout.gate import Backend, DeployOptions, release
 from compose_tasks.rollout.state import Action, EngineState, Target
 from compose_tasks.settings import load
 from tests.fakes import Container, FakeCli, FakeDocker
@@ -53,7 +53,7 @@ class World:
         self.log: list[str] = []
 
     def release(self, sha: str, action: Action = Action.DEPLOY) -> Any:
-        return release(self.backend, self.state, sha, action, 5, self.log.append)
+        return release(self.backend, self.state, DeployOptions(action, sha, 5), self.log.append)
 
     def history(self) -> list[tuple[str, str, str]]:
         return [(e["action"], e["sha"], e["result"]) for e in self.state.history()]
@@ -358,7 +358,9 @@ class SwarmRolledBack(Backend):
 def test_after_swarm_rolled_back_one_service_every_service_goes_back(tmp_path: Path) -> None:
     world = World(tmp_path, ["aaa", "bbb"])
     backend = SwarmRolledBack(world, "bbb")
-    outcome = release(backend, world.state, "bbb", Action.DEPLOY, 5, world.log.append)
+    outcome = release(
+        backend, world.state, DeployOptions(Action.DEPLOY, "bbb", 5), world.log.append
+    )
     assert backend.ups == ["bbb", "aaa"]  # the whole stack brought back
     assert (outcome.ok, outcome.previous, outcome.back_ok) == (False, "aaa", True)
     assert world.history() == [("deploy", "bbb", "failed"), ("rollback", "aaa", "ok")]
