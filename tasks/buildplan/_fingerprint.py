@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,12 +95,16 @@ def context_files(root: Path, patterns: Sequence[str], index: GitIndex | None) -
     """Each file of a build context (or named context folder) the ignore lines let through,
     by relative path, in order: its kind and blob id (``x <id>``, ``f <id>``, ``l <target>``)."""
     base = root.resolve()
-    inside = index is not None and base.is_relative_to(index.root)
+    ids: Mapping[str, str] = {}
+    if index is not None and base.is_relative_to(index.root):
+        where = base.relative_to(index.root).as_posix()
+        prefix = "" if where == "." else f"{where}/"
+        ids = {rel[len(prefix) :]: i for rel, i in index.ids.items() if rel.startswith(prefix)}
     found: dict[str, str] = {}
     for rel in _files(root, patterns):
         path = root / rel
         try:
-            found[rel] = _entry(path, base / rel, index if inside else None)
+            found[rel] = _entry(path, ids.get(rel))
         except OSError as exc:
             raise UserError(f"cannot read {path} (a build input): {exc.strerror}") from None
     return found
@@ -118,14 +123,15 @@ def folder_digest(root: Path, patterns: Sequence[str], index: GitIndex | None) -
     return files_digest(context_files(root, patterns, index))
 
 
-def _entry(path: Path, absolute: Path, index: GitIndex | None) -> str:
-    """One context file as the digest takes it: its kind and its blob id (or link target)."""
-    if path.is_symlink():
+def _entry(path: Path, known: str | None) -> str:
+    """One context file as the digest takes it: its kind and its blob id (``known``: the one
+    git's index has for it), or its link target."""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
         return f"l {path.readlink()}"
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         return "s"  # a socket or pipe: never read (a pipe would block)
-    known = index.ids.get(absolute.relative_to(index.root).as_posix()) if index else None
-    kind = "x" if path.lstat().st_mode & 0o111 else "f"
+    kind = "x" if mode & 0o111 else "f"
     return f"{kind} {known or blob_id(path.read_bytes())}"
 
 

@@ -123,6 +123,11 @@ def _matches(pattern: str, files: Mapping[str, str]) -> dict[str, str]:
     clean = clean.rstrip("/")
     if clean in ("", "."):
         return dict(files)
+    if not any(char in clean for char in "*?["):  # a file or a folder: by its path
+        inside = clean + "/"
+        return {
+            rel: entry for rel, entry in files.items() if rel == clean or rel.startswith(inside)
+        }
     wanted = clean.split("/")
     found = {}
     for rel, entry in files.items():
