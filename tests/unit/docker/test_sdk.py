@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
 from docker.errors import DockerException, ImageNotFound
 
-from compose_tasks.docker.sdk import DF_ATTEMPTS, Endpoint, Kind, Lookup, Sdk, mapped
+from compose_tasks.docker.sdk import DF_ATTEMPTS, Endpoint, Kind, Lookup, Sdk, engine_time, mapped
 from compose_tasks.errors import Conflict, EngineError, NotFound, Unreachable
 from tests.fakes import Container, FakeDocker, Service, api_error
 
@@ -207,3 +208,12 @@ def test_disk_usage_asks_again_when_a_concurrent_build_removed_a_snapshot() -> N
     assert Sdk(RacingDf(failures=2)).disk_usage().cache == ((4096, False),)
     with pytest.raises(NotFound, match="engine disk usage"):
         Sdk(RacingDf(failures=DF_ATTEMPTS)).disk_usage()
+
+
+def test_engine_times_are_read_to_the_microsecond_and_zero_is_none() -> None:
+    found = engine_time("2026-12-05T13:12:07.123456789Z")
+    assert found == datetime(2026, 12, 5, 13, 12, 7, 123456, tzinfo=UTC)
+    assert engine_time("2026-12-05T13:12:07") == datetime(2026, 12, 5, 13, 12, 7, tzinfo=UTC)
+    assert engine_time("0001-01-01T00:00:00Z") is None
+    assert engine_time("") is None
+    assert engine_time("yesterday") is None

@@ -209,3 +209,23 @@ def test_a_service_built_on_another_names_it_when_it_changed() -> None:
     assert (based.rebuilt, based.why) == (("2",), "base changed (its base dep)")
     copied = why("FROM busybox:1.36\nCOPY --from=shop-base /x /x\n")
     assert copied.why == "base changed (it copies from shop-base)"
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("package.json", ["package.json"]),
+        ("./src/", ["src/a.py", "src/lib/b.py"]),
+        ("src/lib", ["src/lib/b.py"]),
+        ("*.json", ["package-lock.json", "package.json"]),
+        ("src/*.py", ["src/a.py"]),
+        ("src/?ib", ["src/lib/b.py"]),
+        ("s[rx]c/a.py", ["src/a.py"]),
+        ("srcx", []),
+        (".", ["package-lock.json", "package.json", "src/a.py", "src/lib/b.py"]),
+    ],
+)
+def test_a_copy_source_names_a_file_a_folder_or_a_wildcard(source: str, found: list[str]) -> None:
+    files = {name: f"f {name}" for name in
+             ("package.json", "package-lock.json", "src/a.py", "src/lib/b.py")}  # fmt: skip
+    assert sorted(steps._matches(source, files)) == found
