@@ -45,8 +45,8 @@ def busy_neighbour(tmp_path: Path) -> Iterator[str]:
 def test_engine_tests_pass_beside_another_project_s_builds(
     busy_neighbour: str, tmp_path: Path
 ) -> None:
-    tests = ["tests/test_clear_engine.py::test_dry_run_removes_nothing",
-             "tests/test_clear_engine.py::test_non_interactive_without_yes_refuses"]  # fmt: skip
+    tests = ["tests/engine/test_clear.py::test_dry_run_removes_nothing",
+             "tests/engine/test_clear.py::test_non_interactive_without_yes_refuses"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          f"--basetemp={tmp_path / 'inner'}", *tests],
