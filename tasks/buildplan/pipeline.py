@@ -140,9 +140,8 @@ class Dockerfiles:
 
 
 def dockerfiles_of(project: Project) -> Dockerfiles:
-    """What the plan needs from each buildable service's Dockerfile (a Dockerfile that several
-    services share is parsed once; the lint reads it again, from the same parse), and what
-    each is built on."""
+    """What the plan needs from each buildable service's Dockerfile (from the run's reader, as
+    every other consumer), and what each is built on."""
     out = Dockerfiles({}, {}, [])
     services = project.data.get("services") or {}
     settings = project.settings
