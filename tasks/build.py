@@ -14,7 +14,7 @@ from compose_tasks import mask, report
 from compose_tasks.buildplan import pipeline
 from compose_tasks.buildplan.model import BuildOptions
 from compose_tasks.cli import one_line_errors, settings_of
-from compose_tasks.docker import engine
+from compose_tasks.docker import engine, trace
 from compose_tasks.docker.commands import display_argv
 from compose_tasks.docker.runner import Runner
 from compose_tasks.errors import CacheGate, Failed
@@ -28,7 +28,8 @@ from compose_tasks.errors import CacheGate, Failed
         "pull": "always try to pull newer base images",
         "dry-run": "print the plan (with the steps each service will take from the cache and why "
         "the first other one rebuilds), the exact command and the override; build nothing",
-        "json": "print the plan and the result as JSON (progress goes to stderr)",
+        "json": "print the plan, the result, the phase timings and every command and engine call "
+        "with its start and duration (calls) as JSON; progress goes to stderr",
         "push": "after every service built, push the commit tag, cache tags and stage cache "
         "images to the registry (setting push; needs setting registry or registry image names)",
         "affected": "build only the services whose inputs (Dockerfile, context files, args, base "
@@ -95,8 +96,14 @@ def build(
             file.write(mask.active().text(report.step_summary(plan, result)))
     if json:
         timings = {**clock.laps, **result.seconds}
+        calls = [asdict(call) for call in trace.calls()]
         report.emit_json(
-            {"plan": report.plan_data(plan), "result": asdict(result), "timings": timings}
+            {
+                "plan": report.plan_data(plan),
+                "result": asdict(result),
+                "timings": timings,
+                "calls": calls,
+            }
         )
     else:
         report.say(report.build_summary(plan, result))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shlex
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from compose_tasks import mask
+from compose_tasks.docker import trace
 from compose_tasks.errors import UserError
 
 NOT_FOUND = 127  # the shell's code for a command that is not installed
@@ -59,6 +61,12 @@ def missing(argv: Sequence[str]) -> str:
     return f"{argv[0]} is not installed"
 
 
+def traced(argv: Sequence[str]) -> str:
+    """A command as the run's trace names it: masked and at most 100 characters."""
+    text = mask.active().text(shlex.join(argv))
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
 class Runner:
     """Runs argv lists with the process environment, the runner's ``base`` (``DOCKER_HOST`` of
     a docker context, say) and each call's ``env``; never through a shell."""
@@ -79,15 +87,16 @@ class Runner:
     ) -> Result:
         """Run to the end and capture the output; a command that is not installed gives 127."""
         try:
-            done = subprocess.run(
-                list(argv),
-                capture_output=True,
-                text=True,
-                errors="replace",
-                env=self.environment(env),
-                cwd=cwd,
-                check=False,
-            )
+            with trace.timed(traced(argv)):
+                done = subprocess.run(
+                    list(argv),
+                    capture_output=True,
+                    text=True,
+                    errors="replace",
+                    env=self.environment(env),
+                    cwd=cwd,
+                    check=False,
+                )
         except OSError:
             return Result(tuple(argv), NOT_FOUND, "", missing(list(argv)))
         return Result(tuple(argv), done.returncode, done.stdout, done.stderr)
@@ -159,7 +168,7 @@ class Runner:
                 lines.put(line.rstrip("\n"))
             lines.put(None)
 
-        with proc:
+        with proc, trace.timed(traced(argv)):
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
             while True:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from compose_tasks.docker import trace
 from compose_tasks.docker.refs import split_ref
 from compose_tasks.errors import Conflict, EngineError, NotFound, Unreachable, gist
 
@@ -157,9 +158,11 @@ class DiskUsage:
 
 @contextlib.contextmanager
 def mapped(what: str) -> Iterator[None]:
-    """Turn the SDK's (and its transport's) failures inside the block into ours."""
+    """Turn the SDK's (and its transport's) failures inside the block into ours; the block is
+    one engine call of the run's trace."""
     try:
-        yield
+        with trace.timed(f"engine: {what}"):
+            yield
     except Exception as exc:
         if isinstance(exc, EngineError) or not _transport(exc):
             raise  # ours already, or a bug: not the engine's to answer for
