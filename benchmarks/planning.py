@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 from pathlib import Path
 
 from benchmarks.builds import DOCKERFILE
@@ -28,7 +29,7 @@ def plan_time(base: Path, nonce: str, count: int, repeats: int) -> dict[str, flo
     )
     cache = base / "many-cache"
     env = {**clean_env(), "XDG_CACHE_HOME": str(cache)}  # where the build folder goes
-    config, cold, warm, startup = [], [], [], []
+    config, cold, warm, startup, bare = [], [], [], [], []
     try:
         sh(invoke_argv("build", "--service", "s000"), root, env)  # keeps the resolved project
         [kept] = cache.glob("compose-tasks/*/build/compose.resolved.json")
@@ -41,6 +42,7 @@ def plan_time(base: Path, nonce: str, count: int, repeats: int) -> dict[str, flo
             cold.append(timed(plan_argv, root, env)[0])  # compose config runs
             kept.with_suffix(".aside").rename(kept)
             startup.append(timed(invoke_argv("--list"), root, env)[0])
+            bare.append(timed([sys.executable, "-c", "import invoke"], root, env)[0])
     finally:
         remove_images([f"{name}-*"], root, name)
     config_s = statistics.median(config)
@@ -53,4 +55,8 @@ def plan_time(base: Path, nonce: str, count: int, repeats: int) -> dict[str, flo
         "plan_cold_over_config": ratio(cold_s, config_s),
         "plan_over_config": ratio(warm_s, config_s),
         "startup_seconds": round(statistics.median(startup), 3),
+        "import_invoke_seconds": round(statistics.median(bare), 3),
+        "startup_over_import_seconds": round(
+            statistics.median(startup) - statistics.median(bare), 3
+        ),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks import fresh_runner
@@ -39,6 +40,15 @@ def summarize(
         ),
         "invoke_over_seed_builder_pruned": ratio(
             cells["invoke"]["builder-pruned"].median, cells["seed"]["builder-pruned"].median
+        ),
+        "invoke_over_seed_code_change": ratio(
+            cells["invoke"]["code-change"].median, cells["seed"]["code-change"].median
+        ),
+        "multi_invoke_over_seed_code_change": ratio(
+            multi["invoke"]["code-change"].median, multi["seed"]["code-change"].median
+        ),
+        "no_change_over_seed_seconds": round(
+            cells["invoke"]["no-change"].median - cells["seed"]["no-change"].median, 3
         ),
     }
 
@@ -114,6 +124,10 @@ def markdown(
         "| phase | seconds |",
         "|---|---:|",
         *breakdown(fixtures["single"]["invoke"]["no-change"]),
+        "",
+        "Targets (the everyday path):",
+        "",
+        *targets({meta["engine"]: {"ratios": ratios, "plan": plan, "affected": affected}}),
     ]
     return "\n".join(lines) + "\n"
 
@@ -130,6 +144,49 @@ def breakdown(cell: Cell) -> list[str]:
     rows.append(f"| process start, imports, settings, exit | {rest:.3f} |")
     rows.append(f"| total (wall) | {cell.median:.3f} |")
     return rows
+
+
+# The everyday-path targets: what is measured, where it is in an engine's results, the goal
+# (a number, or a function of the results: the one-service no-change bar is the interpreter's
+# and invoke's own start-up).
+TARGETS: tuple[tuple[str, str, str, float | Callable[[dict[str, Any]], float]], ...] = (
+    ("code-only commit, single-stage (÷ raw compose)", "ratios", "invoke_over_seed_code_change",
+     1.1),
+    ("code-only commit, multi-stage (÷ raw compose)", "ratios",
+     "multi_invoke_over_seed_code_change", 1.1),
+    ("no change, two services (s above raw compose; goal: `import invoke`)", "ratios",
+     "no_change_over_seed_seconds", lambda data: float(data["plan"]["import_invoke_seconds"])),
+    ("no change, ten services (÷ raw compose)", "affected", "no_change_affected_over_compose",
+     1.0),
+    ("planning 100 services (÷ `compose config`)", "plan", "plan_over_config", 1.5),
+    ("cold multi-stage, every stage cached (÷ the seed's config)", "ratios",
+     "multi_cold_invoke_over_seed", 1.2),
+    ("start-up (s above `python -c 'import invoke'`)", "plan", "startup_over_import_seconds",
+     0.05),
+)  # fmt: skip
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The targets table: each engine's value, ✓ at or under its goal, ✗ over it."""
+    names = list(results)
+    lines = [
+        "| target | goal | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for title, section, key, goal in TARGETS:
+        cells = []
+        for name in names:
+            data = results[name]
+            value = data.get(section, {}).get(key)
+            if value is None:  # results of an older bench
+                cells.append("-")
+                continue
+            bar = goal(data) if callable(goal) else goal
+            extra = f" (≤ {bar:g})" if callable(goal) else ""
+            cells.append(f"{value:g} {'✓' if value <= bar else '✗'}{extra}")
+        shown = "see cells" if callable(goal) else f"≤ {goal:g}"
+        lines.append(f"| {title} | {shown} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def fresh_side_by_side(results: dict[str, Any]) -> str:
@@ -201,4 +258,5 @@ def side_by_side(results: dict[str, Any], repeats: int) -> str:
     plan_keys = ("plan_over_config", "startup_seconds")
     for key in plan_keys:
         lines.append(f"| {key} | " + " | ".join(str(results[n]["plan"][key]) for n in names) + " |")
+    lines += ["", "Targets (the everyday path):", "", *targets(results)]
     return "\n".join(lines) + "\n"
