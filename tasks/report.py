@@ -76,7 +76,10 @@ def plan_text(plan: BuildPlan) -> str:
         if service.prediction is not None:
             out.append(f"  predicts   {service.prediction.text()}")
         for stage in service.stages:
-            out.append(f"  stage      {stage.stage} -> {stage.ref} (its own inline cache image)")
+            now = ", up to date: not built" if stage.current else ""
+            out.append(
+                f"  stage      {stage.stage} -> {stage.ref} (its own inline cache image{now})"
+            )
         for source in service.sources:
             out.append(f"  cache_from {source.entry}  [{source.origin}] {source.describe()}")
         if not service.sources:

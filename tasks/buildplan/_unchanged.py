@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 from compose_tasks.buildplan import _fingerprint as fingerprint
 from compose_tasks.buildplan import depends
 from compose_tasks.buildplan._fingerprint import GitIndex
-from compose_tasks.buildplan.model import BuildOptions, BuildPlan, ServicePlan
+from compose_tasks.buildplan.model import BuildOptions, BuildPlan, ServicePlan, StageTarget
 from compose_tasks.docker import commands, engine, registry
 from compose_tasks.docker.refs import (
     LABEL_COMMIT,
@@ -261,10 +261,13 @@ def _same_inputs(
 ) -> str:
     """An image of ours of this service built from these inputs: the commit's own tag first
     ('' when the inputs cannot be known)."""
+    stages = {stage.ref for stage in service.stages}  # same labels, another stage's content
     mine = [
         ref
         for ref, labels in ours.items()
-        if split_ref(ref)[0] == service.image and _serves(service, digest, labels, project, commit)
+        if split_ref(ref)[0] == service.image
+        and ref not in stages
+        and _serves(service, digest, labels, project, commit)
     ]
     return min(mine, key=lambda ref: (ref != service.build_ref, ref), default="")
 
@@ -324,7 +327,8 @@ def with_inputs(
         if contexts.kind(str(where)) is contexts.Kind.IMAGE
     ]
     bases = [ref for s in built.services for ref in _bases(s, reader) if "$" not in ref]
-    docker.prefetch([*mine, *bases, *images])
+    staged = [stage.ref for service in built.services for stage in service.stages]
+    docker.prefetch([*mine, *staged, *bases, *images])
     indexes: list[GitIndex] = []  # one per repository, the project's first
     reads: list[_Read] = []
     owners: list[GitIndex | None] = []
@@ -415,6 +419,10 @@ def with_inputs(
                 **_imports(built, service, read.steps, predicted, local),
             },
             inputs=read.digest,
+            stages=tuple(
+                replace(stage, current=not fresh and _stage_current(stage, read, docker, built))
+                for stage in service.stages
+            ),
             reuse=ref,
             remote=there,
             always=read.unknown,
@@ -426,6 +434,25 @@ def with_inputs(
     )
     warnings = (*built.warnings, *dict.fromkeys(problems))
     return replace(built, services=services, affected=affected, warnings=warnings)
+
+
+def _stage_current(
+    stage: StageTarget, read: _Read, docker: engine.Engine, built: BuildPlan
+) -> bool:
+    """Whether the stage's cache image here was built from exactly the steps planned now for
+    its stage (each key chains every step and stage before it), its inline cache complete:
+    building it again would give the same image."""
+    labels = docker.labels(stage.ref)
+    if read.unknown or labels is None or not owned_by(labels, built.project):
+        return False
+    word = stage.stage.lower()
+
+    def of_stage(rows: Iterable[tuple[str, str]]) -> dict[str, str]:
+        return {at: key for at, key in rows if steps.stage_of(at).lower() == word}
+
+    now = of_stage((step.position, step.key) for step in read.steps)
+    before = of_stage((row[0], row[1]) for row in steps.decode(labels.get(LABEL_STEPS, "")))
+    return bool(now) and now == before and not set(now.values()) & _imported(labels)
 
 
 def _imported(labels: Mapping[str, str]) -> set[str]:

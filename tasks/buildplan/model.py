@@ -67,6 +67,8 @@ class StageTarget:
     service: str  # the extra compose service in the override: ``<service>--cache-<stage>``
     stage: str
     ref: str  # ``<image>:cache-<stage>``
+    # its image here was built from exactly the steps this build plans for the stage: not built
+    current: bool = False
 
 
 STAGE_SEPARATOR = "--cache-"
@@ -190,7 +192,14 @@ class BuildPlan:
         if self.pull:
             argv.append("--pull")
         names = [name for name in self.building() if not only or name in only]
-        return [*argv, *names, *(alias for alias, s in self.aliases().items() if s in names)]
+        stages = [
+            stage.service
+            for s in self.services
+            if s.name in names
+            for stage in s.stages
+            if not stage.current
+        ]
+        return [*argv, *names, *stages]
 
     def env(self) -> dict[str, str]:
         """Variables exported to the compose process."""

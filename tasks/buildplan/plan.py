@@ -286,8 +286,11 @@ def make_plan(
     )
     inline = any(INLINE_ARG in service.args for service in plans)
     names = [service.name for service in plans]
-    crash_prone = inline and not builder.parallel_inline and _may_share(names, steps or {})
-    if crash_prone:
+    staged = any(service.stages for service in plans)  # a stage target shares its service's steps
+    crash_prone = (
+        inline and not builder.parallel_inline and (staged or _may_share(names, steps or {}))
+    )
+    if crash_prone and not staged:
         warnings.append(
             f"services {_few(names)} may share build steps, and this engine's BuildKit "
             "crashes dockerd when builds sharing steps export inline cache at once "
@@ -311,7 +314,7 @@ def make_plan(
         pull=options.pull or settings.pull,
         services=plans,
         push=push,
-        serial=crash_prone or any(service.stages for service in plans),
+        serial=crash_prone,
         warnings=tuple(warnings),
     )
     if plan.push:

@@ -96,6 +96,17 @@ def test_prune_and_code_change_keep_every_dependency_step(stack: Stack, shape: s
         assert [step for step in rebuilt(second) if INSTALL in step] == []
         assert services(second)["app"]["cached"] >= 2
     assert any("src/" in step for step in rebuilt(second))  # the code did rebuild
+    if strategy != "stage images" or not stage_images_reliable():
+        return
+    # the dependency stage's image was current: not built again, and it still serves after a
+    # prune; the code's stage was
+    built = {t["stage"]: not t["current"] for t in second["plan"]["services"][0]["stages"]}
+    assert list(built.values()) == [False, True], built
+    sh("docker", "builder", "prune", "-af")
+    stack.write("app/src/main.txt", "app v3\n")
+    stack.commit("another code change")
+    third = build_json(stack.root)
+    assert [step for step in rebuilt(third) if INSTALL in step] == []
 
 
 def test_fresh_runner_gets_every_stage_from_the_registry_and_clear_clears_it(
