@@ -24,7 +24,14 @@ from typing import Any
 import yaml
 
 NAME = "compose.resolved.json"
-FORMAT = 2
+FORMAT = 3
+# The commit variable's value while compose resolves a kept resolution: the kept data holds it
+# where the commit goes, and each build puts its own commit there, so that a new commit (the
+# everyday build) reuses the resolution. Used only for a commit of lowercase letters, digits,
+# ``.``, ``_`` and ``-`` (a git sha, with or without a suffix): compose's lowercasing of a
+# project name then changes neither.
+PLACEHOLDER = "c0de7a5c" * 5
+_PLAIN_COMMIT = re.compile(r"[0-9a-z._-]+")
 BUILD_KEYS = ("image", "build")
 _WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _PREFIXES = ("COMPOSE_", "DOCKER_", "BUILDX_")
@@ -195,6 +202,23 @@ def load(cache: Path, argv: Sequence[str], environ: Mapping[str, str]) -> dict[s
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
+
+
+def placeholder_for(commit: str) -> str:
+    """The commit value to resolve with: the placeholder when ``commit`` can stand in for it,
+    else the commit itself."""
+    return PLACEHOLDER if _PLAIN_COMMIT.fullmatch(commit) else commit
+
+
+def with_commit(data: Any, commit: str) -> Any:
+    """``data`` with the placeholder replaced by ``commit`` in every string, keys too."""
+    if isinstance(data, str):
+        return data.replace(PLACEHOLDER, commit)
+    if isinstance(data, dict):
+        return {with_commit(key, commit): with_commit(value, commit) for key, value in data.items()}
+    if isinstance(data, list):
+        return [with_commit(item, commit) for item in data]
+    return data
 
 
 def entry(data: Mapping[str, Any], key: str, paths: Sequence[Path]) -> str:

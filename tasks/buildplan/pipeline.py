@@ -100,17 +100,19 @@ def _resolve(
     if not reuse:
         return Project(settings, files, git, compose.resolve(runner, settings, files, git.commit))
     argv = commands.compose_of(settings, files)
-    environ = runner.environment({settings.commit_arg: git.commit})
+    stand_in = resolved.placeholder_for(git.commit)  # the same on every commit
+    environ = runner.environment({settings.commit_arg: stand_in})
     data = resolved.load(settings.build_dir / resolved.NAME, argv, environ)
     if data is not None:
-        return Project(settings, files, git, data)
+        return Project(settings, files, git, resolved.with_commit(data, git.commit))
     try:
         paths = resolved.inputs(files, settings.project_dir, [settings.env_file])
         key = resolved.fingerprint(argv, environ, paths)  # before compose reads the files
     except resolved.Unfollowable:
         paths, key = [], ""
-    data = resolved.build_view(compose.resolve(runner, settings, files, git.commit))
-    return Project(settings, files, git, data, resolved.entry(data, key, paths) if key else "")
+    data = resolved.build_view(compose.resolve(runner, settings, files, stand_in))
+    kept = resolved.entry(data, key, paths) if key else ""
+    return Project(settings, files, git, resolved.with_commit(data, git.commit), kept)
 
 
 @dataclass(frozen=True)

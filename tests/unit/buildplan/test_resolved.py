@@ -96,16 +96,30 @@ def test_reused_while_nothing_compose_reads_changes(
     assert len(runner.calls) == 1 + len(changes)
 
 
-def test_a_new_commit_is_resolved_again_when_the_files_name_its_variable(
+def test_a_new_commit_reuses_the_resolution_with_its_own_commit_in_place(
     setup: tuple[Settings, FakeCli, Path],
 ) -> None:
-    settings, runner, root = setup
+    """Compose resolves with a stand-in for the commit variable; each build puts its commit
+    where the stand-in landed. A commit the stand-in cannot represent is resolved as it is."""
+    settings, _, root = setup
     (root / "compose.yaml").write_text(COMPOSE + "x-commit: ${GIT_COMMIT_HASH}\n")
-    resolve(settings, runner)
-    resolve(settings, runner)
-    assert len(runner.calls) == 1
-    resolve(settings, runner, GitInfo("f" * 40, "git", False, "main"))
-    assert len(runner.calls) == 2
+
+    def config(argv: list[str]) -> Result:
+        commit = cli.envs[-1]["GIT_COMMIT_HASH"]
+        build = {"context": "/p/api", "args": {"V": commit}, "labels": {f"at-{commit}": "x"}}
+        data = {"name": "shop", "services": {"api": {"build": build, "image": "shop/api"}}}
+        return Result(tuple(argv), 0, json.dumps(data), "")
+
+    cli = FakeCli(answers={"docker compose": config})
+    for sha in ("a" * 40, "b" * 40, "c" * 12 + "-dirty"):
+        build = resolve(settings, cli, GitInfo(sha, "git", False, "main"))["services"]["api"]
+        assert build["build"]["args"]["V"] == sha
+        assert build["build"]["labels"] == {f"at-{sha}": "x"}
+    assert len(cli.calls) == 1
+    assert resolved.PLACEHOLDER in (settings.build_dir / resolved.NAME).read_text()
+    odd = "Release 1.0"  # set by hand: compose may change it (a project name is lowercased)
+    build = resolve(settings, cli, GitInfo(odd, "env", False, "main"))["services"]["api"]
+    assert (build["build"]["args"]["V"], len(cli.calls)) == (odd, 2)
 
 
 def test_resolving_writes_nothing_until_a_build_keeps_it(
