@@ -62,7 +62,7 @@ from benchmarks.harness import (
 )
 from benchmarks.planning import plan_time
 from benchmarks.replay import prediction_replay, replay_lines
-from benchmarks.tables import fresh_side_by_side, markdown, side_by_side, summarize
+from benchmarks.tables import fresh_side_by_side, markdown, medians, side_by_side, summarize
 from tests.support import RecordingRegistry  # a registry that logs requests
 
 
@@ -209,13 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
             for fixture, cells in fixtures.items()
         },
-        "medians": {
-            fixture: {
-                config: {key: round(cell.median, 3) for key, cell in scenarios.items()}
-                for config, scenarios in cells.items()
-            }
-            for fixture, cells in fixtures.items()
-        },
+        "medians": medians(fixtures),
         "ratios": ratios,
         "plan": plan,
         "affected": affected,

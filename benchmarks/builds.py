@@ -11,6 +11,7 @@ from benchmarks.harness import (
     BASE_IMAGE,
     REGISTRY,
     Sample,
+    by_kind,
     clean_env,
     invoke_argv,
     prune_builder,
@@ -153,7 +154,7 @@ class Stack:
         data = json.loads(done.stdout)
         rows = data["result"]["services"]
         cached, total = sum(r["cached"] for r in rows), sum(r["steps"] for r in rows)
-        return Sample(seconds, cached, total, data["timings"])
+        return Sample(seconds, cached, total, data["timings"], by_kind(data.get("calls", [])))
 
 
 def run_scenarios(stack: Stack) -> dict[str, Sample]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +28,40 @@ class Sample:
     cached: int
     total: int
     timings: dict[str, float] = field(default_factory=dict)  # invoke build's own phases
+    # invoke build's commands and engine calls (``calls`` of ``--json``), seconds by kind
+    calls: dict[str, float] = field(default_factory=dict)
+
+
+_COMPOSE_VERBS = {"build", "config", "push", "pull", "up", "version", "images", "ls", "ps"}
+
+
+def call_kind(what: str) -> str:
+    """A traced call's kind: an engine call's first word, a command's program and its sub
+    command (``docker compose build``, ``docker image tag``, ``git diff``)."""
+    if what.startswith("engine: "):
+        return "engine: " + what.split()[1]
+    program, *rest = what.split()
+    words = [word for word in rest if re.fullmatch(r"[a-z][a-z-]*", word)]
+    if words[:1] == ["compose"]:
+        verbs = [word for word in words if word in _COMPOSE_VERBS]
+        return f"{program} compose {verbs[-1] if verbs else ''}".strip()
+    return " ".join([program, *words[: 2 if program == "docker" else 1]])
+
+
+def by_kind(calls: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent per kind of call (calls at once each count whole), ``count: <kind>``, and
+    ``covered``: the wall time during which any call ran."""
+    out: dict[str, float] = {}
+    spans = sorted((float(c["at"]), float(c["at"]) + float(c["seconds"])) for c in calls)
+    covered, reached = 0.0, float("-inf")
+    for start, end in spans:
+        covered += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    for call in calls:
+        kind = call_kind(str(call["what"]))
+        out[kind] = round(out.get(kind, 0.0) + float(call["seconds"]), 4)
+        out[f"count: {kind}"] = out.get(f"count: {kind}", 0) + 1
+    return {**out, "covered": round(covered, 4)} if calls else out
 
 
 @dataclass

@@ -59,6 +59,14 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     phases = data["builds"]["single"]["invoke"]["no-change"][0]["timings"]
     assert list(phases) == ["resolve", "plan", "compose build", "tags"]
     assert "| process start, imports, settings, exit |" in done.stdout
+    # the trace: a code-only commit runs compose once (the kept resolution serves the new
+    # commit: no compose config); a no-change build runs no compose at all
+    code = data["builds"]["single"]["invoke"]["code-change"][0]["calls"]
+    assert (code["count: docker compose build"], code.get("docker compose config")) == (1, None)
+    same = data["builds"]["single"]["invoke"]["no-change"][0]["calls"]
+    assert not any(kind.startswith("docker compose") for kind in same)
+    assert "| docker compose build | 1 |" in done.stdout
+    assert "Targets (the everyday path):" in done.stdout
     fresh = "fresh runner, --rebuild: no local image, builder cache or cache folder"
     assert f"| multi | {fresh} |" in done.stdout
     assert list(out.glob("bench-*.md"))
