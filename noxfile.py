@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from subprocess import STDOUT, Popen
 
@@ -44,7 +45,8 @@ def run_tests(session: nox.Session) -> None:
 
 
 def run_integration(session: nox.Session) -> None:
-    session.run("pytest", "-m", "engine", *session.posargs)
+    for phase in phases("engine"):
+        session.run("pytest", *phase, *session.posargs)
 
 
 ENGINES = ("containerd", "classic")  # scripts/engines.sh: Engine 28.5, containerd/classic store
@@ -73,15 +75,36 @@ def scratch() -> Path:
     return folder
 
 
-def matrix_argv(session: nox.Session, name: str) -> list[str]:
-    """The engine tests inside engine ``name``'s network namespace (its ports, its registry);
-    packaging tests need the package index and run once, on the machine's engine."""
+# Engine tests run in two phases on each engine: first side by side (pytest-xdist, a test file
+# per worker: each test owns its project names, and most of their time is spent waiting on
+# health checks and timeouts), then the ``whole_engine`` ones alone (they prune the whole
+# builder cache, restart the engine or join a swarm: every other test would see it).
+WORKERS = os.environ.get("ENGINE_WORKERS", "2")
+SIDE_BY_SIDE = ["-n", WORKERS, "--dist", "loadfile"]
+DURATIONS = ["--durations=0", "--durations-min=10"]  # where the time goes
+
+
+def phases(marks: str = "") -> list[list[str]]:
+    """The pytest arguments of the two phases over the tests ``marks`` selects (all: '')."""
+    both = f"{marks} and " if marks else ""
+    return [
+        ["-m", f"{both}not whole_engine", *SIDE_BY_SIDE, *DURATIONS],
+        ["-m", f"{both}whole_engine", *DURATIONS],
+    ]
+
+
+def matrix_argvs(session: nox.Session, name: str) -> list[list[str]]:
+    """The engine tests inside engine ``name``'s network namespace (its ports, its registry),
+    one command per phase; packaging tests need the package index and run once, on the
+    machine's engine."""
     python = str(Path(session.bin) / "python")
     return [
-        "bash", "scripts/engines.sh", "run", name,
-        python, "-m", "pytest", "-m", "engine and not packaging", "-p", "no:cacheprovider",
-        "--durations=15",
-        f"--basetemp={scratch() / f'engine-{name}'}",
+        [
+            "bash", "scripts/engines.sh", "run", name,
+            python, "-m", "pytest", *phase, "-p", "no:cacheprovider",
+            f"--basetemp={scratch() / f'engine-{name}-{index}'}",
+        ]
+        for index, phase in enumerate(phases("engine and not packaging"))
     ]  # fmt: skip
 
 
@@ -105,34 +128,55 @@ def run_matrix(session: nox.Session, wanted: list[str]) -> None:
         session.log(f"engine tests on engine '{name}'")
         # base images a prune there took: restored from the machine's engine, not skipped over
         session.run("bash", "scripts/engines.sh", "images", name, external=True)
-        session.run(*matrix_argv(session, name), external=True)
+        for argv in matrix_argvs(session, name):
+            session.run(*argv, external=True)
 
 
-def start_matrix(session: nox.Session, wanted: list[str]) -> dict[str, tuple[Popen[bytes], Path]]:
+class Pass(threading.Thread):
+    """One engine's phases, run one after the other in the background into one log; ``code``
+    is the first failing phase's exit code (0 when all passed)."""
+
+    def __init__(self, argvs: list[list[str]], log: Path, env: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.argvs, self.log, self.env = argvs, log, env
+        self.code = 0
+        self.running: Popen[bytes] | None = None
+
+    def run(self) -> None:
+        with self.log.open("wb") as out:
+            for argv in self.argvs:
+                self.running = Popen(argv, stdout=out, stderr=STDOUT, env=self.env)
+                code = self.running.wait()
+                self.code = self.code or code
+
+    def stop(self) -> None:
+        self.argvs = []
+        if self.running is not None:
+            self.running.terminate()
+
+
+def start_matrix(session: nox.Session, wanted: list[str]) -> dict[str, Pass]:
     """The matrix's engine passes started side by side, each writing its own log: every engine
     is its own dockerd in its own namespace, so the passes share nothing but the cores."""
-    started: dict[str, tuple[Popen[bytes], Path]] = {}
+    started: dict[str, Pass] = {}
     for name in usable(session, wanted):
         session.run("bash", "scripts/engines.sh", "images", name, external=True)
         log = scratch() / f"engine-{name}.log"
         session.log(f"engine tests on engine '{name}' started beside the others (log: {log})")
-        with log.open("wb") as out:
-            env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
-            started[name] = (
-                Popen(matrix_argv(session, name), stdout=out, stderr=STDOUT, env=env),
-                log,
-            )
+        env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
+        started[name] = Pass(matrix_argvs(session, name), log, env)
+        started[name].start()
     return started
 
 
-def finish_matrix(session: nox.Session, started: dict[str, tuple[Popen[bytes], Path]]) -> None:
+def finish_matrix(session: nox.Session, started: dict[str, Pass]) -> None:
     """Wait for every engine pass, print its log whole, and fail naming each that failed."""
     failed = []
-    for name, (process, log) in started.items():
-        code = process.wait()
-        print(f"\n== engine tests on engine '{name}' (exit {code})", flush=True)
-        print(log.read_text(errors="replace"), flush=True)
-        if code != 0:
+    for name, engine_pass in started.items():
+        engine_pass.join()
+        print(f"\n== engine tests on engine '{name}' (exit {engine_pass.code})", flush=True)
+        print(engine_pass.log.read_text(errors="replace"), flush=True)
+        if engine_pass.code != 0:
             failed.append(name)
     if failed:
         session.error(f"engine tests failed on: {', '.join(failed)}")
@@ -183,10 +227,11 @@ def ci(session: nox.Session) -> None:
     session.run("bash", "scripts/base-images.sh", external=True)  # what a prune took: made again
     started = start_matrix(session, matrix())
     try:
-        session.run("pytest", "--durations=15", *session.posargs)  # where the time goes
+        for phase in phases():  # every test: unit, engine, packaging, cluster
+            session.run("pytest", *phase, *session.posargs)
     except KeyboardInterrupt:
-        for process, _ in started.values():
-            process.terminate()
+        for engine_pass in started.values():
+            engine_pass.stop()
         raise
     finally:
         finish_matrix(session, started)
