@@ -30,7 +30,7 @@ from compose_tasks.buildplan.plan import cache_refs, image_repo, make_plan, sele
 from compose_tasks.docker import commands, compose, engine, registry
 from compose_tasks.docker.builder import Builder
 from compose_tasks.docker.progress import CACHE_IMPORT, BuildProgress, Step
-from compose_tasks.docker.refs import registry_host
+from compose_tasks.docker.refs import has_registry, registry_host
 from compose_tasks.docker.runner import Runner
 from compose_tasks.dockerfile import steps
 from compose_tasks.dockerfile.instructions import dependency_stages, first_steps, stage_bases
@@ -210,6 +210,17 @@ def plan(
         builder = engine.detect_builder(docker, refs)
     else:
         docker.prefetch(refs)
+    if refs:  # the cache sources' registries, asked at once (where no local image serves)
+        looked_up = set(refs)
+        sources = cache_refs(project.data, project.settings, project.git, services, stages, True)
+        docker.prefetch_remote(
+            [
+                ref
+                for ref in sources
+                if has_registry(ref)
+                and not (builder.local_images and ref in looked_up and docker.local_id(ref))
+            ]
+        )
     _check_images(project, select(project.data, services), read, docker)
     _check_platforms(project, select(project.data, services), builder)
     built = make_plan(

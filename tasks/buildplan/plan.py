@@ -94,19 +94,22 @@ def cache_refs(
     git: GitInfo,
     services: Sequence[str] = (),
     stages: Mapping[str, Sequence[str]] | None = None,
+    registry_caches: bool = False,
 ) -> list[str]:
     """Every image ref a plan of ``services`` may look up (to look them up in one go): the
-    cache sources and each service's image of this commit."""
+    cache sources and each service's image of this commit; with ``registry_caches``, the
+    cache sources only, registry caches (``type=registry``) included."""
     name = str(project.get("name") or settings.project_name)
     refs = []
     for service in select(project, services):
         data = project["services"][service]
         image = image_repo(name, service, data, settings.registry)
-        refs.append(f"{image}:{git.tag}")
+        if not registry_caches:
+            refs.append(f"{image}:{git.tag}")
         targets = _stage_targets(service, image, (stages or {}).get(service, ()))
         for entry, origin in _candidates(data, image, settings, git, targets):
             ref = cache_entry(entry)[1]
-            if ref is not None and origin != REGISTRY_CACHE:
+            if ref is not None and (registry_caches or origin != REGISTRY_CACHE):
                 refs.append(ref)
     return refs
 

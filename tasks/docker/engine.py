@@ -75,6 +75,7 @@ class Engine:
         self.host = host or runner.environment(None).get("DOCKER_HOST", "")
         self._sdk = api
         self._memo: dict[str, Found | None] = {}
+        self._remote: dict[str, Lookup] = {}  # registry answers, by ref
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
         self._ids: dict[str, str] = {}  # familiar ref -> image id, of the local ones
         self._labels: dict[str, dict[str, str]] = {}  # familiar ref -> labels, of the local ones
@@ -181,10 +182,20 @@ class Engine:
                 return Found(Where.LOCAL, inline)
         if not remote:
             return None
-        said = self.sdk.registry_lookup(ref)
+        said = self._remote.get(ref) or self.sdk.registry_lookup(ref)
         if said in (Lookup.UNREACHABLE, Lookup.SILENT):
             return Found(Where.UNVERIFIED if said is Lookup.UNREACHABLE else Where.SILENT, None)
         return Found(Where.REGISTRY, None) if said is Lookup.HELD else None
+
+    def prefetch_remote(self, refs: Sequence[str]) -> None:
+        """Ask the registries about ``refs`` all at once (``locate`` then uses the answers):
+        an unreachable registry costs one timeout, not one per ref."""
+        todo = sorted(set(refs) - self._remote.keys())
+        if not todo:
+            return
+        api = self.sdk  # connected once, before the threads share it
+        with ThreadPoolExecutor(max_workers=CLI_TAGS) as pool:
+            self._remote.update(zip(todo, pool.map(api.registry_lookup, todo), strict=True))
 
     def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         """Point each target at its source image: a handful with ``docker image tag`` at once;
@@ -228,14 +239,17 @@ IMPORTED_KEPT_SINCE = 27  # ``Builder.drops_imported``: BuildKit 0.14's fix is i
 
 def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
     """The builder compose will use: ``docker buildx inspect``, and whether the engine stores
-    images in containerd (asked with ``docker info`` only of engines new enough to). Which of
-    ``refs`` are local images is found out at the same time."""
+    images in containerd (``docker info``; only engines new enough can). Which of ``refs`` are
+    local images is found out at the same time: every question at once."""
     runner = docker.runner
     wanted = docker.unknown(refs)
-    argvs = [commands.server_version(), commands.buildx_inspect(), commands.buildx_version()]
+    argvs = [
+        commands.server_version(), commands.buildx_inspect(), commands.buildx_version(),
+        commands.engine_storage(),
+    ]  # fmt: skip
     if wanted:
         argvs.append(commands.image_inspect(wanted))
-    version, buildx, plugin, *inspected = runner.run_all(argvs)
+    version, buildx, plugin, info, *inspected = runner.run_all(argvs)
     if not version.ok:
         why = meaningful_line(version.err or version.out) or f"exit {version.code}"
         raise UserError(f"cannot reach the Docker engine: {why}")
@@ -251,7 +265,6 @@ def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
     major = int(found.group(1)) if found else None
     containerd = False
     if major is None or major >= CONTAINERD_STORE_SINCE:
-        info = runner.run(commands.engine_storage())
         try:
             status = json.loads(info.out) if info.ok else []
         except json.JSONDecodeError:

@@ -116,8 +116,11 @@ def builder_runner(
     return FakeCli(answers=answers)
 
 
-def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> None:
-    runner = builder_runner(done("20.10.24+dfsg1\n"))  # no "docker info" answer: asking fails
+def test_an_engine_older_than_the_containerd_store_is_never_taken_for_one() -> None:
+    """Every question goes out at once; an old engine's ``docker info`` answer (here one that
+    could not be) does not make it a containerd store."""
+    store = done('[["driver-type","io.containerd.snapshotter.v1"]]\n')
+    runner = builder_runner(done("20.10.24+dfsg1\n"), store)
     images = engine.Engine(runner)
     builder = engine.detect_builder(images, ["shop-api:latest"])
     assert (builder.containerd, builder.exports, builder.bake) == (False, ("inline",), False)
@@ -127,8 +130,10 @@ def test_an_engine_older_than_the_containerd_store_is_not_asked_about_it() -> No
     assert {" ".join(call[:2]) for call in runner.calls} == {
         "docker version",
         "docker buildx",
+        "docker info",
         "docker image",
     }  # (buildx inspect and version)
+    assert len(runner.calls) == 5  # one batch: nothing asked after the answers came
 
 
 @pytest.mark.parametrize(
