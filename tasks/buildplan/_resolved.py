@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from compose_tasks.docker.builder import cli_tools
 
 NAME = "compose.resolved.json"
 FORMAT = 3
@@ -35,12 +36,6 @@ _PLAIN_COMMIT = re.compile(r"[0-9a-z._-]+")
 BUILD_KEYS = ("image", "build")
 _WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _PREFIXES = ("COMPOSE_", "DOCKER_", "BUILDX_")
-_PLUGIN_DIRS = (
-    "/usr/local/lib/docker/cli-plugins",
-    "/usr/local/libexec/docker/cli-plugins",
-    "/usr/lib/docker/cli-plugins",
-    "/usr/libexec/docker/cli-plugins",
-)
 
 
 class Unfollowable(Exception):
@@ -143,31 +138,6 @@ def inputs(files: Sequence[Path], project_dir: Path, env_files: Sequence[Path]) 
     return list(found)
 
 
-def _stat(path: Path | str | None) -> list[Any] | None:
-    """Identity of a binary: path, modification time, size, inode; None when absent."""
-    if not path:
-        return None
-    try:
-        info = Path(path).stat()
-    except OSError:
-        return None
-    return [str(path), info.st_mtime_ns, info.st_size, info.st_ino]
-
-
-def _tools(environ: Mapping[str, str]) -> list[Any]:
-    """The docker CLI, its config and every place a compose plugin may come from."""
-    config_dir = Path(environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    config = config_dir / "config.json"
-    try:
-        text = config.read_bytes()
-        extra = json.loads(text).get("cliPluginsExtraDirs") or []
-    except (OSError, ValueError, AttributeError):
-        text, extra = b"", []
-    dirs = [str(config_dir / "cli-plugins"), *map(str, extra), *_PLUGIN_DIRS]
-    plugins = [_stat(Path(folder) / "docker-compose") for folder in dirs]
-    return [_stat(shutil.which("docker", path=environ.get("PATH"))), _digest(text), plugins]
-
-
 def _digest(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
@@ -187,7 +157,7 @@ def fingerprint(argv: Sequence[str], environ: Mapping[str, str], paths: Sequence
         if key in names or key.startswith(_PREFIXES) or key == "HOME"
     )
     files = [[str(path), _digest(data)] for path, data in zip(paths, contents, strict=True)]
-    material = [FORMAT, list(argv), variables, files, _tools(environ)]
+    material = [FORMAT, list(argv), variables, files, cli_tools(environ, ("docker-compose",))]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()
 
 

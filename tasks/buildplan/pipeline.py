@@ -8,6 +8,7 @@ Stages return typed outcomes and print nothing; tasks render them with ``report`
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from compose_tasks.buildplan import _resolved as resolved
 from compose_tasks.buildplan import _unchanged as unchanged
 from compose_tasks.buildplan import cachedir, depends, gitinfo
 from compose_tasks.buildplan._sources import silent_hosts
-from compose_tasks.buildplan.generated import write_generated
+from compose_tasks.buildplan.generated import BUILDX_ANSWERS, write_generated
 from compose_tasks.buildplan.gitinfo import GitInfo
 from compose_tasks.buildplan.model import DEFAULTS, BuildOptions, BuildPlan, Status
 from compose_tasks.buildplan.override import override_yaml
@@ -207,7 +208,7 @@ def plan(
     refs += read.bases  # the input digest needs their ids: in the same lookup
     refs += [ref for found in read.refs.values() for ref in found]
     if builder is None:
-        builder = engine.detect_builder(docker, refs)
+        builder = engine.detect_builder(docker, refs, kept_buildx(project.settings))
     else:
         docker.prefetch(refs)
     if refs:  # the cache sources' registries, asked at once (where no local image serves)
@@ -340,6 +341,23 @@ def keep_resolution(project: Project) -> None:
     """Keep a fresh resolution for the next build to reuse (a build writes it, nothing else)."""
     if project.keep:
         write_generated(project.settings, project.settings.build_dir / resolved.NAME, project.keep)
+
+
+def kept_buildx(settings: Settings) -> dict[str, Any] | None:
+    """buildx's answers an earlier build kept (``engine.detect_builder``), if readable."""
+    try:
+        found = json.loads((settings.build_dir / BUILDX_ANSWERS).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def keep_buildx(prepared: Prepared) -> None:
+    """Keep buildx's answers for the next build (a build writes them, nothing else)."""
+    answers = prepared.docker.buildx_answers
+    settings = prepared.project.settings
+    if answers and answers != kept_buildx(settings):
+        write_generated(settings, settings.build_dir / BUILDX_ANSWERS, json.dumps(answers))
 
 
 # --- execute -----------------------------------------------------------------------------
@@ -573,6 +591,7 @@ def execute(
     settings = prepared.project.settings
     write_generated(settings, Path(built.override_file), override_yaml(built))
     keep_resolution(prepared.project)
+    keep_buildx(prepared)
     folders = [s.name for s in built.services if s.cache_dir]
     if folders:
         try:

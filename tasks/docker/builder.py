@@ -3,8 +3,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
 
 
 class Where(StrEnum):
@@ -131,3 +145,59 @@ def buildx_mismatch(buildx: tuple[int, ...], compose: tuple[int, ...]) -> str:
         f"{'.'.join(map(str, compose))} needs to build: upgrade buildx to {need} or later, or "
         "remove the old buildx plugin (compose then builds with its internal builder)"
     )
+
+
+def stat_of(path: Path | str | None) -> list[Any] | None:
+    """Identity of a file: path, modification time, size, inode; None when absent."""
+    if not path:
+        return None
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return None
+    return [str(path), info.st_mtime_ns, info.st_size, info.st_ino]
+
+
+def config_dir(environ: Mapping[str, str]) -> Path:
+    """The docker CLI's configuration folder."""
+    return Path(environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+
+
+def cli_tools(environ: Mapping[str, str], plugins: tuple[str, ...]) -> list[Any]:
+    """The docker CLI, its config file and every place the ``plugins`` may come from."""
+    folder = config_dir(environ)
+    try:
+        text = (folder / "config.json").read_bytes()
+        extra = json.loads(text).get("cliPluginsExtraDirs") or []
+    except (OSError, ValueError, AttributeError):
+        text, extra = b"", []
+    dirs = [str(folder / "cli-plugins"), *map(str, extra), *PLUGIN_DIRS]
+    found = [stat_of(Path(where) / name) for name in plugins for where in dirs]
+    digest = hashlib.sha256(text).hexdigest()
+    return [stat_of(shutil.which("docker", path=environ.get("PATH"))), digest, found]
+
+
+_SELECTING = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "BUILDX_BUILDER", "BUILDX_CONFIG")
+
+
+def buildx_key(environ: Mapping[str, str]) -> str:
+    """One hash over what ``docker buildx inspect`` and ``version`` answer from: the CLI, the
+    buildx plugin, the variables that pick a builder or context, the contexts and builders
+    defined (``buildx use`` and ``buildx create`` change them; a build does not)."""
+    folder = config_dir(environ)
+    buildx = Path(environ.get("BUILDX_CONFIG") or folder / "buildx")
+    listed = []
+    for where in (folder / "contexts" / "meta", buildx / "instances", buildx / "defaults"):
+        for root, _, names in sorted(os.walk(where)):
+            listed += [stat_of(Path(root) / name) for name in sorted(names)]
+    try:
+        current = (buildx / "current").read_text()
+    except OSError:
+        current = ""
+    material = [
+        cli_tools(environ, ("docker-buildx",)),
+        [(name, environ.get(name)) for name in _SELECTING],
+        listed,
+        current,
+    ]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 from compose_tasks.docker import commands, sdk
 from compose_tasks.docker.builder import (
@@ -20,6 +21,7 @@ from compose_tasks.docker.builder import (
     Found,
     Where,
     builder_from,
+    buildx_key,
     buildx_mismatch,
     buildx_version,
     parse_version,
@@ -76,6 +78,7 @@ class Engine:
         self._sdk = api
         self._memo: dict[str, Found | None] = {}
         self._remote: dict[str, Lookup] = {}  # registry answers, by ref
+        self.buildx_answers: dict[str, str | None] = {}  # ``detect_builder``'s, to keep
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
         self._ids: dict[str, str] = {}  # familiar ref -> image id, of the local ones
         self._labels: dict[str, dict[str, str]] = {}  # familiar ref -> labels, of the local ones
@@ -224,6 +227,12 @@ class Engine:
             return None
 
 
+def _answer(kept: Mapping[str, Any], name: str) -> Result:
+    """A kept buildx answer as the command's result (None: the command had failed)."""
+    text = kept.get(name)
+    return Result((), 0, str(text), "") if isinstance(text, str) else Result((), 1, "", "")
+
+
 def _pruned(results: Sequence[Result]) -> int:
     """How many images ``docker image prune`` removed (0 when it failed: nothing to report)."""
     return sum(line.startswith("untagged: ") for done in results for line in done.out.splitlines())
@@ -237,19 +246,33 @@ STAGE_IMAGES_UNRELIABLE_SINCE = 24
 IMPORTED_KEPT_SINCE = 27  # ``Builder.drops_imported``: BuildKit 0.14's fix is in Engine 27
 
 
-def detect_builder(docker: Engine, refs: Sequence[str] = ()) -> Builder:
+def detect_builder(
+    docker: Engine, refs: Sequence[str] = (), kept: Mapping[str, Any] | None = None
+) -> Builder:
     """The builder compose will use: ``docker buildx inspect``, and whether the engine stores
     images in containerd (``docker info``; only engines new enough can). Which of ``refs`` are
-    local images is found out at the same time: every question at once."""
+    local images is found out at the same time: every question at once. ``kept``: buildx's
+    answers of an earlier build, reused while ``buildx_key`` still matches (its two commands
+    cost a quarter of a second); ``docker.buildx_answers`` holds them to keep."""
     runner = docker.runner
     wanted = docker.unknown(refs)
-    argvs = [
-        commands.server_version(), commands.buildx_inspect(), commands.buildx_version(),
-        commands.engine_storage(),
-    ]  # fmt: skip
+    key = buildx_key(runner.environment(None))
+    reused = kept if kept and kept.get("key") == key else None
+    asked = [] if reused else [commands.buildx_inspect(), commands.buildx_version()]
+    argvs = [commands.server_version(), commands.engine_storage(), *asked]
     if wanted:
         argvs.append(commands.image_inspect(wanted))
-    version, buildx, plugin, info, *inspected = runner.run_all(argvs)
+    version, info, *answers = runner.run_all(argvs)
+    inspected = answers[len(asked) :]
+    if reused:
+        buildx, plugin = (_answer(reused, "inspect"), _answer(reused, "version"))
+    else:
+        buildx, plugin = answers[0], answers[1]
+    docker.buildx_answers = {
+        "key": key,
+        "inspect": buildx.out if buildx.ok else None,
+        "version": plugin.out if plugin.ok else None,
+    }
     if not version.ok:
         why = meaningful_line(version.err or version.out) or f"exit {version.code}"
         raise UserError(f"cannot reach the Docker engine: {why}")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,37 @@ def test_an_unreachable_engine_is_one_line() -> None:
     gone = done("", "Cannot connect to the Docker daemon at unix:///x.sock. Is it running?", 1)
     with pytest.raises(UserError, match=r"^cannot reach the Docker engine: Cannot connect"):
         engine.detect_builder(engine.Engine(builder_runner(gone)))
+
+
+def test_buildx_answers_are_reused_while_nothing_that_picks_the_builder_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build keeps ``buildx inspect`` and ``version`` (a quarter of a second of every build
+    where buildx is installed); the next one reuses them until a builder is picked, created or
+    removed, or buildx itself changes. The engine's version and store are asked every time."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("BUILDX_BUILDER", raising=False)
+    runner = builder_runner(done("28.5.2\n"), done("[]\n"), done("0.29.1\n"))
+    first = engine.Engine(runner)
+    builder = engine.detect_builder(first, [])
+    kept = first.buildx_answers
+    assert kept["inspect"] == "Driver: docker\n"
+    runner.calls.clear()
+    again = engine.Engine(runner)
+    assert engine.detect_builder(again, [], kept) == builder
+    assert not [call for call in runner.calls if call[:2] == ["docker", "buildx"]]
+    assert {" ".join(call[:2]) for call in runner.calls} == {"docker version", "docker info"}
+    (tmp_path / "buildx" / "activity").mkdir(parents=True)
+    (tmp_path / "buildx" / "activity" / "default").write_text("2026-12-05")  # each build's
+    engine.detect_builder(engine.Engine(runner), [], kept)
+    assert not [call for call in runner.calls if call[:2] == ["docker", "buildx"]]
+    changes: list[Callable[[], object]] = [
+        lambda: (tmp_path / "buildx" / "current").write_text('{"Key": "ci"}'),
+        lambda: monkeypatch.setenv("BUILDX_BUILDER", "ci"),
+        lambda: (tmp_path / "config.json").write_text('{"currentContext": "remote"}'),
+    ]
+    for change in changes:
+        change()
+        runner.calls.clear()
+        engine.detect_builder(engine.Engine(runner), [], kept)
+        assert ["docker", "buildx", "inspect"] in runner.calls
