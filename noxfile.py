@@ -77,7 +77,7 @@ def scratch() -> Path:
 
 # Engine tests run in two phases on each engine: first side by side (pytest-xdist, a test file
 # per worker: each test owns its project names, and most of their time is spent waiting on
-# health checks and timeouts), then the ``whole_engine`` ones alone (they prune the whole
+# health checks and timeouts), then the ``alone`` ones alone (they prune the whole
 # builder cache, restart the engine or join a swarm: every other test would see it).
 WORKERS = os.environ.get("ENGINE_WORKERS", "2")
 SIDE_BY_SIDE = ["-n", WORKERS, "--dist", "loadfile"]
@@ -88,8 +88,8 @@ def phases(marks: str = "") -> list[list[str]]:
     """The pytest arguments of the two phases over the tests ``marks`` selects (all: '')."""
     both = f"{marks} and " if marks else ""
     return [
-        ["-m", f"{both}not whole_engine", *SIDE_BY_SIDE, *DURATIONS],
-        ["-m", f"{both}whole_engine", *DURATIONS],
+        ["-m", f"{both}not alone", *SIDE_BY_SIDE, *DURATIONS],
+        ["-m", f"{both}alone", *DURATIONS],
     ]
 
 

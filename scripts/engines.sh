@@ -92,6 +92,35 @@ YAML
   die "$name: the registry did not answer (log: $dir/registry.log)"
 }
 
+# Engine $1's containerd, started as a system's containerd service is (dockerd is given its
+# socket), its CRI plugins off: containerd 2's CRI image service walks every snapshot every 10 s,
+# which took a core of CPU under the engine tests; dockerd's own containerd turns only the old
+# CRI plugin off.
+containerd_up() {
+  local name=$1 dir="$RUN/$1/containerd" root="$CACHE/root"
+  if [ -s "$dir/containerd.pid" ] && kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  cat >"$dir/containerd.toml" <<TOML
+version = 2
+root = "$RUN/$name/data/containerd/daemon"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+[grpc]
+  address = "$dir/containerd.sock"
+[debug]
+  address = "$dir/debug.sock"
+TOML
+  rm -f "$dir/containerd.sock"
+  PATH="$root/usr/sbin:$root/usr/bin:$PATH" nohup nsenter --net="/run/netns/ct-$name" \
+    containerd --config "$dir/containerd.toml" >"$dir/containerd.log" 2>&1 &
+  echo $! >"$dir/containerd.pid"
+  for _ in $(seq 40); do [ -S "$dir/containerd.sock" ] && return 0; sleep 0.25; done
+  tail -20 "$dir/containerd.log" >&2
+  die "$name: containerd did not start (log above)"
+}
+
 start() {
   local name=$1 dir="$RUN/$1" root="$CACHE/root" snapshotter=false
   # the daemons' working directory: BuildKit runs git there (a restart from a test's temporary
@@ -111,9 +140,11 @@ start() {
 JSON
   ip netns list | grep -qx "ct-$name\( .*\)\?" || ip netns add "ct-$name"
   ip netns exec "ct-$name" ip link set lo up
+  containerd_up "$name"
   # nsenter, not 'ip netns exec': that remounts /sys and hides the cgroup mounts
   PATH="$root/usr/sbin:$root/usr/bin:$PATH" nohup nsenter --net="/run/netns/ct-$name" \
     dockerd --config-file "$dir/daemon.json" -H "unix://$dir/docker.sock" \
+    --containerd "$dir/containerd/containerd.sock" \
     --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
     >"$dir/dockerd.log" 2>&1 &
   for _ in $(seq 60); do running "$name" && break; sleep 1; done
@@ -148,8 +179,15 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   if [ -s "$dir/registry.pid" ]; then kill "$(cat "$dir/registry.pid")" 2>/dev/null || true; rm -f "$dir/registry.pid"; fi
+  if [ -s "$dir/containerd/containerd.pid" ]; then
+    pid=$(cat "$dir/containerd/containerd.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$dir/containerd/containerd.pid"
+  fi
   # leftover shims of this engine's containerd, found by its socket path
-  for pid in $(pgrep -f -- "-address $dir/exec/" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in $(pgrep -f -- "-address $dir/(exec|containerd)/" || true); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns delete "ct-$name" 2>/dev/null || true
   mountpoint -q "$dir/exec/netns" 2>/dev/null && umount -l "$dir/exec/netns" || true
   if [ "$name" = small ] && mountpoint -q "$dir/data"; then
@@ -167,8 +205,8 @@ restart() {
   kill "-$signal" "$pid" 2>/dev/null || true
   for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -0 "$pid" 2>/dev/null && die "$name: dockerd $pid did not stop"
-  if [ "$signal" = KILL ]; then  # its containerd and shims lived on: as after a crash
-    for pid in $(pgrep -f -- "containerd --config $dir/exec/" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  if [ "$signal" = KILL ]; then  # its containerd too, as after a crash (start starts it again)
+    for pid in $(pgrep -f -- "containerd --config $dir/(exec|containerd)/" || true); do kill -9 "$pid" 2>/dev/null || true; done
   fi
   rm -f "$dir/dockerd.pid"
   start "$name"

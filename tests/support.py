@@ -295,6 +295,8 @@ class Stack:
             "down",
             "-v",
             "--remove-orphans",
+            "--timeout",  # its containers are thrown away: no grace period (10 s each)
+            "0",
             cwd=self.root,
             check=False,
         )

@@ -54,7 +54,7 @@ LABEL_PROJECT = "org.compose-tasks.project"
 LABEL_ENTRY = "org.compose-tasks.entry"  # the JSON of a history entry or a lock's holder
 LABEL_RUN = "org.compose-tasks.run"  # the run a renewal is of
 LEASE_FILE = "lease.json"  # in a compose host's lock container: its last renewal
-READ_ATTEMPTS = 3  # of a lock container's lease file, removed under the read by a takeover
+READ_ATTEMPTS = 8  # of a lock container's lease file, removed under the read by a takeover (5 s)
 
 
 class Action(StrEnum):

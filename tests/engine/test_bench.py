@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import ROOT, require_registry, sh, stage_images_reliable
 
-pytestmark = [pytest.mark.engine, pytest.mark.whole_engine]
+pytestmark = [pytest.mark.engine, pytest.mark.alone]
 
 
 def test_bench_smoke_run(tmp_path: Path) -> None:

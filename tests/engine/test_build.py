@@ -26,7 +26,7 @@ from tests.support import (
     user_dirs,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.whole_engine]
+pytestmark = [pytest.mark.engine, pytest.mark.alone]
 
 # APP_DOCKERFILE steps (FROM not counted): WORKDIR, COPY deps, RUN deps | ARG | COPY src, RUN echo
 DEPENDENCY_STEPS = 3

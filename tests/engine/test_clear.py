@@ -19,7 +19,7 @@ from tests.support import (
     sh,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.whole_engine]
+pytestmark = [pytest.mark.engine, pytest.mark.alone]
 
 
 def own_images(stack: Stack) -> list[str]:

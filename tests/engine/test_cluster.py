@@ -22,7 +22,7 @@ import pytest
 
 from tests.support import ROOT, Stack, invoke, new_stack, sh
 
-pytestmark = [pytest.mark.engine, pytest.mark.cluster]
+pytestmark = [pytest.mark.engine, pytest.mark.cluster, pytest.mark.alone]
 
 RUN = Path("/run/compose-tasks-cluster")
 REGISTRY = "10.231.0.1:5000"

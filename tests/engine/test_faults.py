@@ -131,7 +131,7 @@ def finish(runner: subprocess.Popen[str], said: list[str]) -> str:
     return "".join(said) + rest
 
 
-@pytest.mark.whole_engine
+@pytest.mark.alone
 @pytest.mark.usefixtures("restartable")
 def test_an_engine_restart_under_a_build_is_one_line_and_the_next_build_works(
     stack: Stack,
@@ -157,7 +157,7 @@ def test_an_engine_restart_under_a_build_is_one_line_and_the_next_build_works(
     assert image_id(latest) not in (None, before)
 
 
-@pytest.mark.whole_engine
+@pytest.mark.alone
 @pytest.mark.usefixtures("restartable")
 def test_an_engine_restart_under_a_deploy_is_one_line_and_the_next_deploy_converges(
     stack: Stack,

@@ -178,7 +178,7 @@ def prunes(project: str) -> list[list[str]]:
     ]
 
 
-@pytest.mark.whole_engine  # the prunes take the keepers' idle image, which every deploy uses
+@pytest.mark.alone  # the prunes take the keepers' idle image, which every deploy uses
 def test_the_lock_and_the_history_outlive_every_prune(web: Stack) -> None:
     assert deploy(web).returncode == 0
     before = [(e["action"], e["sha"], e["result"]) for e in history(web)]

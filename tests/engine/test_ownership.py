@@ -28,7 +28,7 @@ from tests.support import (
     sh,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.whole_engine]
+pytestmark = [pytest.mark.engine, pytest.mark.alone]
 
 
 def by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

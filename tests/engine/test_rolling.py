@@ -18,7 +18,7 @@ import pytest
 from tests.engine.test_deploy import WEB_DOCKERFILE, free_port, head, history
 from tests.support import BASE_IMAGE, ROOT, Stack, invoke, sh, user_dirs
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.alone]  # requests counted: no neighbours
 
 # the proxy: busybox httpd, one CGI run per request, a fresh `wget` (a fresh DNS lookup) each
 PROXY_CGI = """\

@@ -140,7 +140,7 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.whole_engine  # its clear-caches prunes the engine's builder cache
+@pytest.mark.alone  # its clear-caches prunes the engine's builder cache
 def test_every_task_works_on_an_engine_reached_over_ssh(
     stack: Stack, ssh_host: dict[str, str]
 ) -> None:

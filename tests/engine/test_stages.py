@@ -26,7 +26,7 @@ from tests.support import (
     stage_images_reliable,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.whole_engine]
+pytestmark = [pytest.mark.engine, pytest.mark.alone]
 
 SHAPES = {
     "node": f"""\

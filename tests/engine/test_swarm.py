@@ -19,7 +19,7 @@ import pytest
 from tests.engine.test_lock import elsewhere
 from tests.support import BASE_IMAGE, Stack, invoke, sh
 
-pytestmark = [pytest.mark.engine, pytest.mark.whole_engine]
+pytestmark = [pytest.mark.engine, pytest.mark.alone]
 
 WEB = f"""\
 FROM {BASE_IMAGE}
