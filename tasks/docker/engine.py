@@ -209,9 +209,10 @@ class Engine:
         prune = [commands.prune_ours(project)] if project else []
         if len(pairs) > CLI_TAGS:
             api = self.sdk  # connected once, before the threads share it
-            with ThreadPoolExecutor(max_workers=CLI_TAGS) as pool:
+            with ThreadPoolExecutor(max_workers=CLI_TAGS + 1) as pool:
+                pruning = pool.submit(self.runner.run_all, prune)
                 list(pool.map(lambda pair: api.tag(*pair), pairs))
-            return _pruned(self.runner.run_all(prune))
+                return _pruned(pruning.result())
         argvs = [commands.image_tag(source, target) for source, target in pairs]
         results = self.runner.run_all([*argvs, *prune])
         for argv, done in zip(argvs, results, strict=False):
