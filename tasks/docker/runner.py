@@ -62,9 +62,8 @@ def missing(argv: Sequence[str]) -> str:
 
 
 def traced(argv: Sequence[str]) -> str:
-    """A command as the run's trace names it: masked and at most 100 characters."""
-    text = mask.active().text(shlex.join(argv))
-    return text if len(text) <= 100 else text[:99] + "…"
+    """A command as the run's trace names it: whole, masked."""
+    return mask.active().text(shlex.join(argv))
 
 
 class Runner:

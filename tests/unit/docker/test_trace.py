@@ -30,11 +30,9 @@ def test_every_command_run_or_streamed_is_one_timed_call() -> None:
     assert calls[1].at >= calls[0].at + calls[0].seconds
 
 
-def test_a_traced_command_is_masked_and_short(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_traced_command_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mask, "_active", mask.Masker(["s3cr3t-value"]))
     assert traced(["docker", "login", "-p", "s3cr3t-value"]) == f"docker login -p {mask.MASK}"
-    long = traced(["docker", "build", "x" * 200])
-    assert len(long) == 100 and long.endswith("…")
 
 
 def test_an_engine_call_is_traced_even_when_it_fails() -> None:
