@@ -21,6 +21,7 @@ from typing import Any
 import requests
 from docker.errors import APIError, ImageNotFound, NotFound
 
+from compose_tasks.docker import probe
 from compose_tasks.docker.refs import COMPOSE_PROJECT, COMPOSE_SERVICE
 from compose_tasks.docker.runner import Result, Runner
 
@@ -447,6 +448,10 @@ class FakeCli(Runner):
         self.calls: list[list[str]] = []
         self.envs: list[dict[str, str]] = []
         self.push_error = ""  # set: ``docker push`` fails with it
+
+    def engine_info(self) -> probe.Info | None:
+        """No socket: the engine is asked through the (fake) CLI."""
+        return None
 
     def _answer(self, words: list[str]) -> Result | None:
         keys = [key for key in self.answers if words[: len(key.split())] == key.split()]

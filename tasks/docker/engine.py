@@ -260,10 +260,16 @@ def detect_builder(
     key = buildx_key(runner.environment(None))
     reused = kept if kept and kept.get("key") == key else None
     asked = [] if reused else [commands.buildx_inspect(), commands.buildx_version()]
-    argvs = [commands.server_version(), commands.engine_storage(), *asked]
-    if wanted:
-        argvs.append(commands.image_inspect(wanted))
-    version, info, *answers = runner.run_all(argvs)
+    argvs = [*asked, *([commands.image_inspect(wanted)] if wanted else [])]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        direct = pool.submit(runner.engine_info)  # the socket, beside the commands
+        answers = runner.run_all(argvs)
+        answered = direct.result()
+    if answered is None:  # no local socket: the CLI, which also says why an engine is unreachable
+        version, info = runner.run_all([commands.server_version(), commands.engine_storage()])
+    else:
+        version = Result((), 0, f"{answered.version}\n", "")
+        info = Result((), 0, json.dumps([list(pair) for pair in answered.driver_status]), "")
     inspected = answers[len(asked) :]
     if reused:
         buildx, plugin = (_answer(reused, "inspect"), _answer(reused, "version"))

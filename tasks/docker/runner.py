@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from compose_tasks import mask
-from compose_tasks.docker import trace
+from compose_tasks.docker import probe, trace
 from compose_tasks.errors import UserError
 
 NOT_FOUND = 127  # the shell's code for a command that is not installed
@@ -99,6 +99,11 @@ class Runner:
         except OSError:
             return Result(tuple(argv), NOT_FOUND, "", missing(list(argv)))
         return Result(tuple(argv), done.returncode, done.stdout, done.stderr)
+
+    def engine_info(self) -> probe.Info | None:
+        """The engine's version and storage driver straight from its local socket, or None
+        (no local socket, no answer): then the CLI is asked (``docker.probe``)."""
+        return probe.info(self.environment(None))
 
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
         """Run several commands at once (each as ``run``); results in the same order."""

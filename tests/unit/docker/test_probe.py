@@ -1,0 +1,71 @@
+"""The engine's /info straight from a unix socket (a stand-in server here, no docker)."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from compose_tasks.docker import probe
+
+ANSWER = {
+    "ServerVersion": "28.5.2",
+    "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    body = json.dumps(ANSWER).encode()
+
+    def do_GET(self) -> None:
+        status = 200 if self.path == "/info" else 404
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - its name
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        request, _ = super().get_request()
+        return request, ("local", 0)  # http.server wants a (host, port) address
+
+
+@pytest.fixture
+def engine_socket(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "docker.sock"
+    server = _Server(str(path), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield path
+    server.shutdown()
+    server.server_close()
+
+
+def test_info_is_one_request_on_the_cli_s_socket(engine_socket: Path) -> None:
+    found = probe.info({"DOCKER_HOST": f"unix://{engine_socket}"})
+    assert found == probe.Info("28.5.2", (("driver-type", "io.containerd.snapshotter.v1"),))
+
+
+def test_no_answer_or_another_answer_leaves_it_to_the_cli(tmp_path: Path) -> None:
+    assert probe.info({"DOCKER_HOST": f"unix://{tmp_path / 'none.sock'}"}) is None
+    assert probe.info({"DOCKER_HOST": "tcp://127.0.0.1:2375"}) is None  # not ours to reach
+
+
+def test_only_the_socket_the_cli_would_use(tmp_path: Path) -> None:
+    config = {"DOCKER_CONFIG": str(tmp_path)}
+    assert probe.socket_path({"DOCKER_HOST": "unix:///run/x.sock"}) == "/run/x.sock"
+    assert probe.socket_path({"DOCKER_HOST": "ssh://me@host"}) == ""
+    assert probe.socket_path(config) == probe.DEFAULT_SOCKET
+    assert probe.socket_path({**config, "DOCKER_CONTEXT": "remote"}) == ""
+    (tmp_path / "config.json").write_text('{"currentContext": "remote"}')
+    assert probe.socket_path(config) == ""  # a context chosen with docker context use
