@@ -664,8 +664,16 @@ def execute(
             for source, target in pairs
             if source not in reused or not prepared.docker.same_image(source, target)
         ]
-        if pairs or names:  # nothing built, nothing to move: no image of ours was replaced
-            dangling = prepared.docker.tag_all(pairs, built.project)
+        # the tags this build moves: an image left with none of its own is pruned with them
+        moved = [target for _, target in pairs] + [
+            ref
+            for s in built.services
+            if s.name in names
+            for ref in (s.build_ref, *(t.ref for t in s.stages if not t.current))
+        ]
+        orphans = prepared.docker.may_orphan(moved)
+        if pairs or orphans:  # nothing to move and no image left untagged: nothing to do
+            dangling = prepared.docker.tag_all(pairs, built.project if orphans else "")
         promoted = [ref for _, ref in pairs]
         clock.lap("tags")
     why = ""

@@ -79,6 +79,7 @@ class Engine:
         self._memo: dict[str, Found | None] = {}
         self._remote: dict[str, Lookup] = {}  # registry answers, by ref
         self.buildx_answers: dict[str, str | None] = {}  # ``detect_builder``'s, to keep
+        self._tags: dict[str, set[str]] = {}  # image id -> its tags, as looked up
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
         self._ids: dict[str, str] = {}  # familiar ref -> image id, of the local ones
         self._labels: dict[str, dict[str, str]] = {}  # familiar ref -> labels, of the local ones
@@ -122,7 +123,22 @@ class Engine:
             found.update({name: inline for name in names})
             self._ids.update({name: str(rest[0]) for name in names if rest})
             self._labels.update({name: dict(labels or {}) for name in names})
+            if rest:
+                self._tags[str(rest[0])] = set(tags or [])
         self._local.update({ref: found.get(ref) for ref in wanted})
+
+    def may_orphan(self, moved: Sequence[str]) -> bool:
+        """Whether moving the tags ``moved`` to other images may leave an image with no tag:
+        one whose every tag is among them (a rebuild of a commit, a stage image built again),
+        or a tag never looked up."""
+        wanted = {familiar(ref) for ref in moved}
+        for ref in wanted:
+            if ref not in self._local:
+                return True
+            old = self._ids.get(ref)
+            if old is not None and self._tags.get(old, {ref}) <= wanted:
+                return True
+        return False
 
     def prefetch(self, refs: Sequence[str]) -> None:
         """Find out in one ``docker image inspect`` which of ``refs`` are local images."""

@@ -206,3 +206,21 @@ def test_buildx_answers_are_reused_while_nothing_that_picks_the_builder_changed(
         runner.calls.clear()
         engine.detect_builder(engine.Engine(runner), [], kept)
         assert ["docker", "buildx", "inspect"] in runner.calls
+
+
+def test_a_prune_is_needed_only_when_a_moved_tag_was_an_image_s_last() -> None:
+    """Each build's image keeps its commit tag when ``:latest`` moves on: nothing is left
+    untagged, and ``docker image prune`` is not run. A rebuild of a commit (its tag and
+    ``:latest`` both move) or a tag never looked up may leave one."""
+    with_id = "\t".join([line(["shop-api:abc", "shop-api:latest"]), json.dumps("sha256:1")])
+    stage = "\t".join([line(["shop-api:cache-deps"]), json.dumps("sha256:2")])
+    wanted = ["shop-api:abc", "shop-api:latest", "shop-api:cache-deps", "shop-api:def"]
+    runner = FakeCli(
+        answers={"docker image inspect": inspected(with_id, stage, missing=["shop-api:def"])}
+    )
+    images = engine.Engine(runner)
+    images.prefetch(wanted)
+    assert not images.may_orphan(["shop-api:def", "shop-api:latest"])  # :abc stays
+    assert images.may_orphan(["shop-api:abc", "shop-api:latest"])  # the commit built again
+    assert images.may_orphan(["shop-api:cache-deps"])  # a stage image built again
+    assert images.may_orphan(["shop-api:never-looked-up"])
