@@ -26,7 +26,7 @@ from tests.support import (
     user_dirs,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.alone]
+pytestmark = pytest.mark.engine
 
 # APP_DOCKERFILE steps (FROM not counted): WORKDIR, COPY deps, RUN deps | ARG | COPY src, RUN echo
 DEPENDENCY_STEPS = 3
@@ -37,6 +37,7 @@ def prune_builder() -> None:
     sh("docker", "builder", "prune", "-af")
 
 
+@pytest.mark.alone  # prunes the whole builder cache
 def test_first_build_tags_commit_and_latest(stack: Stack) -> None:
     prune_builder()
     sha = sh("git", "rev-parse", "HEAD", cwd=stack.root).stdout.strip()
@@ -58,6 +59,7 @@ def test_code_change_rebuilds_only_code_steps(stack: Stack) -> None:
     assert "COPY src/" in row["first_rebuilt"]
 
 
+@pytest.mark.alone  # prunes the whole builder cache
 def test_dependency_steps_survive_builder_prune(stack: Stack) -> None:
     build_json(stack.root)
     prune_builder()
@@ -77,6 +79,7 @@ def test_dependency_steps_survive_builder_prune(stack: Stack) -> None:
     assert "COPY src/" in row["first_rebuilt"]
 
 
+@pytest.mark.alone  # prunes the whole builder cache
 def test_no_change_after_prune_is_fully_cached(stack: Stack) -> None:
     build_json(stack.root)
     prune_builder()
@@ -84,6 +87,7 @@ def test_no_change_after_prune_is_fully_cached(stack: Stack) -> None:
     assert (row["steps"], row["cached"]) == (TOTAL_STEPS, TOTAL_STEPS)
 
 
+@pytest.mark.alone  # prunes the whole builder cache
 def test_seed_bare_cache_from_is_useless_after_prune(stack: Stack) -> None:
     """Documents the pitfall: an image without inline cache metadata does not serve as cache."""
     image = f"{stack.image('app')}:latest"
@@ -167,6 +171,7 @@ def test_demo_stack_builds_end_to_end(tmp_path: Path) -> None:
         remove_images(name)
 
 
+@pytest.mark.alone  # prunes the whole builder cache
 def test_cache_to_the_builder_cannot_export_is_dropped_not_fatal(stack: Stack) -> None:
     """Raw compose fails the whole build on a docker-driver builder; the plan drops the export."""
     stack.write(
@@ -225,6 +230,7 @@ def test_compose_beside_a_buildx_it_refuses_is_one_line_before_anything_runs(
     assert image_id(f"{stack.image('app')}:latest") is None
 
 
+@pytest.mark.alone  # prunes the whole builder cache
 def test_twelve_identical_services_build_in_parallel_where_the_engine_allows(stack: Stack) -> None:
     """Engine 24+ builds services that share every step in parallel (20.10's BuildKit crashed
     dockerd doing that: there they build one at a time), and survives it, cold and warm."""

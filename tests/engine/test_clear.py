@@ -19,7 +19,7 @@ from tests.support import (
     sh,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.alone]
+pytestmark = pytest.mark.engine
 
 
 def own_images(stack: Stack) -> list[str]:
@@ -52,6 +52,7 @@ def bystanders() -> Iterator[dict[str, str]]:
     sh("docker", "rmi", f"{tag}:1", check=False)
 
 
+@pytest.mark.alone  # its clear prunes the whole builder cache
 def test_clear_then_build_has_zero_cached_steps(stack: Stack, bystanders: dict[str, str]) -> None:
     build_json(stack.root)
     stack.write("app/src/main.txt", "app v2\n")
@@ -76,6 +77,7 @@ def test_clear_then_build_has_zero_cached_steps(stack: Stack, bystanders: dict[s
     assert data.stdout.strip() == "precious"
 
 
+@pytest.mark.alone  # its clear prunes the whole builder cache
 def test_running_container_keeps_running_and_its_image_stops_serving(stack: Stack) -> None:
     stack.write("compose.yaml", f"name: {stack.name}\nservices:\n  app:\n    build: ./app\n"
                 "    command: [sleep, '600']\n")  # fmt: skip
@@ -116,6 +118,7 @@ def test_non_interactive_without_yes_refuses(stack: Stack) -> None:
     assert every_step_cached(stack)
 
 
+@pytest.mark.alone  # its clear prunes the whole builder cache
 def test_registry_cache_ref_is_cleared_too(stack: Stack) -> None:
     remote = stack.push_registry_cache()
     # Locally cleared but still in the registry: the seed's "clear doesn't clear".

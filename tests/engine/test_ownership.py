@@ -28,7 +28,7 @@ from tests.support import (
     sh,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.alone]
+pytestmark = pytest.mark.engine
 
 
 def by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -41,6 +41,7 @@ def registry_tags(repo: str) -> list[str]:
         return sorted(json.loads(answer.read()).get("tags") or [])
 
 
+@pytest.mark.alone  # its clear prunes the whole builder cache
 def test_base_image_in_cache_from_and_foreign_tag_in_our_repository_survive(
     stack: Stack,
 ) -> None:
@@ -70,6 +71,7 @@ def neighbour(tmp_path: Path) -> Iterator[Stack]:
     other.cleanup()
 
 
+@pytest.mark.alone  # its clear prunes the whole builder cache
 def test_second_project_sharing_base_and_image_name_is_untouched(
     stack: Stack, neighbour: Stack
 ) -> None:
@@ -97,6 +99,7 @@ def test_second_project_sharing_base_and_image_name_is_untouched(
     sh("docker", "rmi", "-f", theirs, f"{shared}:latest", check=False)
 
 
+@pytest.mark.alone  # its clear prunes the whole builder cache
 def test_registry_tag_sharing_a_manifest_is_never_deleted(stack: Stack) -> None:
     remote = stack.push_registry_cache()
     repo = remote.split("/", 1)[1].rsplit(":", 1)[0]
@@ -111,6 +114,7 @@ def test_registry_tag_sharing_a_manifest_is_never_deleted(stack: Stack) -> None:
     assert registry_tags(repo) == ["cache", "release-1"]
 
 
+@pytest.mark.alone  # its clear prunes the whole builder cache
 def test_foreign_registry_image_in_cache_from_is_kept(stack: Stack) -> None:
     foreign = f"{require_registry()}/{stack.name}/base:1"
     sh("docker", "tag", BASE_IMAGE, foreign)
