@@ -52,6 +52,9 @@ def run_integration(session: nox.Session) -> None:
 
 
 ENGINES = ("containerd", "classic")  # scripts/engines.sh: Engine 28.5, containerd/classic store
+# A second engine of the same kind, where one runs: the pass's ``alone`` tests run there, beside
+# its side-by-side tests (the containerd store's pass is the longest).
+SECOND = {"containerd": "containerd2"}
 
 
 def matrix() -> list[str]:
@@ -95,18 +98,19 @@ def phases(marks: str = "") -> list[list[str]]:
     ]
 
 
-def matrix_argvs(session: nox.Session, name: str) -> list[list[str]]:
+def matrix_argvs(session: nox.Session, name: str, on: str = "") -> list[list[str]]:
     """The engine tests inside engine ``name``'s network namespace (its ports, its registry),
-    one command per phase; packaging tests need the package index and run once, on the
-    machine's engine."""
+    one command per phase (the ``alone`` one inside engine ``on``, when given); packaging
+    tests need the package index and run once, on the machine's engine."""
     python = str(Path(session.bin) / "python")
     return [
         [
-            "bash", "scripts/engines.sh", "run", name,
+            "bash", "scripts/engines.sh", "run", engine,
             python, "-m", "pytest", *phase, "-p", "no:cacheprovider",
-            f"--basetemp={scratch() / f'engine-{name}-{index}'}",
+            f"--basetemp={scratch() / f'engine-{engine}-{index}'}",
         ]
         for index, phase in enumerate(phases("engine and not packaging"))
+        for engine in [on if index and on else name]
     ]  # fmt: skip
 
 
@@ -161,13 +165,20 @@ def start_matrix(session: nox.Session, wanted: list[str]) -> dict[str, Pass]:
     """The matrix's engine passes started side by side, each writing its own log: every engine
     is its own dockerd in its own namespace, so the passes share nothing but the cores."""
     started: dict[str, Pass] = {}
+    env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
+    running = running_engines()
     for name in usable(session, wanted):
-        session.run("bash", "scripts/engines.sh", "images", name, external=True)
-        log = scratch() / f"engine-{name}.log"
-        session.log(f"engine tests on engine '{name}' started beside the others (log: {log})")
-        env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
-        started[name] = Pass(matrix_argvs(session, name), log, env)
-        started[name].start()
+        second = SECOND.get(name, "")
+        second = second if second in running else ""
+        for engine in filter(None, [name, second]):
+            session.run("bash", "scripts/engines.sh", "images", engine, external=True)
+        argvs = matrix_argvs(session, name, second)
+        passes = {name: argvs[:1], second: argvs[1:]} if second else {name: argvs}
+        for engine, commands in passes.items():
+            log = scratch() / f"engine-{engine}.log"
+            session.log(f"engine tests on engine '{engine}' started beside the others (log: {log})")
+            started[engine] = Pass(commands, log, env)
+            started[engine].start()
     return started
 
 
