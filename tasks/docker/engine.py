@@ -267,8 +267,9 @@ def detect_builder(
     docker: Engine, refs: Sequence[str] = (), kept: Mapping[str, Any] | None = None
 ) -> Builder:
     """The builder compose will use: ``docker buildx inspect``, and whether the engine stores
-    images in containerd (``docker info``; only engines new enough can). Which of ``refs`` are
-    local images is found out at the same time: every question at once. ``kept``: buildx's
+    images in containerd (only engines new enough can): the engine's ``/info`` over its local
+    socket (``docker.probe``), else ``docker version`` and ``docker info``. Which of ``refs``
+    are local images is found out at the same time: every question at once. ``kept``: buildx's
     answers of an earlier build, reused while ``buildx_key`` still matches (its two commands
     cost a quarter of a second); ``docker.buildx_answers`` holds them to keep."""
     runner = docker.runner
