@@ -81,9 +81,10 @@ def scratch() -> Path:
 
 
 # Engine tests run in two phases on each engine: first side by side (pytest-xdist, a test file
-# per worker: each test owns its project names, and most of their time is spent waiting on
-# health checks and timeouts), then the ``alone`` ones alone (they prune the whole
-# builder cache, restart the engine or join a swarm: every other test would see it).
+# per worker: each test owns its project names, and one's waits on health checks and timeouts
+# fill with another's work), then the ``alone`` ones one at a time (they prune the whole builder
+# cache, restart the engine or join a swarm, which every other test would see, or count the
+# requests a busy neighbour would make drop).
 WORKERS = os.environ.get("ENGINE_WORKERS", "2")
 SIDE_BY_SIDE = ["-n", WORKERS, "--dist", "loadfile"]
 DURATIONS = ["--durations=0", "--durations-min=10"]  # where the time goes
