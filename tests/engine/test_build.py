@@ -155,7 +155,8 @@ def test_dry_run_changes_nothing(stack: Stack) -> None:
 
 def test_demo_stack_builds_end_to_end(tmp_path: Path) -> None:
     name = f"ctdemo{uuid.uuid4().hex[:6]}"
-    env = {"COMPOSE_PROJECT_NAME": name}
+    # its own build folder: every engine's pass builds this checkout at the same time
+    env = {"COMPOSE_PROJECT_NAME": name, "XDG_CACHE_HOME": str(tmp_path / "xdg-cache")}
     try:
         first = services(build_json(ROOT, env=env))
         assert set(first) == {"backend", "frontend"}
