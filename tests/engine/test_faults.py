@@ -327,7 +327,9 @@ def test_a_build_killed_in_a_step_keeps_latest_and_the_next_build_works(stack: S
     assert invoke(stack.root, "build").returncode == 0
     latest = f"{stack.image('app')}:latest"
     before = image_id(latest)
-    stack.write("app/Dockerfile", f"FROM {BASE_IMAGE}\nRUN sleep 20 && echo v2 > /x\n")
+    # after the commit arg: the step runs on every run, never found in another run's cache
+    slow = f"FROM {BASE_IMAGE}\nARG GIT_COMMIT_HASH\nRUN sleep 20 && echo v2 > /x\n"
+    stack.write("app/Dockerfile", slow)
     stack.commit("a slow step")
     runner, _ = until(stack.root, "RUN sleep 20", "build")  # running for 15 s
     os.killpg(runner.pid, signal.SIGKILL)
