@@ -11,9 +11,9 @@ import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from compose_tasks.docker import trace
+from compose_tasks.docker.builder import config_dir
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
@@ -34,7 +34,7 @@ def socket_path(environ: Mapping[str, str]) -> str:
         return host.removeprefix("unix://") if host.startswith("unix://") else ""
     if environ.get("DOCKER_CONTEXT", "default") != "default":
         return ""
-    config = Path(environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    config = config_dir(environ) / "config.json"
     try:
         current = json.loads(config.read_text()).get("currentContext") or "default"
     except (OSError, ValueError, AttributeError):

@@ -16,9 +16,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from compose_tasks.docker.builder import config_dir
 from compose_tasks.docker.refs import BUILDCACHE_TAG, not_ours_reason, owned_by, split_ref
 from compose_tasks.errors import first_line
 
@@ -67,7 +67,7 @@ _lock = threading.Lock()
 
 
 def _docker_config() -> dict[str, Any]:
-    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    folder = config_dir(os.environ)
     try:
         data = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
