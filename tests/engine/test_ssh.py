@@ -65,7 +65,10 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         f"ListenAddress 127.0.0.1:{port}\nHostKey {folder / 'host'}\n"
         f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
-        f"StrictModes no\nSetEnv DOCKER_HOST={engine}\n"
+        # SHLVL=1: bash, started by sshd, reads the machine's ~/.bashrc only as a top-level
+        # shell; whatever that runs (a pyenv rehash) is killed with the connection and may
+        # leave a lock every later login waits on
+        f"StrictModes no\nSetEnv DOCKER_HOST={engine} SHLVL=1\n"
     )
     (folder / "ssh_config").write_text(
         f"Host 127.0.0.1\n  IdentityFile {folder / 'client'}\n  IdentitiesOnly yes\n"
