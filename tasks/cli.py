@@ -1,8 +1,10 @@
-"""What every task shares: loading settings from the invoke context, and one-line errors."""
+"""What every task shares: its work loaded when it runs, settings from the invoke context, and
+one-line errors."""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 import traceback
@@ -19,6 +21,26 @@ from compose_tasks.settings import SECTION, Settings, load
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def runs(module: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The declared task's work: the function of its name in ``module`` (relative to the
+    declaring module's package), imported when the task runs. ``invoke --list`` and ``--help``
+    load the declarations only, and a task loads the code of its own work only."""
+
+    def declare(declared: Callable[P, R]) -> Callable[P, R]:
+        package = declared.__module__.rpartition(".")[0]
+
+        @functools.wraps(declared)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            work: Callable[P, R] = getattr(
+                importlib.import_module(module, package), declared.__name__
+            )
+            return work(*args, **kwargs)
+
+        return run
+
+    return declare
 
 
 def settings_of(c: Context, **flags: Any) -> Settings:

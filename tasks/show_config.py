@@ -1,26 +1,20 @@
-"""``invoke config``: the effective settings and where each came from."""
+"""``invoke config``: the effective settings and where each came from (the work:
+``_show_config``)."""
 
 from __future__ import annotations
 
-from invoke.context import Context
+from typing import TYPE_CHECKING
+
 from invoke.tasks import task
 
-from compose_tasks import report
-from compose_tasks.cli import one_line_errors, settings_of
-from compose_tasks.settings import describe
+from compose_tasks.cli import one_line_errors, runs
+
+if TYPE_CHECKING:
+    from invoke.context import Context
 
 
 @task(help={"json": "print the settings as JSON"})
 @one_line_errors
+@runs("._show_config")
 def config(c: Context, json: bool = False) -> None:
     """Show the effective settings, their sources, and the env file's variables (secrets masked)."""
-    settings = settings_of(c)
-    data = describe(settings)
-    if json:
-        report.emit_json(data)
-        return
-    rows = [[row["name"], row["value"], row["source"]] for row in data["settings"]]
-    report.say(report.table(["setting", "value", "source"], rows))
-    if data["env"]:
-        report.say(f"\nvariables in {data['env_file']}:")
-        report.say(report.table(["name", "value"], list(data["env"].items())))

@@ -10,7 +10,7 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 
-from compose_tasks import build
+from compose_tasks import _build, build
 from compose_tasks.docker import engine
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.dockerfile import steps
@@ -37,8 +37,8 @@ def shop(
     (root / "compose.yaml").write_text("services:\n  api:\n    build: .\n")
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     settings = load(config or {}, environ=env, cwd=root)
-    monkeypatch.setattr(build, "settings_of", lambda c, **flags: settings)
-    monkeypatch.setattr(build, "Runner", lambda: cli)
+    monkeypatch.setattr(_build, "settings_of", lambda c, **flags: settings)
+    monkeypatch.setattr(_build, "Runner", lambda: cli)
     offline = FakeDocker()
     no_route = "dial tcp: lookup registry-1.docker.io: no such host"
     offline.images.registry_error = api_error("x", 500, no_route)  # as on the machine of CI
@@ -129,7 +129,7 @@ def test_affected_re_tags_another_commits_image_and_push_builds_what_exports_a_c
         settings = load(
             {"affected": True, **config}, environ={"XDG_CACHE_HOME": str(tmp_path)}, cwd=root
         )
-        monkeypatch.setattr(build, "settings_of", lambda c, **flags: settings)
+        monkeypatch.setattr(_build, "settings_of", lambda c, **flags: settings)
 
     configure()
     first, ours = planned_labels(capsys)
@@ -395,7 +395,7 @@ def test_the_cache_gate_fails_a_build_whose_cache_did_not_serve_with_exit_3(
         "error: cache gate: 1 miss(es): api: [3/3] RUN make ran; predicted from the cache"
     )
     shop_settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
-    monkeypatch.setattr(build, "settings_of", lambda c, **flags: shop_settings)
+    monkeypatch.setattr(_build, "settings_of", lambda c, **flags: shop_settings)
     build.build(MockContext(), rebuild=True)  # the gate off: the same build succeeds
 
 

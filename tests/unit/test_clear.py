@@ -11,10 +11,10 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 
-from compose_tasks import clear
+from compose_tasks import _clear, clear
+from compose_tasks._clear import carry_out, collect
 from compose_tasks.buildplan.generated import OVERRIDE_NAME, write_generated
 from compose_tasks.buildplan.pipeline import Prepared, Project, base_images
-from compose_tasks.clear import carry_out, collect
 from compose_tasks.docker import engine
 from compose_tasks.docker.refs import ownership
 from compose_tasks.docker.sdk import Sdk
@@ -99,8 +99,8 @@ def test_the_task_lists_on_a_dry_run_refuses_without_yes_and_clears_with_it(
     prepared = Prepared(
         Project(settings, (), GIT, compose), plan, engine.Engine(FakeCli(), Sdk(client))
     )
-    monkeypatch.setattr(clear, "settings_of", lambda c: settings)
-    monkeypatch.setattr(clear, "prepare", lambda settings, docker, services: prepared)
+    monkeypatch.setattr(_clear, "settings_of", lambda c: settings)
+    monkeypatch.setattr(_clear, "prepare", lambda settings, docker, services: prepared)
     clear.clear_caches(MockContext(), dry_run=True, json=True)
     listed = json.loads(capsys.readouterr().out)
     assert (
@@ -188,8 +188,8 @@ def test_a_failed_item_fails_the_task_after_the_rest_was_cleared(
     world.client.images.add("shop-api:abc123abc123", world.ours)
     world.client.api.broken = {"shop-api:latest"}
     prepared = world.prepared()
-    monkeypatch.setattr(clear, "settings_of", lambda c: world.settings)
-    monkeypatch.setattr(clear, "prepare", lambda settings, docker, services: prepared)
+    monkeypatch.setattr(_clear, "settings_of", lambda c: world.settings)
+    monkeypatch.setattr(_clear, "prepare", lambda settings, docker, services: prepared)
     with pytest.raises(Exit) as stopped:
         clear.clear_caches(MockContext(), yes=True)
     assert stopped.value.message == "error: 1 of 3 items were not cleared (see the table)"
@@ -204,8 +204,8 @@ def test_a_terminal_is_asked_before_anything_goes(
     world = World(tmp_path)
     world.client.images.add("shop-api:latest", world.ours)
     prepared = world.prepared()
-    monkeypatch.setattr(clear, "settings_of", lambda c: world.settings)
-    monkeypatch.setattr(clear, "prepare", lambda settings, docker, services: prepared)
+    monkeypatch.setattr(_clear, "settings_of", lambda c: world.settings)
+    monkeypatch.setattr(_clear, "prepare", lambda settings, docker, services: prepared)
     terminal = io.StringIO(answer)
     terminal.isatty = lambda: True  # type: ignore[method-assign]
     monkeypatch.setattr("sys.stdin", terminal)

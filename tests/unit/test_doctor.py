@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from compose_tasks._doctor import Check, Verdict, render, rollout_check, source_check
 from compose_tasks.buildplan.model import CacheSource, Status
 from compose_tasks.docker.builder import buildx_mismatch, buildx_version, parse_version
-from compose_tasks.doctor import Check, Verdict, render, rollout_check, source_check
 
 
 def test_versions_compare_numerically() -> None:

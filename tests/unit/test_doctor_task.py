@@ -9,7 +9,7 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 
-from compose_tasks import doctor, show_config
+from compose_tasks import _doctor, _show_config, doctor, show_config
 from compose_tasks.docker import engine
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import UserError
@@ -31,8 +31,8 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: FakeCli) -> None:
     (root / "compose.yaml").write_text("services:\n  api:\n    build: .\n")
     settings = load({}, environ={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=root)
     cli.project = {"name": "shop", "services": {"api": {"build": {"context": str(root)}}}}
-    monkeypatch.setattr(doctor, "settings_of", lambda c: settings)
-    monkeypatch.setattr(doctor, "Runner", lambda: cli)
+    monkeypatch.setattr(_doctor, "settings_of", lambda c: settings)
+    monkeypatch.setattr(_doctor, "Runner", lambda: cli)
 
 
 def test_doctor_runs_every_check_on_a_stand_in_engine(
@@ -68,7 +68,7 @@ def test_config_shows_each_setting_with_its_source(
 ) -> None:
     (tmp_path / ".env").write_text("INVOKE_STACK_KEEP_IMAGES=3\nAPI_TOKEN=s3cr3t-value\n")
     settings = load({}, environ={}, cwd=tmp_path)
-    monkeypatch.setattr(show_config, "settings_of", lambda c: settings)
+    monkeypatch.setattr(_show_config, "settings_of", lambda c: settings)
     show_config.config(MockContext(), json=True)
     data = json.loads(capsys.readouterr().out)
     rows = {row["name"]: row for row in data["settings"]}

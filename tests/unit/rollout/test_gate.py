@@ -12,7 +12,7 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 
-from compose_tasks import deploy, report
+from compose_tasks import _deploy, deploy, report
 from compose_tasks.buildplan import pipeline
 from compose_tasks.docker import engine
 from compose_tasks.docker.refs import ownership
@@ -119,8 +119,8 @@ def test_rollback_needs_no_build_plan_and_no_build_context(
     world = World(tmp_path, ["aaa", "bbb"])
     assert world.release("bbb").ok
     project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
-    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
-    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(_deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(_deploy, "settings_of", lambda c, **flags: world.settings)
     monkeypatch.setattr(pipeline, "resolve", lambda settings, runner: project)
     before = len(world.runner.calls)
     deploy.rollback(MockContext(), to="aaa", timeout="5")
@@ -137,8 +137,8 @@ def test_history_and_an_empty_rollback_read_only_the_target(
 ) -> None:
     world = World(tmp_path, ["aaa"])
     (world.settings.project_dir / "compose.yaml").write_text("name: shop\nservices: [broken\n")
-    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
-    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(_deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(_deploy, "settings_of", lambda c, **flags: world.settings)
     deploy.history(MockContext())
     assert capsys.readouterr().out.strip() == "no deploys of shop yet"
     assert world.release("aaa").ok
@@ -159,8 +159,8 @@ def deploy_task(world: World, monkeypatch: pytest.MonkeyPatch, plan: Any = None)
     """Point the deploy task at the world: its engine, settings and resolved project."""
     project = pipeline.Project(world.settings, world.target.files, None, PROJECT)  # type: ignore[arg-type]
     prepared = pipeline.Prepared(project, plan, world.docker)
-    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
-    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(_deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(_deploy, "settings_of", lambda c, **flags: world.settings)
     monkeypatch.setattr(pipeline, "prepare", lambda settings, docker, options: prepared)
     monkeypatch.setattr(pipeline, "resolve", lambda settings, runner: project)
 
@@ -268,7 +268,7 @@ def test_a_swarm_target_is_checked_before_anything_runs(
     world.client.nodes.count = nodes
     settings = load({"orchestrator": "swarm", "registry": registry}, cwd=world.settings.project_dir)
     with pytest.raises(UserError, match=f"^{said}"):
-        deploy.target_and_backend(settings, world.docker, world.target)
+        _deploy.target_and_backend(settings, world.docker, world.target)
     assert world.runner.calls == [] and world.state.history() == []
 
 
@@ -276,14 +276,14 @@ def test_a_one_node_swarm_keeps_state_in_configs(tmp_path: Path) -> None:
     world = World(tmp_path, ["aaa"])
     world.client.nodes.count = 1
     settings = load({"orchestrator": "swarm"}, cwd=world.settings.project_dir)
-    state, backend = deploy.target_and_backend(settings, world.docker, world.target)
+    state, backend = _deploy.target_and_backend(settings, world.docker, world.target)
     assert (state.swarm, type(backend).__name__) == (True, "SwarmBackend")
 
 
 @pytest.mark.parametrize("text", ["x", "-1", "86401", "nan", "inf"])
 def test_a_bad_timeout_is_refused(text: str) -> None:
     with pytest.raises(UserError, match=f"invalid --timeout '{text}'"):
-        deploy.valid_timeout(text)
+        _deploy.valid_timeout(text)
 
 
 def contexts(base: Mapping[str, str] | None = None) -> FakeCli:
@@ -299,14 +299,14 @@ def contexts(base: Mapping[str, str] | None = None) -> FakeCli:
 
 
 def test_a_context_names_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deploy, "Runner", contexts)
-    chosen = deploy.engine_of("prod")
+    monkeypatch.setattr(_deploy, "Runner", contexts)
+    chosen = _deploy.engine_of("prod")
     assert chosen.host == "ssh://deploy@prod"
     assert chosen.runner.environment(None)["DOCKER_HOST"] == "ssh://deploy@prod"
     with pytest.raises(UserError, match=r"^unknown docker context 'staging'$"):
-        deploy.engine_of("staging")
+        _deploy.engine_of("staging")
     with pytest.raises(UserError, match=r"^invalid --context"):
-        deploy.engine_of("-H tcp://x")
+        _deploy.engine_of("-H tcp://x")
 
 
 @pytest.mark.parametrize(
@@ -372,8 +372,8 @@ def test_history_never_says_no_deploys_while_a_deployed_version_runs(
 ) -> None:
     """The history's keeper was removed by hand: what runs says it was deployed."""
     world = World(tmp_path, ["aaa"])
-    monkeypatch.setattr(deploy, "engine_of", lambda context: world.docker)
-    monkeypatch.setattr(deploy, "settings_of", lambda c, **flags: world.settings)
+    monkeypatch.setattr(_deploy, "engine_of", lambda context: world.docker)
+    monkeypatch.setattr(_deploy, "settings_of", lambda c, **flags: world.settings)
     assert world.release("aaa").ok
     world.client.containers.running.pop(world.state.keeper_name)  # docker rm -f, and a prune
     deploy.history(MockContext())
@@ -397,4 +397,4 @@ def test_history_says_when_what_runs_is_not_where_it_ends(
     results: list[tuple[str, str]], running: list[str], said: str
 ) -> None:
     entries = [{"sha": sha, "result": result} for sha, result in results]
-    assert deploy._unrecorded(entries, running) == said
+    assert _deploy._unrecorded(entries, running) == said
