@@ -453,6 +453,10 @@ class FakeCli(Runner):
         """No socket: the engine is asked through the (fake) CLI."""
         return None
 
+    def api_socket(self) -> str:
+        """None: the engine is reached through the (fake) CLI and SDK."""
+        return ""
+
     def _answer(self, words: list[str]) -> Result | None:
         keys = [key for key in self.answers if words[: len(key.split())] == key.split()]
         if not keys:

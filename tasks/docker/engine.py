@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from compose_tasks.docker import commands, sdk
+from compose_tasks.docker import commands, probe, sdk
 from compose_tasks.docker.builder import (
     BUILDX_NEEDED,
     Builder,
@@ -217,18 +217,31 @@ class Engine:
             self._remote.update(zip(todo, pool.map(api.registry_lookup, todo), strict=True))
 
     def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
-        """Point each target at its source image: a handful with ``docker image tag`` at once;
-        more through the SDK, whose one import costs less than a process per tag, from a few
-        threads (the engine answers them at once). With ``project``, its untagged images of
-        ours that no container uses are removed at the same time (a rebuild untags the image it
-        replaces); returns how many."""
+        """Point each target at its source image: on the engine's local socket, a request
+        each (``docker.probe``); else a handful with ``docker image tag`` at once, more through
+        the SDK, whose one import costs less than a process per tag; either from a few threads
+        (the engine answers them at once). With ``project``, its untagged images of ours that no
+        container uses are removed at the same time (a rebuild untags the image it replaces);
+        returns how many."""
         prune = [commands.prune_ours(project)] if project else []
-        if len(pairs) > CLI_TAGS:
-            api = self.sdk  # connected once, before the threads share it
+        path = self.runner.api_socket()
+        if path or len(pairs) > CLI_TAGS:
+            api = None if path else self.sdk  # connected once, before the threads share it
+
+            def tag(pair: tuple[str, str]) -> str:
+                if api is not None:
+                    api.tag(*pair)
+                    return ""
+                failed = probe.tag(path, *pair)
+                return f"tagging {pair[1]} failed: {failed}" if failed else ""
+
             with ThreadPoolExecutor(max_workers=CLI_TAGS + 1) as pool:
                 pruning = pool.submit(self.runner.run_all, prune)
-                list(pool.map(lambda pair: api.tag(*pair), pairs))
-                return _pruned(pruning.result())
+                failed = [line for line in pool.map(tag, pairs) if line]
+                pruned = _pruned(pruning.result())
+            if failed:
+                raise Failed(failed[0])
+            return pruned
         argvs = [commands.image_tag(source, target) for source, target in pairs]
         results = self.runner.run_all([*argvs, *prune])
         for argv, done in zip(argvs, results, strict=False):

@@ -105,6 +105,11 @@ class Runner:
         (no local socket, no answer): then the CLI is asked (``docker.probe``)."""
         return probe.info(self.environment(None))
 
+    def api_socket(self) -> str:
+        """The engine's local unix socket, as the CLI would reach it ('' when the CLI would use
+        a context or another transport: then the CLI or SDK is used, ``docker.probe``)."""
+        return probe.socket_path(self.environment(None))
+
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
         """Run several commands at once (each as ``run``); results in the same order."""
         slots: dict[int, Result] = {}

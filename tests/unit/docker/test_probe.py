@@ -1,13 +1,16 @@
-"""The engine's /info straight from a unix socket (a stand-in server here, no docker)."""
+"""The engine's /info and image tags straight from a unix socket (a stand-in server here, no
+docker)."""
 
 from __future__ import annotations
 
 import json
 import socketserver
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -21,6 +24,22 @@ ANSWER = {
 
 class _Handler(BaseHTTPRequestHandler):
     body = json.dumps(ANSWER).encode()
+    images: ClassVar = frozenset({"app:1", "sha256:abc"})  # what the stand-in engine holds
+    tagged: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        source = urllib.parse.unquote(url.path.removeprefix("/images/").removesuffix("/tag"))
+        if source in self.images:
+            self.tagged.append(f"{source} -> {query['repo'][0]}:{query['tag'][0]}")
+            status, body = 201, b""
+        else:
+            status, body = 404, json.dumps({"message": f"No such image: {source}"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_GET(self) -> None:
         status = 200 if self.path == "/info" else 404
@@ -69,3 +88,13 @@ def test_only_the_socket_the_cli_would_use(tmp_path: Path) -> None:
     assert probe.socket_path({**config, "DOCKER_CONTEXT": "remote"}) == ""
     (tmp_path / "config.json").write_text('{"currentContext": "remote"}')
     assert probe.socket_path(config) == ""  # a context chosen with docker context use
+
+
+def test_a_tag_is_one_request_and_a_refusal_is_the_engine_s_words(engine_socket: Path) -> None:
+    _Handler.tagged.clear()
+    assert probe.tag(str(engine_socket), "app:1", "127.0.0.1:5000/shop/app:e0c1") == ""
+    assert probe.tag(str(engine_socket), "sha256:abc", "app") == ""  # no tag: latest
+    assert _Handler.tagged == ["app:1 -> 127.0.0.1:5000/shop/app:e0c1", "sha256:abc -> app:latest"]
+    assert probe.tag(str(engine_socket), "gone:1", "app:2") == "No such image: gone:1"
+    gone = str(engine_socket.with_name("none.sock"))
+    assert probe.tag(gone, "app:1", "app:2") == f"the engine at {gone} did not answer"
