@@ -110,7 +110,7 @@ class Engine:
         if not done.ok and not (errors and all(_missing_line(line) for line in errors)):
             why = meaningful_line(done.err) or f"exit {done.code}"
             raise UserError(f"cannot look up images on the Docker engine: {why}")
-        found: dict[str, bool] = {}
+        rows: list[tuple[Any, Any, Any, str | None]] = []
         for line in filter(str.strip, done.out.splitlines()):
             try:
                 tags, digests, labels, *rest = (json.loads(part) for part in line.split("\t"))
@@ -118,13 +118,22 @@ class Engine:
                 raise UserError(
                     f"docker image inspect printed an unexpected line: {line}"
                 ) from None
+            rows.append((tags, digests, labels, str(rest[0]) if rest else None))
+        self._record(wanted, rows)
+
+    def _record(
+        self, wanted: Sequence[str], rows: Sequence[tuple[Any, Any, Any, str | None]]
+    ) -> None:
+        """Record the images found of ``wanted``: each one's tags, digests, labels and id."""
+        found: dict[str, bool] = {}
+        for tags, digests, labels, image in rows:
             inline = (labels or {}).get(LABEL_INLINE) == "1"
             names = (tags or []) + (digests or [])
             found.update({name: inline for name in names})
-            self._ids.update({name: str(rest[0]) for name in names if rest})
             self._labels.update({name: dict(labels or {}) for name in names})
-            if rest:
-                self._tags[str(rest[0])] = set(tags or [])
+            if image is not None:
+                self._ids.update({name: image for name in names})
+                self._tags[image] = set(tags or [])
         self._local.update({ref: found.get(ref) for ref in wanted})
 
     def may_orphan(self, moved: Sequence[str]) -> bool:
@@ -141,10 +150,27 @@ class Engine:
         return False
 
     def prefetch(self, refs: Sequence[str]) -> None:
-        """Find out in one ``docker image inspect`` which of ``refs`` are local images."""
+        """Find out which of ``refs`` are local images: on the engine's local socket, a request
+        each, at once; else one ``docker image inspect``."""
         wanted = self.unknown(refs)
-        if wanted:
+        if not wanted:
+            return
+        path = self.runner.api_socket()
+        found = probe.images(path, wanted) if path else None
+        if found is None:  # no socket, or it did not answer: the CLI, which says why
             self.absorb(wanted, self.runner.run(commands.image_inspect(wanted)))
+            return
+        rows = [
+            (
+                data.get("RepoTags"),
+                data.get("RepoDigests"),
+                (data.get("Config") or {}).get("Labels"),
+                str(data.get("Id", "")),
+            )
+            for data in found
+            if isinstance(data, dict)
+        ]
+        self._record(wanted, rows)
 
     def labels(self, ref: str) -> dict[str, str] | None:
         """The labels of the local image ``ref`` (None when there is none), looked up in a
@@ -290,7 +316,8 @@ def detect_builder(
     key = buildx_key(runner.environment(None))
     reused = kept if kept and kept.get("key") == key else None
     asked = [] if reused else [commands.buildx_inspect(), commands.buildx_version()]
-    argvs = [*asked, *([commands.image_inspect(wanted)] if wanted else [])]
+    path = runner.api_socket()  # then its images are looked up over it, after the version
+    argvs = [*asked, *([commands.image_inspect(wanted)] if wanted and not path else [])]
     with ThreadPoolExecutor(max_workers=1) as pool:
         direct = pool.submit(runner.engine_info)  # the socket, beside the commands
         answers = runner.run_all(argvs)
@@ -321,6 +348,8 @@ def detect_builder(
             raise UserError(mismatch)
     if inspected:
         docker.absorb(wanted, inspected[0])
+    else:
+        docker.prefetch(wanted)
     found = re.match(r"\s*(\d+)\.", version.out)
     major = int(found.group(1)) if found else None
     containerd = False

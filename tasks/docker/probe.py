@@ -1,9 +1,10 @@
 """The engine's API straight from its unix socket, for the calls of every build: ``/info`` (its
 version and image store in one request of a few milliseconds, where ``docker version`` and
 ``docker info`` start the CLI twice, and ``docker info`` asks every CLI plugin for its metadata
-first: a tenth of a second or more) and image tags (a request each, where a CLI process costs
-tens of milliseconds and the SDK's import a tenth of a second). Only for an engine the CLI would
-reach on a local socket; anything else (a context, tcp, ssh) is asked through the CLI or SDK."""
+first: a tenth of a second or more), image lookups and tags (a request each, at once, where a
+CLI process costs tens of milliseconds and the SDK's import a tenth of a second). Only for an
+engine the CLI would reach on a local socket; anything else (a context, tcp, ssh) is asked
+through the CLI or SDK."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ import http.client
 import json
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from compose_tasks.docker import trace
 from compose_tasks.docker.builder import config_dir
 from compose_tasks.docker.refs import split_ref
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
+AT_ONCE = 8  # requests in flight on the socket
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,29 @@ def info(environ: Mapping[str, str], timeout: float = 10.0) -> Info | None:
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return Info(version, status)
+
+
+def images(path: str, refs: Sequence[str], timeout: float = 30.0) -> list[Any] | None:
+    """Each of ``refs`` inspected through the socket at ``path``, all at once: the engine's
+    data of its image, or None where it holds none; None when the engine does not answer them
+    all (the CLI is asked then, and says why)."""
+
+    def inspect(ref: str) -> tuple[bool, Any]:
+        url = f"/images/{urllib.parse.quote(ref, safe='/:')}/json"
+        answer = _request(path, "GET", url, timeout)
+        if answer is None or answer[0] not in (200, 400, 404):  # 400: not a valid reference
+            return False, None
+        try:
+            return True, json.loads(answer[1]) if answer[0] == 200 else None
+        except ValueError:
+            return False, None
+
+    with (
+        trace.timed(f"engine: inspect {len(refs)} images over {path}"),
+        ThreadPoolExecutor(max_workers=AT_ONCE) as pool,
+    ):
+        found = list(pool.map(inspect, refs))
+    return [data for _, data in found] if all(ok for ok, _ in found) else None
 
 
 def tag(path: str, source: str, target: str, timeout: float = 60.0) -> str:

@@ -42,11 +42,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        status = 200 if self.path == "/info" else 404
+        body, status = self.body, 200 if self.path == "/info" else 404
+        image = urllib.parse.unquote(self.path.removeprefix("/images/").removesuffix("/json"))
+        if self.path.startswith("/images/") and image in self.images:
+            body = json.dumps({"Id": "sha256:abc", "RepoTags": [image], "Config": {}}).encode()
+            status = 200
+        elif image == "broken":
+            status = 500
         self.send_response(status)
-        self.send_header("Content-Length", str(len(self.body)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(self.body)
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -98,3 +104,12 @@ def test_a_tag_is_one_request_and_a_refusal_is_the_engine_s_words(engine_socket:
     assert probe.tag(str(engine_socket), "gone:1", "app:2") == "No such image: gone:1"
     gone = str(engine_socket.with_name("none.sock"))
     assert probe.tag(gone, "app:1", "app:2") == f"the engine at {gone} did not answer"
+
+
+def test_images_are_looked_up_at_once_and_a_failure_leaves_it_to_the_cli(
+    engine_socket: Path,
+) -> None:
+    found = probe.images(str(engine_socket), ["app:1", "gone:1"])
+    assert found == [{"Id": "sha256:abc", "RepoTags": ["app:1"], "Config": {}}, None]
+    assert probe.images(str(engine_socket), ["app:1", "broken"]) is None  # the CLI says why
+    assert probe.images(str(engine_socket.with_name("none.sock")), ["app:1"]) is None
