@@ -1,0 +1,39 @@
+"""The bench's targets table: each miss says why, from the run's own measurements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.tables import TARGETS, targets, why_missed
+
+RESULTS: dict[str, Any] = {
+    "meta": {"engine": "Docker Engine 28.5.2, containerd store"},
+    "plan": {"import_invoke_seconds": 0.11, "import_tasks_seconds": 0.13},
+    "medians": {"single": {"seed": {"code-change": 0.7}}, "multi": {"seed": {"code-change": 0.8}}},
+    "composed": {"single": 0.95},
+}
+
+
+def test_a_code_only_miss_names_the_floor_and_compose_s_own_extra_time() -> None:
+    single = next(t for t in TARGETS if t.key == "invoke_over_seed_code_change")
+    line = why_missed(single, RESULTS, 1.9, 1.1)
+    assert "a floor of 1.16x" in line
+    assert "this run: 0.52 s above that floor" in line
+    assert "compose build itself 0.25 s longer under the tool than raw" in line
+    multi = next(t for t in TARGETS if t.key == "multi_invoke_over_seed_code_change")
+    assert "compose build itself" not in why_missed(multi, RESULTS, 1.9, 1.1)  # not measured
+
+
+def test_start_up_splits_the_collection_s_import_from_invoke_s_program() -> None:
+    startup = next(t for t in TARGETS if t.key == "startup_over_import_seconds")
+    line = why_missed(startup, RESULTS, 0.07, 0.05)
+    assert "takes 0.020 s above `import invoke`" in line
+    assert "invoke's own program (its parser, config files) 0.050 s" in line
+    assert line.endswith("missed by 0.020 s")
+
+
+def test_the_table_marks_each_engine_s_value() -> None:
+    data = {**RESULTS, "plan": {**RESULTS["plan"], "startup_over_import_seconds": 0.03}}
+    lines = targets({"containerd": data})
+    row = next(line for line in lines if line.startswith("| start-up"))
+    assert "0.03 ✓" in row
