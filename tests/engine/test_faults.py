@@ -3,6 +3,7 @@ under a build and under a deploy."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -267,6 +268,70 @@ def blocking_docker(folder: Path, words: str, after: int) -> dict[str, str]:
     return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
 
 
+class HeldEngine:
+    """A unix socket in front of the engine's: each connection is passed through byte for byte,
+    except the first whose request line holds ``words``: that one is held unanswered
+    (``folder/blocked`` written), for the run to be killed there (a CI job cancelled while its
+    requests are in flight)."""
+
+    def __init__(self, folder: Path, words: str) -> None:
+        folder.mkdir(exist_ok=True)
+        self.folder, self.words, self.path = folder, words.encode(), folder / "engine.sock"
+        host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        assert host.startswith("unix://"), f"needs an engine on a unix socket, not {host}"
+        self.engine = host.removeprefix("unix://")
+        self.held: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(self.path))
+        self.server.listen(64)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def env(self) -> dict[str, str]:
+        return {"DOCKER_HOST": f"unix://{self.path}"}
+
+    def close(self) -> None:
+        self.server.close()
+        for held in self.held:
+            held.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._pass, args=(client,), daemon=True).start()
+
+    def _pass(self, client: socket.socket) -> None:
+        first = client.recv(65536)
+        line = first.split(b"\r\n", 1)[0]
+        with self.lock:
+            hold = self.words in line and not self.held
+            if hold:
+                self.held.append(client)
+                (self.folder / "blocked").write_bytes(line)
+        if hold:
+            return
+        engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        engine.connect(self.engine)
+        engine.sendall(first)
+        threading.Thread(target=_pipe, args=(engine, client), daemon=True).start()
+        _pipe(client, engine)
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    """Copy ``source`` to ``target`` until it ends, then end ``target``'s side too."""
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+
 def registry_digest(ref: str) -> str:
     """The digest the registry holds for ``ref`` (host/repo:tag), '' when it holds none."""
     host, rest = ref.split("/", 1)
@@ -286,7 +351,7 @@ def registry_digest(ref: str) -> str:
     ("phase", "words", "after"),
     [
         ("planning", "compose", 0),  # its first compose call: resolving the project
-        ("tagging", "tag", 0),  # the build done, :latest about to move
+        ("tagging", "/tag?", 0),  # the build done, :latest about to move: a tag request held
         ("pushing", "push", 1),  # one image pushed, the next one not
     ],
 )
@@ -300,18 +365,24 @@ def test_a_build_killed_in_each_phase_converges_on_the_next(
     head = stack.commit("v2")[:12]
     block = tmp_path / "bin"
     full = {k: v for k, v in os.environ.items() if k not in COMMIT_VARS}
-    full.update({**user_dirs(stack.root), **env, **blocking_docker(block, words, after)})
-    runner = subprocess.Popen(
-        ["invoke", "-r", str(ROOT), "build", "--push"], cwd=stack.root, env=full,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + BOUND
-    while not (block / "blocked").exists():
-        assert runner.poll() is None, f"the build ended before {phase}"
-        assert time.monotonic() < deadline, f"the build never reached {phase}"
-        time.sleep(0.2)
-    os.killpg(runner.pid, signal.SIGKILL)
-    runner.wait()
+    held = HeldEngine(block, words) if words.startswith("/") else None  # an API request
+    full.update({**user_dirs(stack.root), **env})
+    full.update(held.env() if held else blocking_docker(block, words, after))
+    try:
+        runner = subprocess.Popen(
+            ["invoke", "-r", str(ROOT), "build", "--push"], cwd=stack.root, env=full,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + BOUND
+        while not (block / "blocked").exists():
+            assert runner.poll() is None, f"the build ended before {phase}"
+            assert time.monotonic() < deadline, f"the build never reached {phase}"
+            time.sleep(0.2)
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    finally:
+        if held:
+            held.close()
     latest, built = (f"{prefix}/{stack.image('app')}:{tag}" for tag in ("latest", head))
     assert image_id(latest)  # never a half-made tag: the old or the new image
     done = invoke(stack.root, "build", "--push", env=env)
