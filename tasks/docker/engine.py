@@ -78,6 +78,7 @@ class Engine:
         self._sdk = api
         self._memo: dict[str, Found | None] = {}
         self._remote: dict[str, Lookup] = {}  # registry answers, by ref
+        self._lookups: str | None = None  # ``_lookup_socket``, once known
         self.buildx_answers: dict[str, str | None] = {}  # ``detect_builder``'s, to keep
         self._tags: dict[str, set[str]] = {}  # image id -> its tags, as looked up
         self._local: dict[str, bool | None] = {}  # familiar ref -> inline label; None: absent
@@ -227,7 +228,7 @@ class Engine:
                 return Found(Where.LOCAL, inline)
         if not remote:
             return None
-        said = self._remote.get(ref) or self.sdk.registry_lookup(ref)
+        said = self._remote.get(ref) or self._registry_lookup(ref)
         if said in (Lookup.UNREACHABLE, Lookup.SILENT):
             return Found(Where.UNVERIFIED if said is Lookup.UNREACHABLE else Where.SILENT, None)
         return Found(Where.REGISTRY, None) if said is Lookup.HELD else None
@@ -238,9 +239,31 @@ class Engine:
         todo = sorted(set(refs) - self._remote.keys())
         if not todo:
             return
-        api = self.sdk  # connected once, before the threads share it
+        if not self._lookup_socket():
+            _ = self.sdk  # connected once, before the threads share it
         with ThreadPoolExecutor(max_workers=CLI_TAGS) as pool:
-            self._remote.update(zip(todo, pool.map(api.registry_lookup, todo), strict=True))
+            self._remote.update(zip(todo, pool.map(self._registry_lookup, todo), strict=True))
+
+    def _lookup_socket(self) -> str:
+        """The engine's local socket, where registry lookups need no credentials ('' : the SDK
+        asks, sending them)."""
+        if self._lookups is None:
+            environ = self.runner.environment(None)
+            path = self.runner.api_socket()
+            self._lookups = path if path and not probe.credentials(environ) else ""
+        return self._lookups
+
+    def _registry_lookup(self, ref: str) -> Lookup:
+        """What ``ref``'s registry says of it, asked through the engine: over its local socket
+        (a request), else through the SDK."""
+        path = self._lookup_socket()
+        if not path:
+            return self.sdk.registry_lookup(ref)
+        answer = probe.distribution(path, ref)
+        if answer is None:  # the engine itself did not answer
+            return Lookup.UNREACHABLE
+        status, message = answer
+        return Lookup.HELD if status == 200 else sdk.failed_lookup(status, message)
 
     def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         """Point each target at its source image: on the engine's local socket, a request

@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from compose_tasks.docker import trace
@@ -117,6 +118,43 @@ def images(path: str, refs: Sequence[str], timeout: float = 30.0) -> list[Any] |
     return [data for _, data in found] if all(ok for ok, _ in found) else None
 
 
+def credentials(environ: Mapping[str, str]) -> bool:
+    """Whether the docker config may hold registry credentials (``auths``, a credential store or
+    helpers; or the legacy ``~/.dockercfg``): then the SDK, which sends them, asks registries."""
+    try:
+        data = json.loads((config_dir(environ) / "config.json").read_text())
+    except FileNotFoundError:
+        data = {}
+    except (OSError, ValueError):
+        return True  # unreadable: leave it to the SDK
+    if not isinstance(data, dict):
+        return True
+    held = any(data.get(key) for key in ("auths", "credsStore", "credHelpers"))
+    return held or (Path.home() / ".dockercfg").exists()
+
+
+def distribution(path: str, ref: str, timeout: float = 60.0) -> tuple[int, str] | None:
+    """What the engine at ``path`` says of ``ref``'s manifest in its registry (asked without
+    credentials): the status, and the engine's words when not 200; None when it does not
+    answer."""
+    url = f"/distribution/{urllib.parse.quote(ref, safe='/:@')}/json"
+    with trace.timed(f"engine: registry lookup {ref} over {path}"):
+        answer = _request(path, "GET", url, timeout)
+    if answer is None:
+        return None
+    status, body = answer
+    return status, "" if status == 200 else _message(status, body)
+
+
+def _message(status: int, body: bytes) -> str:
+    """The engine's message in an error answer."""
+    try:
+        message = str(json.loads(body).get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return message or body.decode(errors="replace").strip() or f"status {status}"
+
+
 def tag(path: str, source: str, target: str, timeout: float = 60.0) -> str:
     """Point ``target`` at ``source``'s image through the socket at ``path``: '' when done,
     else why not, in the engine's words."""
@@ -128,10 +166,4 @@ def tag(path: str, source: str, target: str, timeout: float = 60.0) -> str:
     if answer is None:
         return f"the engine at {path} did not answer"
     status, body = answer
-    if status in (200, 201):
-        return ""
-    try:
-        message = str(json.loads(body).get("message") or "")
-    except (ValueError, AttributeError):
-        message = ""
-    return message or body.decode(errors="replace").strip() or f"status {status}"
+    return "" if status in (200, 201) else _message(status, body)

@@ -48,6 +48,18 @@ class Lookup(StrEnum):
     SILENT = "silent"
 
 
+def failed_lookup(status: int | None, text: str) -> Lookup:
+    """What a registry lookup the engine did not answer with the image means: its status (None
+    without one) and its words."""
+    text = text.lower()
+    gone = ("not found", "does not exist", "denied", "unauthorized", "manifest unknown")
+    if status in (401, 403, 404) or any(word in text for word in gone):
+        return Lookup.ABSENT
+    # (Go's words for giving up; the text is cut at 200 characters, so the first)
+    waited = ("request canceled", "deadline exceeded", "timeout")
+    return Lookup.SILENT if any(w in text for w in waited) else Lookup.UNREACHABLE
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     id: str
@@ -319,13 +331,7 @@ class Sdk:
         except NotFound:
             return Lookup.ABSENT
         except EngineError as exc:
-            text = str(exc).lower()
-            gone = ("not found", "does not exist", "denied", "unauthorized", "manifest unknown")
-            if exc.status in (401, 403) or any(word in text for word in gone):
-                return Lookup.ABSENT
-            # (Go's words for giving up; the text is cut at 200 characters, so the first)
-            waited = ("request canceled", "deadline exceeded", "timeout")
-            return Lookup.SILENT if any(w in text for w in waited) else Lookup.UNREACHABLE
+            return failed_lookup(exc.status, str(exc))
         return Lookup.HELD
 
     # --- containers --------------------------------------------------------------------

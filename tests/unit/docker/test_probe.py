@@ -44,7 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body, status = self.body, 200 if self.path == "/info" else 404
         image = urllib.parse.unquote(self.path.removeprefix("/images/").removesuffix("/json"))
-        if self.path.startswith("/images/") and image in self.images:
+        if self.path.startswith("/distribution/"):
+            held = self.path == "/distribution/127.0.0.1:5000/shop/app:cache/json"
+            body = b"{}" if held else json.dumps({"message": "manifest unknown"}).encode()
+            status = 200 if held else 404
+        elif self.path.startswith("/images/") and image in self.images:
             body = json.dumps({"Id": "sha256:abc", "RepoTags": [image], "Config": {}}).encode()
             status = 200
         elif image == "broken":
@@ -113,3 +117,33 @@ def test_images_are_looked_up_at_once_and_a_failure_leaves_it_to_the_cli(
     assert found == [{"Id": "sha256:abc", "RepoTags": ["app:1"], "Config": {}}, None]
     assert probe.images(str(engine_socket), ["app:1", "broken"]) is None  # the CLI says why
     assert probe.images(str(engine_socket.with_name("none.sock")), ["app:1"]) is None
+
+
+def test_a_registry_lookup_is_one_request_and_a_refusal_the_engine_s_words(
+    engine_socket: Path,
+) -> None:
+    path = str(engine_socket)
+    assert probe.distribution(path, "127.0.0.1:5000/shop/app:cache") == (200, "")
+    assert probe.distribution(path, "127.0.0.1:5000/shop/app:gone") == (404, "manifest unknown")
+    assert probe.distribution(str(engine_socket.with_name("none.sock")), "app:1") is None
+
+
+def test_credentials_in_the_docker_config_leave_lookups_to_the_sdk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = {"DOCKER_CONFIG": str(tmp_path / "docker")}
+    assert not probe.credentials(config)  # no config at all
+    (tmp_path / "docker").mkdir()
+    for text, held in [
+        ('{"auths": {}, "currentContext": "default"}', False),
+        ('{"auths": {"registry.example": {"auth": "eDp5"}}}', True),
+        ('{"credsStore": "desktop"}', True),
+        ('{"credHelpers": {"gcr.io": "gcloud"}}', True),
+        ("not json", True),
+    ]:
+        (tmp_path / "docker" / "config.json").write_text(text)
+        assert probe.credentials(config) is held, text
+    (tmp_path / "docker" / "config.json").write_text("{}")
+    (tmp_path / ".dockercfg").write_text("{}")
+    assert probe.credentials(config)  # the legacy file
