@@ -14,6 +14,7 @@ from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import Failed, UserError
 from tests.fakes import FakeCli, FakeDocker
+from tests.unit.docker.conftest import StandIn
 
 NO_SUCH = "Error response from daemon: no such image: {0}: No such image: {0}"
 
@@ -224,3 +225,25 @@ def test_a_prune_is_needed_only_when_a_moved_tag_was_an_image_s_last() -> None:
     assert images.may_orphan(["shop-api:abc", "shop-api:latest"])  # the commit built again
     assert images.may_orphan(["shop-api:cache-deps"])  # a stage image built again
     assert images.may_orphan(["shop-api:never-looked-up"])
+
+
+def test_on_the_engine_s_local_socket_lookups_and_tags_are_a_request_each(
+    engine_socket: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # a docker config without credentials
+    runner = FakeCli(base={"DOCKER_CONFIG": str(tmp_path)})
+    monkeypatch.setattr(runner, "api_socket", lambda: str(engine_socket))
+    images = engine.Engine(runner)
+    images.prefetch(["app:1", "gone:1"])
+    assert (images.local_id("app:1"), images.local_id("gone:1")) == ("sha256:abc", "")
+    StandIn.tagged.clear()
+    images.tag_all([("app:1", "app:2")])
+    assert StandIn.tagged == ["app:1 -> app:2"]
+    with pytest.raises(Failed, match="tagging app:3 failed: No such image: gone:1"):
+        images.tag_all([("gone:1", "app:3")])
+    held, gone = "127.0.0.1:5000/shop/app:cache", "127.0.0.1:5000/shop/app:gone"
+    images.prefetch_remote([held, gone])
+    assert images.locate(held, True, False) == Found(Where.REGISTRY, None)
+    assert images.locate(gone, True, False) is None
+    assert runner.calls == []  # no CLI process, and the SDK never connected
+    assert images._sdk is None

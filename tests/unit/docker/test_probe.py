@@ -3,81 +3,12 @@ docker)."""
 
 from __future__ import annotations
 
-import json
-import socketserver
-import threading
-import urllib.parse
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 from compose_tasks.docker import probe
-
-ANSWER = {
-    "ServerVersion": "28.5.2",
-    "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
-}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    body = json.dumps(ANSWER).encode()
-    images: ClassVar = frozenset({"app:1", "sha256:abc"})  # what the stand-in engine holds
-    tagged: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query)
-        source = urllib.parse.unquote(url.path.removeprefix("/images/").removesuffix("/tag"))
-        if source in self.images:
-            self.tagged.append(f"{source} -> {query['repo'][0]}:{query['tag'][0]}")
-            status, body = 201, b""
-        else:
-            status, body = 404, json.dumps({"message": f"No such image: {source}"}).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        body, status = self.body, 200 if self.path == "/info" else 404
-        image = urllib.parse.unquote(self.path.removeprefix("/images/").removesuffix("/json"))
-        if self.path.startswith("/distribution/"):
-            held = self.path == "/distribution/127.0.0.1:5000/shop/app:cache/json"
-            body = b"{}" if held else json.dumps({"message": "manifest unknown"}).encode()
-            status = 200 if held else 404
-        elif self.path.startswith("/images/") and image in self.images:
-            body = json.dumps({"Id": "sha256:abc", "RepoTags": [image], "Config": {}}).encode()
-            status = 200
-        elif image == "broken":
-            status = 500
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def get_request(self):  # type: ignore[no-untyped-def]
-        request, _ = super().get_request()
-        return request, ("local", 0)  # http.server wants a (host, port) address
-
-
-@pytest.fixture
-def engine_socket(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "docker.sock"
-    server = _Server(str(path), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield path
-    server.shutdown()
-    server.server_close()
+from tests.unit.docker.conftest import StandIn
 
 
 def test_info_is_one_request_on_the_cli_s_socket(engine_socket: Path) -> None:
@@ -101,10 +32,10 @@ def test_only_the_socket_the_cli_would_use(tmp_path: Path) -> None:
 
 
 def test_a_tag_is_one_request_and_a_refusal_is_the_engine_s_words(engine_socket: Path) -> None:
-    _Handler.tagged.clear()
+    StandIn.tagged.clear()
     assert probe.tag(str(engine_socket), "app:1", "127.0.0.1:5000/shop/app:e0c1") == ""
     assert probe.tag(str(engine_socket), "sha256:abc", "app") == ""  # no tag: latest
-    assert _Handler.tagged == ["app:1 -> 127.0.0.1:5000/shop/app:e0c1", "sha256:abc -> app:latest"]
+    assert StandIn.tagged == ["app:1 -> 127.0.0.1:5000/shop/app:e0c1", "sha256:abc -> app:latest"]
     assert probe.tag(str(engine_socket), "gone:1", "app:2") == "No such image: gone:1"
     gone = str(engine_socket.with_name("none.sock"))
     assert probe.tag(gone, "app:1", "app:2") == f"the engine at {gone} did not answer"
