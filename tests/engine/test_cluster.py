@@ -232,9 +232,10 @@ def test_a_node_lost_during_a_deploy(shop: Stack) -> None:
         assert code == 0, err[-3000:]
         assert "node sw3 down" in err
         # every replica on the new image, on the nodes left (a start-first update may still
-        # be replacing one: briefly one more)
+        # be replacing one: briefly one more), wherever Swarm placed them: its spread is its
+        # own (under load it once left all three on sw1)
         nodes = placed(shop, "web", v2[:12])
-        assert len(nodes) >= 3 and set(nodes) == {"sw1", "sw2"}, nodes
+        assert len(nodes) >= 3 and set(nodes) <= {"sw1", "sw2"}, nodes
         assert spec_image(shop, "web").startswith(f"{REGISTRY}/{shop.name}-web:{v2[:12]}@")
         # lock and history live in the swarm's raft store: any manager has them
         assert history(shop, 2) == history(shop, 1)
