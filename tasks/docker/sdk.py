@@ -364,11 +364,13 @@ class Sdk:
     def containers(
         self, labels: Mapping[str, str] | None = None, running: bool = False
     ) -> list[ContainerInfo]:
-        """Containers (stopped ones too unless ``running``) carrying every label of ``labels``."""
+        """Containers (stopped ones too unless ``running``) carrying every label of ``labels``;
+        one removed between the engine's list and its inspect (another project's, going) is
+        left out, as a list a moment later would."""
         extra = {"status": "running"} if running else {}
         with mapped("container list"):
             found = self.client.containers.list(
-                all=not running, filters=_filters(labels or {}, **extra)
+                all=not running, filters=_filters(labels or {}, **extra), ignore_removed=True
             )
             return [self._container(container) for container in found]
 
