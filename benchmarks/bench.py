@@ -62,7 +62,14 @@ from benchmarks.harness import (
 )
 from benchmarks.planning import plan_time
 from benchmarks.replay import prediction_replay, replay_lines
-from benchmarks.tables import fresh_side_by_side, markdown, medians, side_by_side, summarize
+from benchmarks.tables import (
+    composed,
+    fresh_side_by_side,
+    markdown,
+    medians,
+    side_by_side,
+    summarize,
+)
 from tests.support import RecordingRegistry  # a registry that logs requests
 
 
@@ -210,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for fixture, cells in fixtures.items()
         },
         "medians": medians(fixtures),
+        "composed": composed(fixtures),
         "ratios": ratios,
         "plan": plan,
         "affected": affected,
