@@ -74,6 +74,7 @@ class Runner:
 
     def __init__(self, base: Mapping[str, str] | None = None) -> None:
         self.base = dict(base or {})
+        self._socket: str | None = None
 
     def environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
         return {**os.environ, **self.base, **(env or {})}
@@ -107,8 +108,11 @@ class Runner:
 
     def api_socket(self) -> str:
         """The engine's local unix socket, as the CLI would reach it ('' when the CLI would use
-        a context or another transport: then the CLI or SDK is used, ``docker.probe``)."""
-        return probe.socket_path(self.environment(None))
+        a context or another transport: then the CLI or SDK is used, ``docker.probe``); read
+        once per runner."""
+        if self._socket is None:
+            self._socket = probe.socket_path(self.environment(None))
+        return self._socket
 
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
         """Run several commands at once (each as ``run``); results in the same order."""
