@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -265,6 +265,26 @@ class Engine:
         status, message = answer
         return Lookup.HELD if status == 200 else sdk.failed_lookup(status, message)
 
+    @staticmethod
+    def _socket_tag(path: str) -> Callable[[tuple[str, str]], str]:
+        """Tagging a (source, target) pair on the socket at ``path``: '' or what failed."""
+
+        def tag(pair: tuple[str, str]) -> str:
+            failed = probe.tag(path, *pair)
+            return f"tagging {pair[1]} failed: {failed}" if failed else ""
+
+        return tag
+
+    def _sdk_tag(self) -> Callable[[tuple[str, str]], str]:
+        """Tagging a (source, target) pair through the SDK (it raises what failed)."""
+        api = self.sdk  # connected once, before the threads share it
+
+        def tag(pair: tuple[str, str]) -> str:
+            api.tag(*pair)
+            return ""
+
+        return tag
+
     def tag_all(self, pairs: Sequence[tuple[str, str]], project: str = "") -> int:
         """Point each target at its source image: on the engine's local socket, a request
         each (``docker.probe``); else a handful with ``docker image tag`` at once, more through
@@ -275,14 +295,7 @@ class Engine:
         prune = [commands.prune_ours(project)] if project else []
         path = self.runner.api_socket()
         if path or len(pairs) > CLI_TAGS:
-            api = None if path else self.sdk  # connected once, before the threads share it
-
-            def tag(pair: tuple[str, str]) -> str:
-                if api is not None:
-                    api.tag(*pair)
-                    return ""
-                failed = probe.tag(path, *pair)
-                return f"tagging {pair[1]} failed: {failed}" if failed else ""
+            tag = self._socket_tag(path) if path else self._sdk_tag()
 
             with ThreadPoolExecutor(max_workers=CLI_TAGS + 1) as pool:
                 pruning = pool.submit(self.runner.run_all, prune)
