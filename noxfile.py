@@ -53,8 +53,8 @@ def run_integration(session: nox.Session) -> None:
 
 ENGINES = ("containerd", "classic")  # scripts/engines.sh: Engine 28.5, containerd/classic store
 # A second engine of the same kind, where one runs: the pass's ``alone`` tests run there, beside
-# its side-by-side tests (the containerd store's pass is the longest).
-SECOND = {"containerd": "containerd2"}
+# its side-by-side tests.
+SECOND = {"containerd": "containerd2", "classic": "classic2"}
 
 
 def matrix() -> list[str]:
@@ -88,6 +88,13 @@ def scratch() -> Path:
 WORKERS = os.environ.get("ENGINE_WORKERS", "2")
 SIDE_BY_SIDE = ["-n", WORKERS, "--dist", "loadfile"]
 DURATIONS = ["--durations=0", "--durations-min=10"]  # where the time goes
+
+
+def compiled(session: nox.Session) -> None:
+    """The project's bytecode written once, before the engine tests start a few hundred
+    ``invoke`` processes (each would compile every module it imports again where the
+    environment sets PYTHONDONTWRITEBYTECODE)."""
+    session.run("python", "-m", "compileall", "-q", "tasks", "benchmarks", "tests")
 
 
 def phases(marks: str = "") -> list[list[str]]:
@@ -183,12 +190,27 @@ def start_matrix(session: nox.Session, wanted: list[str]) -> dict[str, Pass]:
     return started
 
 
+def start_cluster(session: nox.Session) -> Pass:
+    """The cluster tests (their own three engines, scripts/cluster.sh: nothing of the
+    machine's engine but its base images) in the background, beside the machine's ``alone``
+    tests."""
+    env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
+    python = str(Path(session.bin) / "python")
+    argv = [python, "-m", "pytest", "-m", "cluster", *DURATIONS, "-p", "no:cacheprovider",
+            f"--basetemp={scratch() / 'cluster'}"]  # fmt: skip
+    log = scratch() / "cluster.log"
+    session.log(f"cluster tests started beside the machine's alone tests (log: {log})")
+    cluster = Pass([argv], log, env)
+    cluster.start()
+    return cluster
+
+
 def finish_matrix(session: nox.Session, started: dict[str, Pass]) -> None:
     """Wait for every engine pass, print its log whole, and fail naming each that failed."""
     failed = []
     for name, engine_pass in started.items():
         engine_pass.join()
-        print(f"\n== engine tests on engine '{name}' (exit {engine_pass.code})", flush=True)
+        print(f"\n== engine tests: {name} (exit {engine_pass.code})", flush=True)
         print(engine_pass.log.read_text(errors="replace"), flush=True)
         if engine_pass.code != 0:
             failed.append(name)
@@ -221,6 +243,7 @@ def tests(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Integration tests against the real Docker engine and Compose v2."""
     install(session)
+    compiled(session)
     run_integration(session)
 
 
@@ -228,6 +251,7 @@ def integration(session: nox.Session) -> None:
 def engines(session: nox.Session) -> None:
     """Engine tests on the engine matrix of scripts/engines.sh (names after --, default all)."""
     install(session)
+    compiled(session)
     run_matrix(session, list(session.posargs) or list(ENGINES))
 
 
@@ -239,10 +263,14 @@ def ci(session: nox.Session) -> None:
     run_lint(session)
     run_typecheck(session)
     session.run("bash", "scripts/base-images.sh", external=True)  # what a prune took: made again
+    compiled(session)
     started = start_matrix(session, matrix())
-    try:
-        for phase in phases():  # every test: unit, engine, packaging, cluster
-            session.run("pytest", *phase, *session.posargs)
+    try:  # every test: unit, engine, packaging; the cluster's beside the alone ones
+        side, alone = phases()
+        session.run("pytest", *side, *session.posargs)
+        started["cluster"] = start_cluster(session)
+        alone[1] = f"{alone[1]} and not cluster"
+        session.run("pytest", *alone, *session.posargs)
     except KeyboardInterrupt:
         for engine_pass in started.values():
             engine_pass.stop()
