@@ -289,4 +289,5 @@ def images(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Build benchmark: seed config vs invoke build, and plan time (needs the engine)."""
     install(session)
+    compiled(session)  # as an installed package has it
     session.run("python", "benchmarks/bench.py", *session.posargs)
