@@ -53,8 +53,10 @@ def run_integration(session: nox.Session) -> None:
 
 ENGINES = ("containerd", "classic")  # scripts/engines.sh: Engine 28.5, containerd/classic store
 # A second engine of the same kind, where one runs: the pass's ``alone`` tests run there, beside
-# its side-by-side tests.
-SECOND = {"containerd": "containerd2", "classic": "classic2"}
+# its side-by-side tests (the containerd store's pass is the longest). More passes at once gain
+# nothing on 2 cores: the run is bound by their CPU (a second classic engine and the cluster
+# tests beside the machine's alone ones left it at 22 minutes).
+SECOND = {"containerd": "containerd2"}
 
 
 def matrix() -> list[str]:
@@ -190,21 +192,6 @@ def start_matrix(session: nox.Session, wanted: list[str]) -> dict[str, Pass]:
     return started
 
 
-def start_cluster(session: nox.Session) -> Pass:
-    """The cluster tests (their own three engines, scripts/cluster.sh: nothing of the
-    machine's engine but its base images) in the background, beside the machine's ``alone``
-    tests."""
-    env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}}
-    python = str(Path(session.bin) / "python")
-    argv = [python, "-m", "pytest", "-m", "cluster", *DURATIONS, "-p", "no:cacheprovider",
-            f"--basetemp={scratch() / 'cluster'}"]  # fmt: skip
-    log = scratch() / "cluster.log"
-    session.log(f"cluster tests started beside the machine's alone tests (log: {log})")
-    cluster = Pass([argv], log, env)
-    cluster.start()
-    return cluster
-
-
 def finish_matrix(session: nox.Session, started: dict[str, Pass]) -> None:
     """Wait for every engine pass, print its log whole, and fail naming each that failed."""
     failed = []
@@ -265,12 +252,9 @@ def ci(session: nox.Session) -> None:
     session.run("bash", "scripts/base-images.sh", external=True)  # what a prune took: made again
     compiled(session)
     started = start_matrix(session, matrix())
-    try:  # every test: unit, engine, packaging; the cluster's beside the alone ones
-        side, alone = phases()
-        session.run("pytest", *side, *session.posargs)
-        started["cluster"] = start_cluster(session)
-        alone[1] = f"{alone[1]} and not cluster"
-        session.run("pytest", *alone, *session.posargs)
+    try:
+        for phase in phases():  # every test: unit, engine, packaging, cluster
+            session.run("pytest", *phase, *session.posargs)
     except KeyboardInterrupt:
         for engine_pass in started.values():
             engine_pass.stop()

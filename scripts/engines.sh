@@ -16,8 +16,8 @@
 #
 # containerd: the containerd image store (the default of new Engine 29 installs, Docker Desktop).
 # classic:    the classic image store with buildx (the shape of GitHub's hosted runners).
-# containerd2, classic2: a second engine of each store: the pass's tests that must run alone
-#             run there, beside its tests that run side by side (noxfile.py).
+# containerd2: a second containerd-store engine: the containerd pass's tests that must run
+#             alone run there, beside its tests that run side by side (noxfile.py).
 # small:      classic, its data root a tmpfs of SMALL_SIZE (default 300m): a disk that fills up.
 #             Not in the matrix: the disk-full test starts and stops it.
 # Each namespace also has a registry on its own 127.0.0.1:5000 (Debian's docker-registry).
@@ -30,7 +30,7 @@ VERSION=28.5
 PACKAGES=(docker.io docker-buildx containerd docker-compose)
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/compose-tasks/engines"
 RUN=/run/compose-tasks-engines
-ALL=(containerd classic containerd2 classic2)
+ALL=(containerd classic containerd2)
 EXTRA=(small)
 BASES=(busybox:1.36 python:3.11-slim)
 
