@@ -95,7 +95,8 @@ JSON
     unshare --uts --mount --propagation slave sh -c "hostname sw$n; exec dockerd \
     --config-file $dir/daemon.json -H unix://$dir/docker.sock --data-root $dir/data \
     --exec-root $dir/exec --pidfile $dir/dockerd.pid" >"$dir/dockerd.log" 2>&1 &
-  for _ in $(seq 60); do alive "$n" && break; sleep 0.5; done
+  # up to a minute: a node back from a kill rejoins its raft first, slower on a busy machine
+  for _ in $(seq 120); do alive "$n" && break; sleep 0.5; done
   alive "$n" || { tail -20 "$dir/dockerd.log" >&2; die "sw$n: dockerd did not start (log above)"; }
   for image in "${BASES[@]}"; do
     on "$n" image inspect "$image" >/dev/null 2>&1 && continue
@@ -116,7 +117,7 @@ swarm() {
     [ "$state" = active ] && continue
     on "$n" swarm join --advertise-addr "$(node_ip "$n")" --token "$token" "$(node_ip 1):2377" >/dev/null
   done
-  for _ in $(seq 60); do
+  for _ in $(seq 120); do
     [ "$(on 1 node ls --format '{{.Status}}' | grep -c Ready)" = "${#NODES[@]}" ] && return 0
     sleep 0.5
   done

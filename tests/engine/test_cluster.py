@@ -46,6 +46,12 @@ def node(n: int) -> dict[str, str]:
     return {"DOCKER_HOST": f"unix://{RUN}/sw{n}/docker.sock", "DOCKER_CONFIG": str(RUN / "config")}
 
 
+def script(*argv: str) -> None:
+    """scripts/cluster.sh with ``argv``; its error output shown when it fails."""
+    done = subprocess.run(["bash", SCRIPT, *argv], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"cluster.sh {' '.join(argv)}: {done.stderr[-2000:]}"
+
+
 def on(n: int, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return sh("docker", *argv, env={**os.environ, **node(n)}, check=check)
 
@@ -223,7 +229,7 @@ def test_a_node_lost_during_a_deploy(shop: Stack) -> None:
         lines.append(line)
         if "docker stack deploy" in line:
             break
-    subprocess.run(["bash", SCRIPT, "kill", "3"], check=True, capture_output=True)
+    script("kill", "3")
     lines += running.stderr.readlines()
     code = running.wait()
     err = "".join(lines)
@@ -244,8 +250,8 @@ def test_a_node_lost_during_a_deploy(shop: Stack) -> None:
         assert not on(1, "config", "ls", "-q", "--filter", lock).stdout.strip()  # released
         # the leader lost too (node 3 back first): the two others elect one and keep the state
         kept = history(shop)
-        subprocess.run(["bash", SCRIPT, "up"], check=True, capture_output=True)
-        subprocess.run(["bash", SCRIPT, "kill", "1"], check=True, capture_output=True)
+        script("up")
+        script("kill", "1")
         for _ in range(60):
             asked = invoke(shop.root, "history", "--json", env={**ENV, **node(2)})
             if asked.returncode == 0:
