@@ -11,12 +11,15 @@ import contextlib
 import importlib
 import io
 import re
+import sys
 import tarfile
 import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from types import TracebackType
 from typing import Any
 
 from compose_tasks.docker import trace
@@ -584,6 +587,39 @@ class Sdk:
         return out
 
 
+_SSH_TRANSPORT = "docker/transport/sshconn.py"
+
+
+def dropped_ssh(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the SDK's ssh transport failing to close a connection whose ssh
+    process already ended (an engine that went away): nothing to report at exit."""
+    if not isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(frame.filename.replace("\\", "/").endswith(_SSH_TRANSPORT) for frame in frames)
+
+
+def quiet_dropped_ssh() -> None:
+    """Drop ``dropped_ssh`` errors from what the interpreter reports when it closes the SDK's
+    pooled connections at exit (the task already said the engine went away); once."""
+    unraisable, excepthook = sys.unraisablehook, sys.excepthook
+    if getattr(unraisable, "__name__", "") == "unraisable_but_dropped_ssh":
+        return
+
+    def unraisable_but_dropped_ssh(what: Any) -> None:
+        if not dropped_ssh(getattr(what, "exc_value", None)):
+            unraisable(what)
+
+    def excepthook_but_dropped_ssh(
+        kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        if not dropped_ssh(exc):
+            excepthook(kind, exc, tb)
+
+    sys.unraisablehook = unraisable_but_dropped_ssh
+    sys.excepthook = excepthook_but_dropped_ssh
+
+
 def connect(base_url: str) -> Sdk:
     """An SDK client for ``base_url`` ('' : DOCKER_HOST, else the default socket); ssh:// through
     the system's ssh client, as the CLI reaches it. ``Unreachable`` when it does not answer."""
@@ -594,4 +630,5 @@ def connect(base_url: str) -> Sdk:
         else:
             client = docker.from_env(use_ssh_client=True)
         client.ping()
+    quiet_dropped_ssh()
     return Sdk(client)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from types import FunctionType, SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
 from docker.errors import DockerException, ImageNotFound
 
-from compose_tasks.docker.sdk import DF_ATTEMPTS, Endpoint, Kind, Lookup, Sdk, engine_time, mapped
+from compose_tasks.docker.sdk import (
+    DF_ATTEMPTS,
+    Endpoint,
+    Kind,
+    Lookup,
+    Sdk,
+    engine_time,
+    mapped,
+    quiet_dropped_ssh,
+)
 from compose_tasks.errors import Conflict, EngineError, NotFound, Unreachable
 from tests.fakes import Container, FakeDocker, Service, api_error
 
@@ -217,3 +228,35 @@ def test_engine_times_are_read_to_the_microsecond_and_zero_is_none() -> None:
     assert engine_time("0001-01-01T00:00:00Z") is None
     assert engine_time("") is None
     assert engine_time("yesterday") is None
+
+
+def _close() -> None:
+    raise BrokenPipeError(32, "Broken pipe")
+
+
+def _raised_in(filename: str) -> BaseException:
+    """A BrokenPipeError as closing a connection in ``filename`` raises it."""
+    close = FunctionType(_close.__code__.replace(co_filename=filename), globals())
+    try:
+        close()
+    except BrokenPipeError as exc:
+        return exc
+    raise AssertionError("not raised")
+
+
+def test_a_dropped_ssh_connection_closed_at_exit_is_not_reported_anything_else_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reported: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda what: reported.append(what.exc_value))
+    monkeypatch.setattr(sys, "excepthook", lambda kind, exc, tb: reported.append(exc))
+    quiet_dropped_ssh()
+    quiet_dropped_ssh()  # once: not wrapped twice
+    ssh = _raised_in("/venv/site-packages/docker/transport/sshconn.py")
+    other = _raised_in("/venv/site-packages/compose_tasks/report.py")
+    sys.unraisablehook(SimpleNamespace(exc_value=ssh))  # pyright: ignore[reportArgumentType]
+    sys.excepthook(type(ssh), ssh, ssh.__traceback__)
+    assert reported == []
+    sys.unraisablehook(SimpleNamespace(exc_value=other))  # pyright: ignore[reportArgumentType]
+    sys.excepthook(type(other), other, other.__traceback__)
+    assert reported == [other, other]
