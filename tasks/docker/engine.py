@@ -187,8 +187,19 @@ class Engine:
 
     def labelled(self, labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """The local images carrying every one of ``labels``: each tag and its image's labels
-        (one ``docker image ls``, then one ``docker image inspect`` of each image once, however
-        many tags it has)."""
+        (the engine's image list on its local socket, a request; else one ``docker image ls``,
+        then one ``docker image inspect`` of each image once, however many tags it has)."""
+        path = self.runner.api_socket()
+        rows = probe.labelled(path, labels) if path else None
+        if rows is not None:
+            found: dict[str, dict[str, str]] = {}
+            for row in rows:
+                held = {str(k): str(v) for k, v in dict(row.get("Labels") or {}).items()}
+                for tag in row.get("RepoTags") or []:
+                    if isinstance(tag, str) and not tag.endswith(":<none>"):
+                        found[tag] = held
+                        self._ids[tag] = str(row.get("Id", ""))
+            return found
         listed = self.runner.run(commands.images_labelled(labels))
         pairs = [line.split(None, 1) for line in listed.out.splitlines() if line.strip()]
         tagged = [(image, ref) for image, ref in pairs if not ref.endswith(":<none>")]
@@ -196,7 +207,7 @@ class Engine:
         if not listed.ok or not refs:
             return {}
         done = self.runner.run(commands.image_inspect(sorted({image for image, _ in tagged})))
-        found: dict[str, dict[str, str]] = {}
+        found = {}
         for line in filter(str.strip, done.out.splitlines() if done.ok else []):
             try:
                 tags, _, held, *rest = (json.loads(part) for part in line.split("\t"))

@@ -118,6 +118,23 @@ def images(path: str, refs: Sequence[str], timeout: float = 30.0) -> list[Any] |
     return [data for _, data in found] if all(ok for ok, _ in found) else None
 
 
+def labelled(path: str, labels: Mapping[str, str], timeout: float = 30.0) -> list[Any] | None:
+    """The engine's list of its images carrying every one of ``labels`` (each with its id, tags
+    and labels), through the socket at ``path``; None when it does not answer (the CLI is asked
+    then, and says why)."""
+    filters = json.dumps({"label": [f"{key}={value}" for key, value in labels.items()]})
+    url = f"/images/json?{urllib.parse.urlencode({'filters': filters})}"
+    with trace.timed(f"engine: list images labelled over {path}"):
+        answer = _request(path, "GET", url, timeout)
+    if answer is None or answer[0] != 200:
+        return None
+    try:
+        found = json.loads(answer[1])
+    except ValueError:
+        return None
+    return [row for row in found if isinstance(row, dict)] if isinstance(found, list) else None
+
+
 def credentials(environ: Mapping[str, str]) -> bool:
     """Whether the docker config may hold registry credentials (``auths``, a credential store or
     helpers; or the legacy ``~/.dockercfg``): then the SDK, which sends them, asks registries."""

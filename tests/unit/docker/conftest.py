@@ -1,5 +1,5 @@
-"""A stand-in engine on a unix socket (no docker): ``/info``, image inspects and tags, and
-registry lookups, as the engine's API answers them."""
+"""A stand-in engine on a unix socket (no docker): ``/info``, image inspects, lists and tags,
+and registry lookups, as the engine's API answers them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,6 +18,15 @@ ANSWER = {
     "ServerVersion": "28.5.2",
     "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
 }
+
+
+OURS = {"org.compose-tasks.project": "shop"}
+# the engine's image list: ours (two tags), ours untagged, another project's
+LISTED: list[dict[str, Any]] = [
+    {"Id": "sha256:def", "RepoTags": ["shop-app:abc", "shop-app:latest"], "Labels": OURS},
+    {"Id": "sha256:012", "RepoTags": ["<none>:<none>"], "Labels": OURS},
+    {"Id": "sha256:345", "RepoTags": ["other-app:1"], "Labels": {"org.compose-tasks.project": "o"}},
+]
 
 
 class StandIn(BaseHTTPRequestHandler):
@@ -42,7 +51,14 @@ class StandIn(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body, status = self.body, 200 if self.path == "/info" else 404
         image = urllib.parse.unquote(self.path.removeprefix("/images/").removesuffix("/json"))
-        if self.path.startswith("/distribution/"):
+        if self.path.startswith("/images/json?"):
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            wanted = json.loads(query["filters"][0])["label"]
+            rows = [
+                row for row in LISTED if all(f"{k}={v}" in wanted for k, v in row["Labels"].items())
+            ]
+            body, status = json.dumps(rows).encode(), 200
+        elif self.path.startswith("/distribution/"):
             held = self.path == "/distribution/127.0.0.1:5000/shop/app:cache/json"
             body = b"{}" if held else json.dumps({"message": "manifest unknown"}).encode()
             status = 200 if held else 404

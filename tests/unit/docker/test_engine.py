@@ -227,7 +227,7 @@ def test_a_prune_is_needed_only_when_a_moved_tag_was_an_image_s_last() -> None:
     assert images.may_orphan(["shop-api:never-looked-up"])
 
 
-def test_on_the_engine_s_local_socket_lookups_and_tags_are_a_request_each(
+def test_on_the_engine_s_local_socket_lookups_lists_and_tags_are_a_request_each(
     engine_socket: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))  # a docker config without credentials
@@ -245,5 +245,9 @@ def test_on_the_engine_s_local_socket_lookups_and_tags_are_a_request_each(
     images.prefetch_remote([held, gone])
     assert images.locate(held, True, False) == Found(Where.REGISTRY, None)
     assert images.locate(gone, True, False) is None
+    ours = images.labelled({"org.compose-tasks.project": "shop"})
+    labels = {"org.compose-tasks.project": "shop"}
+    assert ours == {"shop-app:abc": labels, "shop-app:latest": labels}  # not untagged, not theirs
+    assert images.same_image("shop-app:abc", "shop-app:latest")
     assert runner.calls == []  # no CLI process, and the SDK never connected
     assert images._sdk is None
