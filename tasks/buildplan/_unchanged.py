@@ -315,7 +315,9 @@ def with_inputs(
     records what ``affected`` compares) and step keys on its image (labels), what the cache
     will give each step, and, unless ``fresh`` or ``rebuild``, the services an image of ours
     with the same digest serves not built: this commit's image, or with ``affected`` any
-    commit's (re-tagged). With no image of a service here, its registry's last pushed image
+    commit's (re-tagged; the engine's list of our images is read only when this commit's and
+    the promoted tags' images do not serve them all: on the containerd store that list takes
+    a quarter of a second). With no image of a service here, its registry's last pushed image
     (branch tag, else ``:latest``) is read: one built from the same inputs is not built and
     not pulled (``remote``)."""
     fresh, affected, rebuild = options.fresh, options.affected, options.rebuild
@@ -355,22 +357,27 @@ def with_inputs(
         reads.append(read)
         owners.append(index)
     ours: dict[str, dict[str, str]] = {}  # images of ours: this commit's and :latest, or all
-    if affected and not fresh:  # every image of ours may serve: one lookup of them all
-        ours = docker.labelled({LABEL_TOOL: TOOL, LABEL_PROJECT: built.project})
-    elif not fresh:
+    if not fresh:  # looked up already (``prefetch``)
         for ref in mine:
             labels = docker.labels(ref)
             if labels is not None and owned_by(labels, built.project):
                 ours[ref] = labels
-    local = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
     # a registry cache the build exports goes out with a build only: with push, it builds
     commit = "" if affected else built.commit
-    found = [
-        ""
-        if rebuild or (built.push and _exports(s))
-        else _same_inputs(s, read.digest, ours, built.project, commit)
-        for s, read in zip(built.services, reads, strict=True)
-    ]
+
+    def serving() -> list[str]:
+        return [
+            ""
+            if rebuild or (built.push and _exports(s))
+            else _same_inputs(s, read.digest, ours, built.project, commit)
+            for s, read in zip(built.services, reads, strict=True)
+        ]
+
+    found = serving()
+    if affected and not fresh and not all(found):  # any image of ours may serve: list them all
+        ours = docker.labelled({LABEL_TOOL: TOOL, LABEL_PROJECT: built.project})
+        found = serving()
+    local = {row[1] for held in ours.values() for row in steps.decode(held.get(LABEL_STEPS, ""))}
     # no image here serves: the registry may hold one (a fresh runner), read, never pulled
     ask = [
         not (fresh or rebuild or ref or not read.digest or not has_registry(s.image))
