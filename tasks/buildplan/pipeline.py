@@ -671,7 +671,7 @@ def execute(
             if s.name in names
             for ref in (s.build_ref, *(t.ref for t in s.stages if not t.current))
         ]
-        orphans = prepared.docker.may_orphan(moved)
+        orphans = prepared.docker.may_orphan(moved, built.project)
         if pairs or orphans:  # nothing to move and no image left untagged: nothing to do
             dangling = prepared.docker.tag_all(pairs, built.project if orphans else "")
         promoted = [ref for _, ref in pairs]

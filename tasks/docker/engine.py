@@ -26,7 +26,7 @@ from compose_tasks.docker.builder import (
     buildx_version,
     parse_version,
 )
-from compose_tasks.docker.refs import LABEL_INLINE, short_name, split_ref
+from compose_tasks.docker.refs import LABEL_INLINE, owned_by, short_name, split_ref
 from compose_tasks.docker.runner import Result, Runner, meaningful_line
 from compose_tasks.docker.sdk import Lookup, Sdk
 from compose_tasks.errors import EngineError, Failed, NotFound, UserError
@@ -137,14 +137,18 @@ class Engine:
                 self._tags[image] = set(tags or [])
         self._local.update({ref: found.get(ref) for ref in wanted})
 
-    def may_orphan(self, moved: Sequence[str]) -> bool:
-        """Whether moving the tags ``moved`` to other images may leave an image with no tag:
-        one whose every tag is among them (a rebuild of a commit, a stage image built again),
-        or a tag never looked up."""
+    def may_orphan(self, moved: Sequence[str], project: str) -> bool:
+        """Whether moving the tags ``moved`` to other images may leave an image of ``project``'s
+        (the only ones its prune removes) with no tag: one whose every tag is among them (a
+        rebuild of a commit, a stage image built again), or a tag never looked up. An image
+        another build made (raw compose's, under the same name) is left as it is."""
         wanted = {familiar(ref) for ref in moved}
         for ref in wanted:
             if ref not in self._local:
                 return True
+            labels = self._labels.get(ref)
+            if labels is not None and not owned_by(labels, project):
+                continue
             old = self._ids.get(ref)
             if old is not None and self._tags.get(old, {ref}) <= wanted:
                 return True

@@ -10,6 +10,7 @@ import pytest
 
 from compose_tasks.docker import engine
 from compose_tasks.docker.builder import Found, Where
+from compose_tasks.docker.refs import ownership
 from compose_tasks.docker.runner import Result
 from compose_tasks.docker.sdk import Sdk
 from compose_tasks.errors import Failed, UserError
@@ -212,19 +213,28 @@ def test_buildx_answers_are_reused_while_nothing_that_picks_the_builder_changed(
 def test_a_prune_is_needed_only_when_a_moved_tag_was_an_image_s_last() -> None:
     """Each build's image keeps its commit tag when ``:latest`` moves on: nothing is left
     untagged, and ``docker image prune`` is not run. A rebuild of a commit (its tag and
-    ``:latest`` both move) or a tag never looked up may leave one."""
-    with_id = "\t".join([line(["shop-api:abc", "shop-api:latest"]), json.dumps("sha256:1")])
-    stage = "\t".join([line(["shop-api:cache-deps"]), json.dumps("sha256:2")])
+    ``:latest`` both move) or a tag never looked up may leave one; an image another build made
+    (raw compose's, no label of ours) is not the prune's to remove."""
+    ours = ownership("shop", "api")
+    with_id = "\t".join(
+        [line(["shop-api:abc", "shop-api:latest"], [], ours), json.dumps("sha256:1")]
+    )
+    stage = "\t".join([line(["shop-api:cache-deps"], [], ours), json.dumps("sha256:2")])
+    theirs = "\t".join([line(["shop-web:latest"]), json.dumps("sha256:3")])
     wanted = ["shop-api:abc", "shop-api:latest", "shop-api:cache-deps", "shop-api:def"]
     runner = FakeCli(
-        answers={"docker image inspect": inspected(with_id, stage, missing=["shop-api:def"])}
+        answers={
+            "docker image inspect": inspected(with_id, stage, theirs, missing=["shop-api:def"])
+        }
     )
     images = engine.Engine(runner)
-    images.prefetch(wanted)
-    assert not images.may_orphan(["shop-api:def", "shop-api:latest"])  # :abc stays
-    assert images.may_orphan(["shop-api:abc", "shop-api:latest"])  # the commit built again
-    assert images.may_orphan(["shop-api:cache-deps"])  # a stage image built again
-    assert images.may_orphan(["shop-api:never-looked-up"])
+    images.prefetch([*wanted, "shop-web:latest"])
+    assert not images.may_orphan(["shop-api:def", "shop-api:latest"], "shop")  # :abc stays
+    assert images.may_orphan(["shop-api:abc", "shop-api:latest"], "shop")  # the commit again
+    assert images.may_orphan(["shop-api:cache-deps"], "shop")  # a stage image built again
+    assert images.may_orphan(["shop-api:never-looked-up"], "shop")
+    assert not images.may_orphan(["shop-web:latest"], "shop")  # raw compose's image
+    assert not images.may_orphan(["shop-api:abc", "shop-api:latest"], "other")
 
 
 def test_on_the_engine_s_local_socket_lookups_lists_and_tags_are_a_request_each(
