@@ -47,7 +47,9 @@ def affected_time(base: Path, nonce: str, repeats: int) -> dict[str, float | int
         sh([*git, "commit", "--allow-empty", "-qm", f"run {run}"], root)
 
     raw, ours, raw_same, ours_same, built = [], [], [], [], []
-    compose = ["docker", "compose", "build"]
+    # raw compose under a project of its own: its images do not take the tool's tags (each
+    # side as a team would run it, alone), the builder cache is the same
+    compose = ["docker", "compose", "-p", f"{name}raw", "build"]
     affected = invoke_argv("build", "--affected", "--json")
     try:
         commit(False, 0)
@@ -65,6 +67,7 @@ def affected_time(base: Path, nonce: str, repeats: int) -> dict[str, float | int
             ours_same.append(timed(affected, root, env)[0])
     finally:
         remove_images([f"{name}-*"], root, name)
+        remove_images([f"{name}raw-*"], root, f"{name}raw")
     medians = [statistics.median(times) for times in (raw, ours, raw_same, ours_same)]
     return {
         "services": AFFECTED_SERVICES,
