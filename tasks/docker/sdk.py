@@ -267,7 +267,9 @@ class Sdk:
 
     def disk_usage(self) -> DiskUsage:
         """Layer and builder-cache sizes. On the containerd store the engine answers NotFound
-        when another build removes a snapshot while it sums them: asked again, a few times."""
+        when another build removes a snapshot while it sums them (or a 500, "rw layer snapshot
+        not found for container", when another project removes a container): asked again, a
+        few times."""
         usage = self._df()
         cache = tuple(
             (int(entry.get("Size") or 0), bool(entry.get("InUse")))
@@ -277,8 +279,12 @@ class Sdk:
 
     def _df(self) -> Mapping[str, Any]:
         for attempt in range(1, DF_ATTEMPTS):
-            with contextlib.suppress(NotFound), mapped("engine disk usage"):
-                return dict(self.client.df())
+            try:
+                with mapped("engine disk usage"):
+                    return dict(self.client.df())
+            except EngineError as exc:  # a 404, or a 500 naming what went missing under it
+                if not isinstance(exc, NotFound) and "not found" not in str(exc).lower():
+                    raise
             time.sleep(0.2 * attempt)
         with mapped("engine disk usage"):
             return dict(self.client.df())

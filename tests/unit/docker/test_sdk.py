@@ -204,14 +204,15 @@ def test_swarm_services_tasks_and_nodes_as_records() -> None:
 class RacingDf(FakeDocker):
     """``system df`` on the containerd store while another build removes a snapshot."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
         super().__init__()
         self.failures = failures
+        self.error = error or api_error("snapshot x-view does not exist: not found", 404)
 
     def df(self) -> dict[str, Any]:
         if self.failures:
             self.failures -= 1
-            raise api_error("snapshot x-view does not exist: not found", 404)
+            raise self.error
         return super().df()
 
 
@@ -219,6 +220,12 @@ def test_disk_usage_asks_again_when_a_concurrent_build_removed_a_snapshot() -> N
     assert Sdk(RacingDf(failures=2)).disk_usage().cache == ((4096, False),)
     with pytest.raises(NotFound, match="engine disk usage"):
         Sdk(RacingDf(failures=DF_ATTEMPTS)).disk_usage()
+    said = "failed to retrieve container list: rw layer snapshot not found for container 3"
+    gone = api_error(said, 500, said)  # another project's container removed while it sums
+    assert Sdk(RacingDf(failures=2, error=gone)).disk_usage().cache == ((4096, False),)
+    broken = api_error("i/o error", 500, "failed to retrieve container list: i/o error")
+    with pytest.raises(EngineError, match="i/o error"):
+        Sdk(RacingDf(failures=1, error=broken)).disk_usage()
 
 
 def test_engine_times_are_read_to_the_microsecond_and_zero_is_none() -> None:
