@@ -36,7 +36,7 @@ class Kind(StrEnum):
     VOLUME = "volume"
 
 
-DF_ATTEMPTS = 5  # system df racing another build (see Sdk.disk_usage)
+DF_ATTEMPTS = 10  # system df racing another build (see Sdk.disk_usage): ~7 s in all
 
 
 class Lookup(StrEnum):
@@ -285,7 +285,7 @@ class Sdk:
             except EngineError as exc:  # a 404, or a 500 naming what went missing under it
                 if not isinstance(exc, NotFound) and "not found" not in str(exc).lower():
                     raise
-            time.sleep(0.2 * attempt)
+            time.sleep(min(0.25 * attempt, 1.0))  # a neighbour's builds churn on for seconds
         with mapped("engine disk usage"):
             return dict(self.client.df())
 

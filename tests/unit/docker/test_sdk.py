@@ -216,10 +216,15 @@ class RacingDf(FakeDocker):
         return super().df()
 
 
-def test_disk_usage_asks_again_when_a_concurrent_build_removed_a_snapshot() -> None:
+def test_disk_usage_asks_again_when_a_concurrent_build_removed_a_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waited: list[float] = []
+    monkeypatch.setattr("compose_tasks.docker.sdk.time.sleep", waited.append)
     assert Sdk(RacingDf(failures=2)).disk_usage().cache == ((4096, False),)
     with pytest.raises(NotFound, match="engine disk usage"):
         Sdk(RacingDf(failures=DF_ATTEMPTS)).disk_usage()
+    assert sum(waited[-(DF_ATTEMPTS - 1) :]) >= 6  # seconds: a neighbour's churn outlasts less
     said = "failed to retrieve container list: rw layer snapshot not found for container 3"
     gone = api_error(said, 500, said)  # another project's container removed while it sums
     assert Sdk(RacingDf(failures=2, error=gone)).disk_usage().cache == ((4096, False),)
