@@ -33,6 +33,21 @@ def test_a_code_only_miss_names_the_floor_and_compose_s_own_extra_time() -> None
     assert "(the inline cache it exports)" in why_missed(single, old, 1.9, 1.1)
 
 
+def test_a_cold_miss_splits_compose_s_own_time_from_the_tool_s() -> None:
+    cold = next(t for t in TARGETS if t.key == "multi_cold_invoke_over_seed")
+    data = {
+        **RESULTS,
+        "medians": {"multi": {"seed": {"cold": 4.0}, "invoke": {"cold": 5.2}}},
+        "composed": {"multi:cold": 4.6},
+    }
+    line = why_missed(cold, data, 1.3, 1.2)
+    assert line.startswith("missed by 0.10: 1.20 s above raw compose")
+    assert "compose build itself 0.60 s longer under the tool (the cache folder it exports" in line
+    assert "and 0.60 s outside it (Python and `import invoke` 0.11 s" in line
+    older = {**data, "composed": {}}  # an older bench's results
+    assert why_missed(cold, older, 1.3, 1.2) == "missed by 0.1: no reason known"
+
+
 def test_start_up_splits_the_collection_s_import_from_invoke_s_program() -> None:
     startup = next(t for t in TARGETS if t.key == "startup_over_import_seconds")
     line = why_missed(startup, RESULTS, 0.07, 0.05)
