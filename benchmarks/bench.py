@@ -63,6 +63,7 @@ from benchmarks.harness import (
 from benchmarks.planning import plan_time
 from benchmarks.replay import prediction_replay, replay_lines
 from benchmarks.tables import (
+    big_context_side_by_side,
     composed,
     fresh_side_by_side,
     markdown,
@@ -91,7 +92,12 @@ def compare_engines(names: Sequence[str], args: argparse.Namespace) -> None:
             sys.exit(f"bench: the run on engine {name} failed ({done.returncode})")
         newest = max(out.glob("bench-*.json"))
         results[name] = json.loads(newest.read_text())
-    text = fresh_side_by_side(results) if args.only else side_by_side(results, args.repeats)
+    if args.only == "big-context":
+        text = big_context_side_by_side(results)
+    elif args.only == "fresh-runner":
+        text = fresh_side_by_side(results)
+    else:
+        text = side_by_side(results, args.repeats)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     (args.out / f"engines-{stamp}.md").write_text(text)
     (args.out / f"engines-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import fresh_runner
+from benchmarks import big_context, fresh_runner
 from benchmarks.builds import CONFIGS, DEPENDENCY_SECONDS, FIXTURES, SCENARIOS, SERVICES
 from benchmarks.harness import Cell, Sample, ratio
 from benchmarks.replay import missed
@@ -390,6 +390,16 @@ def fresh_side_by_side(results: dict[str, Any]) -> str:
         replay = data["prediction_fresh_runner"]
         lines.append(f"- {name}: {replay['exact']} of {replay['service_builds']} exact")
         lines += [f"  {line}" for line in missed(replay)]
+    return "\n".join(lines) + "\n"
+
+
+def big_context_side_by_side(results: dict[str, Any]) -> str:
+    """The monorepo scenario per engine, each engine's table under its name."""
+    lines = [f"# Monorepo context on {len(results)} engines ({time.strftime('%Y-%m-%d')})"]
+    for name, data in results.items():
+        meta = data["meta"]
+        lines += ["", f"## {name} ({meta.get('engine', '?')}, {meta.get('store', '?')})", ""]
+        lines += big_context.table(data["big_context"])
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.tables import TARGETS, targets, why_missed
+from benchmarks.tables import TARGETS, big_context_side_by_side, targets, why_missed
 
 RESULTS: dict[str, Any] = {
     "meta": {"engine": "Docker Engine 28.5.2", "store": "containerd image store"},
@@ -61,3 +61,21 @@ def test_the_table_marks_each_engine_s_value() -> None:
     lines = targets({"containerd": data})
     row = next(line for line in lines if line.startswith("| start-up"))
     assert "0.03 ✓" in row
+
+
+def test_the_monorepo_scenario_side_by_side_has_each_engine_s_table() -> None:
+    found = {
+        "services": 30, "files": 10000, "ignored_mb": 200, "built_per_commit": 1,
+        "cold_compose_seconds": 8.0, "cold_invoke_seconds": 6.0,
+        "no_change_compose_seconds": 4.0, "no_change_invoke_seconds": 0.5,
+        "no_change_over_compose": 0.12, "one_changed_compose_seconds": 4.4,
+        "one_changed_invoke_seconds": 5.5, "one_changed_over_compose": 1.25,
+    }  # fmt: skip
+    results = {
+        "host": {"meta": {"engine": "Engine 20.10.24", "store": "overlay2"}, "big_context": found},
+        "classic": {"meta": {"engine": "Engine 28.5.2"}, "big_context": found},
+    }
+    text = big_context_side_by_side(results)
+    assert "## host (Engine 20.10.24, overlay2)" in text
+    assert "## classic (Engine 28.5.2, ?)" in text
+    assert text.count("| one file of one service changed | 4.40 s | 5.50 s | 1.25 |") == 2
