@@ -313,14 +313,14 @@ def why_missed(target: Target, data: dict[str, Any], value: float, goal: float) 
             "crashes dockerd when builds sharing steps export inline cache at once "
             "(moby/moby#40752); Engine 24+ builds them together"
         )
-    inside = data.get("composed", {}).get("multi:cold")
-    if target.key == "multi_cold_invoke_over_seed" and inside is not None:
+    cold = data.get("composed", {}).get("multi:cold")
+    if target.key == "multi_cold_invoke_over_seed" and cold is not None:
         raw = float(data["medians"]["multi"]["seed"]["cold"])
         wall = float(data["medians"]["multi"]["invoke"]["cold"])
         return (
             f"missed by {value - goal:.2f}: {wall - raw:.2f} s above raw compose, of it compose "
-            f"build itself {float(inside) - raw:.2f} s longer under the tool ({_kept(data, True)}) "
-            f"and {wall - float(inside):.2f} s outside it (Python and `import invoke` "
+            f"build itself {float(cold) - raw:.2f} s longer under the tool ({_kept(data, True)}) "
+            f"and {wall - float(cold):.2f} s outside it (Python and `import invoke` "
             f"{startup:.2f} s; a cold build plans from nothing: compose config, buildx's answers)"
         )
     plan = data.get("plan", {})
