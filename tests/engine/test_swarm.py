@@ -67,7 +67,11 @@ def swarm_stack(stack: Stack) -> Iterator[Stack]:
     configs = sh("docker", "config", "ls", "-q", "--filter", label, check=False).stdout.split()
     if configs:
         sh("docker", "config", "rm", *configs, check=False)
-    sh("docker", "volume", "rm", f"{stack.name}_data", check=False)
+    for _ in range(30):  # the stack's task containers let go of its volume a little later
+        removed = sh("docker", "volume", "rm", f"{stack.name}_data", check=False)
+        if removed.returncode == 0 or "no such volume" in removed.stderr.lower():
+            break
+        time.sleep(1)
     if state != "active":
         sh("docker", "swarm", "leave", "--force", check=False)
 
